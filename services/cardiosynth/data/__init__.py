@@ -1,0 +1,1 @@
+"""Data layer: ACDC-layout I/O, the phantom generator, preprocessing and cardiac biomarkers."""

@@ -1,0 +1,240 @@
+"""Cardiac biomarkers from ED and ES label volumes (ACDC convention).
+
+Volumes are voxel counts times the voxel volume (in-plane spacing times slice spacing), as the
+ACDC challenge measures them. Wall thickness is measured per short-axis slice with a Euclidean
+distance transform: for each pixel on the outer border of the LV myocardium (epicardium, or the
+septum's RV side) the distance to the nearest LV cavity pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from cardiosynth.data.acdc import Subject, body_surface_area
+from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY, as_label_map
+
+MYOCARDIAL_DENSITY_G_PER_ML = 1.05
+N_SECTORS = 6  # 60° sectors, sector 0 centred on the septum (toward the RV)
+HYPOKINETIC_RATIO = 0.5  # a sector contracting less than half as much as the best one
+_MID_FRACTION = 0.2  # basal and apical share of LV slices left out of the regional analysis
+_STRUCTURE = ndimage.generate_binary_structure(2, 1)
+
+LabelVolume = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Biomarkers:
+    """Clinical figures of one subject. Volumes in ml, mass in g, thickness in mm, EF in %.
+
+    Indexed values (per m² of body surface area) are ``None`` without height and weight.
+    ``sector_fac`` is the fractional area change of the LV cavity per 60° sector over the
+    mid-ventricular slices (sector 0 septal, counter-clockwise in the image frame).
+    """
+
+    lv_edv: float
+    lv_esv: float
+    lv_sv: float
+    lv_ef: float
+    rv_edv: float
+    rv_esv: float
+    rv_sv: float
+    rv_ef: float
+    myo_mass: float
+    max_wall_thickness: float
+    thick_segments: int  # slice sectors whose diastolic thickness exceeds 15 mm
+    sector_fac: tuple[float, ...]
+    hypokinetic_sectors: int
+    bsa: float | None = None
+    lv_edv_index: float | None = None
+    lv_esv_index: float | None = None
+    rv_edv_index: float | None = None
+    rv_esv_index: float | None = None
+    mass_index: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["sector_fac"] = list(self.sector_fac)
+        return out
+
+
+def volume_ml(labels: LabelVolume, spacing: tuple[float, float, float], value: int) -> float:
+    """Volume of label ``value`` in ml."""
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    return float(np.count_nonzero(labels == value)) * voxel_ml
+
+
+def ejection_fraction(edv: float, esv: float) -> float:
+    """EF in % (nan when the EDV is zero)."""
+    return 100.0 * (edv - esv) / edv if edv > 0 else math.nan
+
+
+def _reference_angle(
+    label_slice: LabelVolume, centre: tuple[float, float], fallback: float | None
+) -> float | None:
+    """Direction (rad, array axes) from the LV centre to the RV centroid of the slice."""
+    rv = np.argwhere(label_slice == RV_CAVITY)
+    if rv.size == 0:
+        return fallback
+    cy = rv.mean(axis=0)
+    return math.atan2(cy[1] - centre[1], cy[0] - centre[0])
+
+
+def _sectors(
+    points: npt.NDArray[np.intp], centre: tuple[float, float], reference: float
+) -> npt.NDArray[np.intp]:
+    angle = np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0]) - reference
+    width = 2.0 * math.pi / N_SECTORS
+    out: npt.NDArray[np.intp] = (
+        np.floor(np.mod(angle + width / 2.0, 2.0 * math.pi) / width).astype(np.intp)
+    ) % N_SECTORS
+    return out
+
+
+def _global_rv_angle(labels: LabelVolume) -> float | None:
+    lv = np.argwhere(np.isin(labels, (LV_CAVITY, LV_MYOCARDIUM)))[:, :2]
+    rv = np.argwhere(labels == RV_CAVITY)[:, :2]
+    if lv.size == 0 or rv.size == 0:
+        return None
+    d = rv.mean(axis=0) - lv.mean(axis=0)
+    return math.atan2(d[1], d[0])
+
+
+def wall_thickness_by_sector(
+    label_slice: LabelVolume, spacing: tuple[float, float], rv_angle: float | None = None
+) -> npt.NDArray[np.float64]:
+    """Maximal myocardial thickness (mm) in each of the :data:`N_SECTORS` sectors of one slice.
+
+    Sectors without a measurement (no cavity in the slice, or no myocardium there) are NaN.
+    """
+    out = np.full(N_SECTORS, np.nan)
+    cavity = label_slice == LV_CAVITY
+    myo = label_slice == LV_MYOCARDIUM
+    if not cavity.any() or not myo.any():
+        return out
+    distance = ndimage.distance_transform_edt(~cavity, sampling=spacing)
+    outside = ~(myo | cavity)
+    border = myo & ndimage.binary_dilation(outside, structure=_STRUCTURE)
+    points = np.argwhere(border)
+    if points.size == 0:
+        return out
+    centre_arr = np.argwhere(cavity).mean(axis=0)
+    centre = (float(centre_arr[0]), float(centre_arr[1]))
+    reference = _reference_angle(label_slice, centre, rv_angle) or 0.0
+    sector = _sectors(points, centre, reference)
+    values = distance[border]
+    for s in range(N_SECTORS):
+        sel = values[sector == s]
+        if sel.size:
+            out[s] = float(sel.max())
+    return out
+
+
+def regional_contraction(
+    ed: LabelVolume, es: LabelVolume, spacing: tuple[float, float, float]
+) -> npt.NDArray[np.float64]:
+    """Fractional LV cavity area change ED -> ES per sector, pooled over the mid-ventricular slices.
+
+    Each slice is split into sectors about its ED cavity centroid (a fixed reference, as in
+    echocardiographic wall-motion analysis), sector 0 toward the RV.
+    """
+    lv_slices = np.flatnonzero((ed == LV_CAVITY).any(axis=(0, 1)))
+    if lv_slices.size == 0:
+        return np.full(N_SECTORS, np.nan)
+    drop = math.floor(_MID_FRACTION * lv_slices.size)
+    used = lv_slices[drop : lv_slices.size - drop] if lv_slices.size - 2 * drop >= 1 else lv_slices
+    fallback = _global_rv_angle(ed)
+    area_ed = np.zeros(N_SECTORS)
+    area_es = np.zeros(N_SECTORS)
+    for k in used:
+        ed_pts = np.argwhere(ed[:, :, k] == LV_CAVITY)
+        centre_arr = ed_pts.mean(axis=0)
+        centre = (float(centre_arr[0]), float(centre_arr[1]))
+        reference = _reference_angle(ed[:, :, k], centre, fallback) or 0.0
+        area_ed += np.bincount(_sectors(ed_pts, centre, reference), minlength=N_SECTORS)
+        es_pts = np.argwhere(es[:, :, k] == LV_CAVITY)
+        if es_pts.size:
+            area_es += np.bincount(_sectors(es_pts, centre, reference), minlength=N_SECTORS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fac: npt.NDArray[np.float64] = np.where(area_ed > 0, 1.0 - area_es / area_ed, np.nan)
+    return fac
+
+
+def compute_biomarkers(
+    ed: npt.NDArray[np.generic],
+    es: npt.NDArray[np.generic],
+    spacing: tuple[float, float, float],
+    *,
+    height: float | None = None,
+    weight: float | None = None,
+    thick_threshold_mm: float = 15.0,
+) -> Biomarkers:
+    """Biomarkers from ED and ES label volumes ``(X, Y, Z)`` with voxel ``spacing`` in mm.
+
+    Raises:
+        ValueError: shapes differ, labels outside {0, 1, 2, 3}, or a non-positive spacing.
+    """
+    if ed.shape != es.shape or ed.ndim != 3:
+        raise ValueError(f"ED and ES label volumes must be 3D of one shape, got {ed.shape} and {es.shape}")
+    if len(spacing) != 3 or not all(s > 0 for s in spacing):
+        raise ValueError(f"spacing must be three positive numbers, got {spacing}")
+    ed_l = as_label_map(ed, what="ED labels")
+    es_l = as_label_map(es, what="ES labels")
+    lv_edv, lv_esv = volume_ml(ed_l, spacing, LV_CAVITY), volume_ml(es_l, spacing, LV_CAVITY)
+    rv_edv, rv_esv = volume_ml(ed_l, spacing, RV_CAVITY), volume_ml(es_l, spacing, RV_CAVITY)
+    mass = volume_ml(ed_l, spacing, LV_MYOCARDIUM) * MYOCARDIAL_DENSITY_G_PER_ML
+
+    rv_angle = _global_rv_angle(ed_l)
+    per_slice = [wall_thickness_by_sector(ed_l[:, :, k], spacing[:2], rv_angle) for k in range(ed_l.shape[2])]
+    thickness = np.array(per_slice)
+    finite = thickness[np.isfinite(thickness)]
+    max_wt = float(finite.max()) if finite.size else math.nan
+    thick_segments = int(np.count_nonzero(finite > thick_threshold_mm))
+
+    fac = regional_contraction(ed_l, es_l, spacing)
+    valid = fac[np.isfinite(fac)]
+    best = float(valid.max()) if valid.size else math.nan
+    hypokinetic = int(np.count_nonzero(valid < HYPOKINETIC_RATIO * best)) if valid.size and best > 0 else 0
+
+    bsa = body_surface_area(height, weight) if height is not None and weight is not None else None
+
+    def index(value: float) -> float | None:
+        return value / bsa if bsa else None
+
+    return Biomarkers(
+        lv_edv=lv_edv,
+        lv_esv=lv_esv,
+        lv_sv=lv_edv - lv_esv,
+        lv_ef=ejection_fraction(lv_edv, lv_esv),
+        rv_edv=rv_edv,
+        rv_esv=rv_esv,
+        rv_sv=rv_edv - rv_esv,
+        rv_ef=ejection_fraction(rv_edv, rv_esv),
+        myo_mass=mass,
+        max_wall_thickness=max_wt,
+        thick_segments=thick_segments,
+        sector_fac=tuple(float(v) for v in fac),
+        hypokinetic_sectors=hypokinetic,
+        bsa=bsa,
+        lv_edv_index=index(lv_edv),
+        lv_esv_index=index(lv_esv),
+        rv_edv_index=index(rv_edv),
+        rv_esv_index=index(rv_esv),
+        mass_index=index(mass),
+    )
+
+
+def subject_biomarkers(subject: Subject) -> Biomarkers:
+    """:func:`compute_biomarkers` for a subject read by :mod:`cardiosynth.data.acdc`."""
+    return compute_biomarkers(
+        subject.ed_label,
+        subject.es_label,
+        subject.spacing,
+        height=subject.info.height,
+        weight=subject.info.weight,
+    )

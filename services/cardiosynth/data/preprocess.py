@@ -1,0 +1,311 @@
+"""Preprocessing of the paper, with its exact inverse.
+
+1. resample in-plane to 1.5 x 1.5 mm (slices untouched);
+2. crop 128 x 128 centred on the heart, found from the labels of both phases (pad where needed);
+3. percentile (1, 99) intensity normalisation of each image volume to [-1, 1];
+4. order slices base to apex (detected from the labels, or stated).
+
+Resampling and cropping are one affine map per axis, so :class:`Geometry` holds everything needed
+to put model outputs back on the native grid and into physical space. Labels are resampled by
+nearest neighbour; when the native pixel is at least 1.5 mm, labels mapped forward and back are
+identical (every native pixel centre is within half a pixel of its nearest resampled pixel, and
+vice versa); finer native grids lose detail that a 1.5 mm grid cannot hold.
+
+Processed arrays are slice stacks ``(Z, S, S)`` with ``[k, a, b]`` the resampled ``(X, Y)`` pixel
+``(a + start_x, b + start_y)`` of slice ``k`` (base first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from cardiosynth.data.acdc import Subject
+from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, NUM_CLASSES, RV_CAVITY, as_label_map
+
+TARGET_SPACING_MM = 1.5
+CROP_SIZE = 128
+PERCENTILES = (1.0, 99.0)
+
+SliceOrder = Literal["auto", "base_first", "apex_first"]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Mapping between a native ``(X, Y, Z)`` grid and the processed ``(Z, S, S)`` stack."""
+
+    native_shape: tuple[int, int, int]
+    native_affine: tuple[tuple[float, ...], ...]  # 4 x 4, rows
+    native_spacing: tuple[float, float]  # in-plane X, Y (mm)
+    target_spacing: float
+    crop_size: int
+    crop_start: tuple[int, int]  # in the resampled grid; negative or overhanging means padding
+    reversed_slices: bool  # native slice 0 is the apex
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Native pixels per resampled pixel along X and Y."""
+        return self.target_spacing / self.native_spacing[0], self.target_spacing / self.native_spacing[1]
+
+    def processed_affine(self) -> npt.NDArray[np.float64]:
+        """Voxel-to-world affine of the processed stack written as an ``(S, S, Z)`` NIfTI volume."""
+        sx, sy = self.scale
+        m = np.eye(4)
+        # processed (a, b, k) -> native continuous index
+        m[0, 0], m[0, 3] = sx, (self.crop_start[0] + 0.5) * sx - 0.5
+        m[1, 1], m[1, 3] = sy, (self.crop_start[1] + 0.5) * sy - 0.5
+        if self.reversed_slices:
+            m[2, 2], m[2, 3] = -1.0, self.native_shape[2] - 1.0
+        out: npt.NDArray[np.float64] = np.asarray(self.native_affine) @ m
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Geometry:
+        return cls(
+            native_shape=tuple(data["native_shape"]),
+            native_affine=tuple(tuple(float(v) for v in row) for row in data["native_affine"]),
+            native_spacing=tuple(data["native_spacing"]),
+            target_spacing=float(data["target_spacing"]),
+            crop_size=int(data["crop_size"]),
+            crop_start=tuple(data["crop_start"]),
+            reversed_slices=bool(data["reversed_slices"]),
+        )
+
+
+def apex_first(labels: npt.NDArray[np.generic]) -> bool:
+    """Whether slice 0 of ``labels`` ``(X, Y, Z)`` is the apex: the heart's area centroid lies
+    toward the base (large basal sections, small apical ones)."""
+    area = np.isin(labels, (RV_CAVITY, LV_MYOCARDIUM, LV_CAVITY)).sum(axis=(0, 1)).astype(np.float64)
+    present = np.flatnonzero(area)
+    if present.size < 2:
+        return False
+    k = np.arange(labels.shape[2], dtype=np.float64)
+    centroid = float((area * k).sum() / area.sum())
+    middle = 0.5 * (present[0] + present[-1])
+    return bool(centroid > middle)
+
+
+def plan_geometry(
+    labels: Sequence[npt.NDArray[np.generic]],
+    affine: npt.NDArray[np.float64],
+    *,
+    slice_order: SliceOrder = "auto",
+    target_spacing: float = TARGET_SPACING_MM,
+    crop_size: int = CROP_SIZE,
+) -> Geometry:
+    """Geometry for label volumes ``(X, Y, Z)`` of one subject (all phases, same grid).
+
+    Raises:
+        ValueError: no labels, differing shapes, no heart in any of them, or a bad parameter.
+    """
+    if not labels:
+        raise ValueError("plan_geometry needs at least one label volume")
+    shape = labels[0].shape
+    if len(shape) != 3 or any(lab.shape != shape for lab in labels):
+        raise ValueError(f"label volumes must be 3D of one shape, got {[lab.shape for lab in labels]}")
+    if target_spacing <= 0 or crop_size < 8:
+        raise ValueError(f"bad target spacing {target_spacing} or crop size {crop_size}")
+    if slice_order not in ("auto", "base_first", "apex_first"):
+        raise ValueError(f"slice_order must be auto, base_first or apex_first, got {slice_order!r}")
+    foreground = np.zeros(shape[:2], dtype=np.float64)
+    for lab in labels:
+        foreground += (np.asarray(lab) > 0).sum(axis=2)
+    if not foreground.any():
+        raise ValueError("the labels hold no heart (all background): cannot centre the crop")
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    sx, sy = float(spacing[0]), float(spacing[1])
+    centre_native = ndimage.center_of_mass(foreground)
+    # native index i sits at resampled index (i + 0.5) * s / t - 0.5
+    cx = (centre_native[0] + 0.5) * sx / target_spacing - 0.5
+    cy = (centre_native[1] + 0.5) * sy / target_spacing - 0.5
+    start = (round(cx) - crop_size // 2, round(cy) - crop_size // 2)
+    reversed_slices = apex_first(labels[0]) if slice_order == "auto" else slice_order == "apex_first"
+    return Geometry(
+        native_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
+        native_affine=tuple(tuple(float(v) for v in row) for row in np.asarray(affine)),
+        native_spacing=(sx, sy),
+        target_spacing=float(target_spacing),
+        crop_size=int(crop_size),
+        crop_start=(int(start[0]), int(start[1])),
+        reversed_slices=bool(reversed_slices),
+    )
+
+
+def _forward(
+    volume: npt.NDArray[np.floating[Any]], geometry: Geometry, order: int, fill: float
+) -> npt.NDArray[np.float64]:
+    """Resample + crop ``(X, Y, Z)`` to ``(S, S, Z)`` in one interpolation."""
+    if volume.shape != geometry.native_shape:
+        raise ValueError(f"volume shape {volume.shape} differs from the geometry's {geometry.native_shape}")
+    sx, sy = geometry.scale
+    offset = ((geometry.crop_start[0] + 0.5) * sx - 0.5, (geometry.crop_start[1] + 0.5) * sy - 0.5, 0.0)
+    size = geometry.crop_size
+    out: npt.NDArray[np.float64] = ndimage.affine_transform(
+        volume.astype(np.float64),
+        matrix=(sx, sy, 1.0),
+        offset=offset,
+        output_shape=(size, size, volume.shape[2]),
+        order=order,
+        mode="constant",
+        cval=fill,
+    )
+    return out
+
+
+def _to_stack(volume: npt.NDArray[Any], geometry: Geometry) -> npt.NDArray[Any]:
+    stack = np.moveaxis(volume, 2, 0)
+    return stack[::-1] if geometry.reversed_slices else stack
+
+
+def _from_stack(stack: npt.NDArray[Any], geometry: Geometry) -> npt.NDArray[Any]:
+    if stack.ndim != 3 or stack.shape[1:] != (geometry.crop_size, geometry.crop_size):
+        raise ValueError(
+            f"expected a stack (Z, {geometry.crop_size}, {geometry.crop_size}), got shape {stack.shape}"
+        )
+    if geometry.reversed_slices:
+        stack = stack[::-1]
+    return np.moveaxis(stack, 0, 2)
+
+
+def normalise(image: npt.NDArray[np.floating[Any]]) -> tuple[npt.NDArray[np.float32], tuple[float, float]]:
+    """Map the (1, 99) percentiles of ``image`` to [-1, 1], clipping beyond; returns the window too."""
+    lo, hi = (float(v) for v in np.percentile(image, PERCENTILES))
+    if hi <= lo:
+        return np.zeros(image.shape, dtype=np.float32), (lo, hi)
+    out = np.clip(2.0 * (image - lo) / (hi - lo) - 1.0, -1.0, 1.0).astype(np.float32)
+    return out, (lo, hi)
+
+
+def apply_image(
+    image: npt.NDArray[np.generic], geometry: Geometry
+) -> tuple[npt.NDArray[np.float32], tuple[float, float]]:
+    """Resample (linear), crop, order and normalise an image ``(X, Y, Z)``.
+
+    Returns the ``(Z, S, S)`` stack and the intensity window (the native 1st and 99th percentiles).
+
+    The percentiles are taken over the native volume, so the window does not depend on the crop.
+    """
+    native = np.asarray(image, dtype=np.float64)
+    _, window = normalise(native)
+    lo, hi = window
+    resampled = _forward(native, geometry, order=1, fill=float(native.min()))
+    if hi > lo:
+        stack = np.clip(2.0 * (resampled - lo) / (hi - lo) - 1.0, -1.0, 1.0)
+    else:
+        stack = np.zeros_like(resampled)
+    return np.ascontiguousarray(_to_stack(stack, geometry), dtype=np.float32), window
+
+
+def apply_labels(labels: npt.NDArray[np.generic], geometry: Geometry) -> npt.NDArray[np.uint8]:
+    """Resample (nearest neighbour), crop and order labels ``(X, Y, Z)``; returns ``(Z, S, S)`` uint8."""
+    lab = as_label_map(np.asarray(labels), what="labels")
+    out = _forward(lab.astype(np.float64), geometry, order=0, fill=0.0)
+    return np.ascontiguousarray(_to_stack(np.rint(out), geometry), dtype=np.uint8)
+
+
+def restore_labels(stack: npt.NDArray[np.generic], geometry: Geometry) -> npt.NDArray[np.uint8]:
+    """Inverse of :func:`apply_labels`: ``(Z, S, S)`` labels back to the native ``(X, Y, Z)`` grid.
+
+    Native pixels outside the crop are background.
+    """
+    lab = as_label_map(np.asarray(stack), what="processed labels")
+    volume = _from_stack(lab, geometry).astype(np.float64)
+    sx, sy = geometry.scale
+    # native index i -> processed index (i + 0.5) / scale - 0.5 - start
+    offset = (0.5 / sx - 0.5 - geometry.crop_start[0], 0.5 / sy - 0.5 - geometry.crop_start[1], 0.0)
+    out = ndimage.affine_transform(
+        volume,
+        matrix=(1.0 / sx, 1.0 / sy, 1.0),
+        offset=offset,
+        output_shape=geometry.native_shape,
+        order=0,
+        mode="constant",
+        cval=0.0,
+    )
+    restored: npt.NDArray[np.uint8] = np.rint(out).astype(np.uint8)
+    return restored
+
+
+def restore_image(
+    stack: npt.NDArray[np.floating[Any]], geometry: Geometry, window: tuple[float, float] | None = None
+) -> npt.NDArray[np.float32]:
+    """Inverse of :func:`apply_image` (linear): ``(Z, S, S)`` in [-1, 1] back to ``(X, Y, Z)``.
+
+    With ``window`` the intensities are mapped back to the native scale; outside the crop the value
+    is the window's low end (or -1).
+    """
+    volume = _from_stack(np.asarray(stack, dtype=np.float64), geometry)
+    sx, sy = geometry.scale
+    offset = (0.5 / sx - 0.5 - geometry.crop_start[0], 0.5 / sy - 0.5 - geometry.crop_start[1], 0.0)
+    out = ndimage.affine_transform(
+        volume,
+        matrix=(1.0 / sx, 1.0 / sy, 1.0),
+        offset=offset,
+        output_shape=geometry.native_shape,
+        order=1,
+        mode="constant",
+        cval=-1.0,
+    )
+    if window is not None:
+        lo, hi = window
+        out = (out + 1.0) * 0.5 * (hi - lo) + lo
+    restored: npt.NDArray[np.float32] = out.astype(np.float32)
+    return restored
+
+
+def one_hot(stack: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+    """``(Z, S, S)`` labels to ``(Z, 4, S, S)`` one-hot float32 (model input)."""
+    lab = as_label_map(np.asarray(stack), what="labels")
+    out: npt.NDArray[np.float32] = np.eye(NUM_CLASSES, dtype=np.float32)[lab].transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out)
+
+
+@dataclass(frozen=True)
+class PreprocessedSubject:
+    """A subject on the model grid: ``(Z, S, S)`` stacks per phase, base slice first."""
+
+    subject_id: str
+    geometry: Geometry
+    ed_image: npt.NDArray[np.float32]
+    ed_label: npt.NDArray[np.uint8]
+    es_image: npt.NDArray[np.float32]
+    es_label: npt.NDArray[np.uint8]
+    ed_window: tuple[float, float]
+    es_window: tuple[float, float]
+
+
+def preprocess_subject(
+    subject: Subject,
+    *,
+    slice_order: SliceOrder = "auto",
+    target_spacing: float = TARGET_SPACING_MM,
+    crop_size: int = CROP_SIZE,
+) -> PreprocessedSubject:
+    """Preprocess both phases of ``subject`` on one geometry (the crop centred on both phases' hearts)."""
+    geometry = plan_geometry(
+        [subject.ed_label, subject.es_label],
+        subject.affine,
+        slice_order=slice_order,
+        target_spacing=target_spacing,
+        crop_size=crop_size,
+    )
+    ed_image, ed_window = apply_image(subject.ed_image, geometry)
+    es_image, es_window = apply_image(subject.es_image, geometry)
+    return PreprocessedSubject(
+        subject_id=subject.subject_id,
+        geometry=geometry,
+        ed_image=ed_image,
+        ed_label=apply_labels(subject.ed_label, geometry),
+        es_image=es_image,
+        es_label=apply_labels(subject.es_label, geometry),
+        ed_window=ed_window,
+        es_window=es_window,
+    )

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardiosynth.data.acdc import read_subject
+from cardiosynth.data.preprocess import (
+    CROP_SIZE,
+    Geometry,
+    apex_first,
+    apply_image,
+    apply_labels,
+    one_hot,
+    plan_geometry,
+    preprocess_subject,
+    restore_image,
+    restore_labels,
+)
+
+
+def cone_heart(shape: tuple[int, int, int], centre: tuple[float, float], base_radius: float) -> np.ndarray:
+    """A stack of shrinking rings, base (large) at slice 0, in pixels."""
+    x, y = np.meshgrid(np.arange(shape[0]) - centre[0], np.arange(shape[1]) - centre[1], indexing="ij")
+    r = np.hypot(x, y)
+    out = np.zeros(shape, np.uint8)
+    for k in range(shape[2]):
+        rk = base_radius * (1 - k / (shape[2] + 1))
+        out[r < rk * 1.5, k] = 1
+        out[r < rk * 1.2, k] = 2
+        out[r < rk, k] = 3
+    return out
+
+
+def affine_for(spacing: float, slice_spacing: float = 8.0) -> np.ndarray:
+    a = np.diag([spacing, spacing, slice_spacing, 1.0])
+    a[:3, 3] = [-100.0, 50.0, 10.0]
+    return a
+
+
+def dice(a: np.ndarray, b: np.ndarray, c: int) -> float:
+    return float(2 * np.sum((a == c) & (b == c)) / (np.sum(a == c) + np.sum(b == c)))
+
+
+@pytest.mark.parametrize("spacing", [1.5, 1.62, 1.9])
+def test_label_round_trip_is_exact_when_native_pixels_are_at_least_target(spacing: float) -> None:
+    labels = cone_heart((150, 140, 9), (70.3, 66.8), 14.0)
+    g = plan_geometry([labels], affine_for(spacing))
+    stack = apply_labels(labels, g)
+    assert stack.shape == (9, CROP_SIZE, CROP_SIZE)
+    np.testing.assert_array_equal(restore_labels(stack, g), labels)
+
+
+def test_finer_native_grid_round_trip_is_close() -> None:
+    labels = cone_heart((200, 200, 8), (100.0, 97.0), 20.0)
+    g = plan_geometry([labels], affine_for(1.3))
+    back = restore_labels(apply_labels(labels, g), g)
+    # thin apical rings lose most to the coarser grid
+    assert min(dice(back, labels, c) for c in (1, 2, 3)) > 0.9
+
+
+def test_crop_is_centred_on_the_heart_and_pads_at_the_edge() -> None:
+    labels = cone_heart((60, 60, 6), (12.0, 45.0), 8.0)  # heart near a corner of a small image
+    image = np.random.default_rng(0).normal(100, 10, labels.shape)
+    g = plan_geometry([labels], affine_for(1.5))
+    stack = apply_labels(labels, g)
+    com = np.argwhere(stack > 0)[:, 1:].mean(axis=0)
+    np.testing.assert_allclose(com, (CROP_SIZE / 2, CROP_SIZE / 2), atol=1.5)
+    img, _ = apply_image(image, g)
+    assert img.shape == stack.shape
+    assert np.all(img[:, 0, :] == img[0, 0, 0])  # padded rows hold one constant
+    np.testing.assert_array_equal(restore_labels(stack, g), labels)
+
+
+def test_image_is_normalised_to_minus_one_one_by_percentiles() -> None:
+    labels = cone_heart((150, 150, 6), (75.0, 75.0), 14.0)
+    image = np.random.default_rng(1).gamma(2.0, 100.0, labels.shape)
+    g = plan_geometry([labels], affine_for(1.5))
+    img, (lo, hi) = apply_image(image, g)
+    assert img.dtype == np.float32
+    assert img.min() == -1.0
+    assert img.max() == 1.0
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(image, (1, 99))))
+
+
+def test_image_inverse_recovers_the_native_intensities() -> None:
+    labels = cone_heart((140, 140, 5), (70.0, 70.0), 14.0)
+    x = np.linspace(0, 1, 140)
+    image = np.broadcast_to((200.0 + 300.0 * x[:, None] * x[None, :])[..., None], labels.shape).copy()
+    g = plan_geometry([labels], affine_for(1.5))
+    stack, window = apply_image(image, g)
+    back = restore_image(stack, g, window)
+    inside = restore_labels(apply_labels(np.ones_like(labels), g), g) == 1
+    unclipped = inside & (image >= window[0]) & (image <= window[1])  # percentiles clip the tails
+    assert unclipped.mean() > 0.5
+    np.testing.assert_allclose(back[unclipped], image[unclipped], rtol=1e-4)
+
+
+def test_apex_first_stacks_are_reordered_base_first_and_restored() -> None:
+    base_first = cone_heart((150, 150, 8), (75.0, 75.0), 15.0)
+    apex_first_labels = base_first[:, :, ::-1].copy()
+    assert not apex_first(base_first)
+    assert apex_first(apex_first_labels)
+    g = plan_geometry([apex_first_labels], affine_for(1.5))
+    assert g.reversed_slices
+    stack = apply_labels(apex_first_labels, g)
+    areas = (stack > 0).sum(axis=(1, 2))
+    assert areas[0] > areas[-1]  # base first after preprocessing
+    np.testing.assert_array_equal(restore_labels(stack, g), apex_first_labels)
+
+
+def test_slice_order_can_be_stated() -> None:
+    labels = cone_heart((150, 150, 8), (75.0, 75.0), 15.0)
+    assert plan_geometry([labels], affine_for(1.5), slice_order="apex_first").reversed_slices
+    with pytest.raises(ValueError, match="slice_order"):
+        plan_geometry([labels], affine_for(1.5), slice_order="sideways")  # type: ignore[arg-type]
+
+
+def test_processed_affine_points_at_the_same_world_position() -> None:
+    labels = cone_heart((150, 140, 9), (70.0, 66.0), 14.0)
+    rot = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([1.8, 1.8, 7.0])
+    affine[:3, 3] = [5.0, 6.0, 7.0]
+    g = plan_geometry([labels], affine, slice_order="apex_first")
+    a, b, k = 10, 20, 2
+    sx, sy = g.scale
+    native_index = np.array(
+        [
+            (a + g.crop_start[0] + 0.5) * sx - 0.5,
+            (b + g.crop_start[1] + 0.5) * sy - 0.5,
+            labels.shape[2] - 1 - k,
+            1,
+        ]
+    )
+    np.testing.assert_allclose(g.processed_affine() @ [a, b, k, 1], affine @ native_index)
+
+
+def test_geometry_serialises() -> None:
+    labels = cone_heart((150, 140, 9), (70.0, 66.0), 14.0)
+    g = plan_geometry([labels], affine_for(1.7))
+    assert Geometry.from_dict(g.to_dict()) == g
+
+
+def test_errors_are_value_errors() -> None:
+    labels = cone_heart((150, 140, 9), (70.0, 66.0), 14.0)
+    with pytest.raises(ValueError, match="no heart"):
+        plan_geometry([np.zeros_like(labels)], affine_for(1.5))
+    with pytest.raises(ValueError, match="one shape"):
+        plan_geometry([labels, labels[:, :, :3]], affine_for(1.5))
+    g = plan_geometry([labels], affine_for(1.5))
+    with pytest.raises(ValueError, match="differs from the geometry"):
+        apply_labels(labels[:, :, :3], g)
+    with pytest.raises(ValueError, match="expected a stack"):
+        restore_labels(np.zeros((9, 64, 64), np.uint8), g)
+
+
+def test_one_hot_layout() -> None:
+    stack = np.array([[[0, 1], [2, 3]]], dtype=np.uint8)
+    oh = one_hot(stack)
+    assert oh.shape == (1, 4, 2, 2)
+    np.testing.assert_array_equal(oh.argmax(axis=1), stack)
+
+
+def test_phantom_subject_preprocesses_and_inverts(phantom_root: Path) -> None:
+    for path in sorted((phantom_root / "training").iterdir()):
+        subject = read_subject(path)
+        p = preprocess_subject(subject)
+        assert p.ed_image.shape == p.ed_label.shape == (subject.ed_label.shape[2], CROP_SIZE, CROP_SIZE)
+        assert not p.geometry.reversed_slices  # the phantom writes base first
+        back = restore_labels(p.es_label, p.geometry)
+        if min(p.geometry.native_spacing) >= 1.5:
+            np.testing.assert_array_equal(back, subject.es_label)
+        else:
+            assert min(dice(back, subject.es_label, c) for c in (1, 2, 3)) > 0.95
