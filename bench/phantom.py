@@ -1,6 +1,6 @@
 """Phantom generator throughput: subjects per second for a full data set, printed as a table and JSON.
 
-    .venv/bin/python bench/phantom.py --subjects 100 --workers 2
+.venv/bin/python bench/phantom.py --subjects 100 --workers 2
 """
 
 from __future__ import annotations
