@@ -110,6 +110,85 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {number}")
+    return number
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+    }
+    common = {
+        "holdout": args.holdout,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "version": args.version,
+        "model_root": args.model_root,
+        "show_progress": not args.quiet,
+    }
+    if args.model == "vae":
+        from cardiosynth.models.train_vae import run_vae_training, vae_preset
+
+        path = run_vae_training(args.data, args.out, vae_preset(args.preset, **overrides), **common)
+    else:
+        from cardiosynth.models.train_spade import run_spade_training, spade_preset
+
+        path = run_spade_training(args.data, args.out, spade_preset(args.preset, **overrides), **common)
+    card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+    _echo(f"{args.model} model {args.version}: {path}")
+    for name, value in card.get("metrics", {}).items():
+        _echo(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
+    return 0
+
+
+def cmd_evaluate_models(args: argparse.Namespace) -> int:
+    from cardiosynth.evaluation.models import ModelRefs, evaluate_models, report_markdown, write_report
+    from cardiosynth.models.registry import update_card
+
+    refs = ModelRefs(args.vae_version, args.spade_version, args.model_root, args.vae_dir, args.spade_dir)
+    report = evaluate_models(
+        args.data, refs, segmenter_epochs=args.segmenter_epochs, seed=args.seed, show_progress=not args.quiet
+    )
+    json_path, md_path = write_report(report, args.out)
+    _echo(report_markdown(report))
+    _echo(f"report: {json_path} and {md_path}")
+    if args.update_cards:
+        vae, spade = refs.load()
+        figures = report["figures"]
+        update_card(vae.path, metrics={k: v for k, v in figures.items() if k.startswith("vae_")})
+        update_card(spade.path, metrics={k: v for k, v in figures.items() if not k.startswith("vae_")})
+        _echo(f"updated cards: {vae.path} {spade.path}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from cardiosynth.models.registry import list_models
+
+    rows = list_models(args.model_root)
+    if not rows:
+        _echo("no models")
+    for kind, version, path in rows:
+        card = (
+            json.loads((path / "card.json").read_text(encoding="utf-8"))
+            if (path / "card.json").is_file()
+            else {}
+        )
+        _echo(
+            f"{kind:6s} {version:16s} preset={card.get('preset', '?')} "
+            f"epochs={card.get('epochs', '?')} {path}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardiosynth",
@@ -141,6 +220,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", type=Path, help="ACDC root, its training/ folder, or a patientNNN folder")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write per-subject JSON")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train the label VAE or the SPADE translator")
+    p.add_argument("model", choices=["vae", "spade"])
+    p.add_argument("--data", type=Path, required=True, help="ACDC-layout data (phantom or real ACDC)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="run directory (checkpoint, history, samples, model/)"
+    )
+    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "paper"], help="default cpu-small")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (SPADE: the generator's)")
+    p.add_argument("--seed", type=_seed, default=None, help="run seed (default 0)")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of subjects held out per group")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
+    p.add_argument("--version", default="phantom-v1", help="model version name (default phantom-v1)")
+    p.add_argument("--model-root", type=Path, default=None, help="also install into this registry root")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluation reports")
+    ev = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    q = ev.add_parser("models", help="VAE reconstruction Dice, SPADE label fidelity and intensities")
+    q.add_argument("--data", type=Path, required=True, help="ACDC-layout data the models were trained on")
+    q.add_argument("--out", type=Path, required=True, help="report folder (models.json, models.md)")
+    q.add_argument("--vae-version", default="phantom-v1")
+    q.add_argument("--spade-version", default="phantom-v1")
+    q.add_argument("--model-root", type=Path, default=None, help="registry root (default: shipped models)")
+    q.add_argument("--vae-dir", type=Path, default=None, help="a VAE model directory instead of the registry")
+    q.add_argument(
+        "--spade-dir", type=Path, default=None, help="a SPADE model directory instead of the registry"
+    )
+    q.add_argument("--segmenter-epochs", type=_positive_int, default=4)
+    q.add_argument("--seed", type=_seed, default=0)
+    q.add_argument("--update-cards", action="store_true", help="write the figures into the model cards")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_evaluate_models)
+
+    p = sub.add_parser("models", help="the model registry")
+    mv = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    q = mv.add_parser("list", help="models by kind and version")
+    q.add_argument("--model-root", type=Path, default=None)
+    q.set_defaults(func=cmd_models_list)
 
     p = sub.add_parser("preview", help="montage PNG of an ACDC-layout folder")
     p.add_argument("data", type=Path)

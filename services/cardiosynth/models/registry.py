@@ -1,0 +1,229 @@
+"""Model files and the local registry.
+
+A model is a directory::
+
+    model.safetensors   weights (float16 or float32)
+    config.json         {"kind": ..., "config": constructor arguments, "dtype": ...}
+    card.json           the model card: name, version, preset, epochs, training data fingerprint,
+                        metrics, cardiosynth version, creation time
+    README.md           the same card for people
+
+The registry is a root directory holding ``<kind>/<version>/`` model directories. The default root
+is the package's own ``weights/`` folder (the shipped ``phantom-v1`` models); ``CARDIOSYNTH_MODELS``
+names another root, searched first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cardiosynth import __version__
+
+log = logging.getLogger(__name__)
+
+ModelKind = Literal["vae", "spade"]
+MODEL_KINDS: tuple[str, ...] = ("vae", "spade")
+DEFAULT_VERSION = "phantom-v1"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _builders() -> dict[str, Callable[[dict[str, Any]], nn.Module]]:
+    # Imported lazily: the SPADE builder pulls in MONAI, which a VAE-only process does not need.
+    from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
+    from cardiosynth.models.vae import LabelVAE, VAEConfig
+
+    return {
+        "vae": lambda cfg: LabelVAE(VAEConfig.from_dict(cfg)),
+        "spade": lambda cfg: SpadeTranslator(SpadeConfig.from_dict(cfg)),
+    }
+
+
+def check_kind(kind: str) -> str:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
+    return kind
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with its card."""
+
+    module: nn.Module
+    kind: str
+    version: str
+    card: dict[str, Any]
+    path: Path
+
+
+def _config_of(module: nn.Module) -> dict[str, Any]:
+    config = getattr(module, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise ValueError(f"{type(module).__name__} has no .config with to_dict(); cannot save it")
+    out: dict[str, Any] = config.to_dict()
+    return out
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    lines = [f"# {card.get('kind', 'model')} {card.get('version', '')}", ""]
+    for key in ("description", "preset", "epochs", "seed", "data", "data_fingerprint", "dtype", "parameters"):
+        if key in card:
+            lines.append(f"- **{key}**: {card[key]}")
+    metrics = card.get("metrics") or {}
+    if metrics:
+        lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+        for name, value in metrics.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            lines.append(f"| {name} | {shown} |")
+    lines += [
+        "",
+        f"cardiosynth {card.get('cardiosynth_version', '?')}, created {card.get('created', '?')}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_model(
+    module: nn.Module,
+    path: Path,
+    *,
+    kind: str,
+    version: str,
+    card: dict[str, Any] | None = None,
+    dtype: Literal["float16", "float32"] = "float16",
+) -> Path:
+    """Write ``module`` as a model directory at ``path`` (replaced atomically when it exists)."""
+    check_kind(kind)
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
+    path = Path(path)
+    target = torch.float16 if dtype == "float16" else torch.float32
+    state = {
+        k: (v.detach().to(target) if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in module.state_dict().items()
+    }
+    full_card = {
+        "kind": kind,
+        "version": version,
+        "dtype": dtype,
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "cardiosynth_version": __version__,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **(card or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_file(state, str(staging / WEIGHTS_FILE), metadata={"kind": kind, "version": version})
+        config = {"kind": kind, "version": version, "dtype": dtype, "config": _config_of(module)}
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (staging / "card.json").write_text(json.dumps(full_card, indent=2) + "\n", encoding="utf-8")
+        (staging / "README.md").write_text(_card_markdown(full_card), encoding="utf-8")
+        # mkdtemp makes a private folder; a model directory is meant to be shared and served.
+        staging.chmod(0o755)
+        for item in staging.iterdir():
+            item.chmod(0o644)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("saved %s model %s to %s", kind, version, path)
+    return path
+
+
+def update_card(path: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into a model directory's card (JSON and Markdown), each file replaced atomically."""
+    path = Path(path)
+    card_file = path / "card.json"
+    if not card_file.is_file():
+        raise FileNotFoundError(f"{path}: no card.json")
+    card: dict[str, Any] = json.loads(card_file.read_text(encoding="utf-8"))
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(card.get(key), dict):
+            card[key] = {**card[key], **value}
+        else:
+            card[key] = value
+    for name, text in (("card.json", json.dumps(card, indent=2) + "\n"), ("README.md", _card_markdown(card))):
+        tmp = path / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)
+        os.replace(tmp, path / name)
+    return card
+
+
+def load_model_dir(path: Path, *, kind: str | None = None) -> LoadedModel:
+    """Load a model directory; the module is float32 and in eval mode."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file() or not (path / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{path}: not a model directory (needs config.json and {WEIGHTS_FILE})")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    found = check_kind(str(config.get("kind")))
+    if kind is not None and found != kind:
+        raise ValueError(f"{path}: holds a {found} model, expected {kind}")
+    module = _builders()[found](config["config"])
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / WEIGHTS_FILE)).items()
+    }
+    module.load_state_dict(state, strict=True)
+    module.eval()
+    card_file = path / "card.json"
+    card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
+    return LoadedModel(module, found, str(config.get("version", path.name)), card, path)
+
+
+def registry_roots(root: Path | None = None) -> list[Path]:
+    """Roots searched in order: ``root`` if given, else ``$CARDIOSYNTH_MODELS`` then the package's."""
+    if root is not None:
+        return [Path(root)]
+    roots = []
+    env = os.environ.get("CARDIOSYNTH_MODELS")
+    if env:
+        roots.append(Path(env))
+    roots.append(PACKAGE_ROOT)
+    return roots
+
+
+def list_models(root: Path | None = None) -> list[tuple[str, str, Path]]:
+    """``(kind, version, path)`` of every model in the registry roots (first root wins)."""
+    seen: dict[tuple[str, str], Path] = {}
+    for base in registry_roots(root):
+        for kind in MODEL_KINDS:
+            folder = base / kind
+            if not folder.is_dir():
+                continue
+            for entry in sorted(folder.iterdir()):
+                if (entry / "config.json").is_file():
+                    seen.setdefault((kind, entry.name), entry)
+    return [(k, v, p) for (k, v), p in sorted(seen.items())]
+
+
+def find_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = None) -> Path:
+    """Directory of model ``kind`` at ``version``; ``ValueError`` listing what exists otherwise."""
+    check_kind(kind)
+    for base in registry_roots(root):
+        candidate = base / kind / version
+        if (candidate / "config.json").is_file():
+            return candidate
+    available = [v for k, v, _ in list_models(root) if k == kind]
+    raise ValueError(f"no {kind} model {version!r}; available: {available or 'none'}")
+
+
+def load_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = None) -> LoadedModel:
+    """Load model ``kind`` (``vae`` or ``spade``) at ``version`` from the registry."""
+    return load_model_dir(find_model(kind, version, root), kind=kind)

@@ -1,0 +1,182 @@
+"""Label-to-image translator: MONAI's SPADE generator with its VAE style encoder.
+
+MONAI's ``SPADENet`` decoder runs its last SPADE block at half the output resolution (each block is
+followed by an upsampling), so thin structures such as the myocardium would be drawn from a
+64 x 64 map. We let it produce ``head_channels`` feature maps and add one more MONAI
+``SPADENetResBlock`` at full resolution, then a ``3x3`` convolution and tanh to one channel in
+[-1, 1] (the preprocessing's intensity range).
+
+Shapes: labels ``(B, S, S)`` integers in {0, 1, 2, 3} or one-hot ``(B, C, S, S)``; images
+``(B, 1, S, S)``; style codes ``(B, style_dim)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import MultiScalePatchDiscriminator, SPADENet
+from monai.networks.nets.spade_network import SPADENetResBlock
+from torch import nn
+
+from cardiosynth.data.labels import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class SpadeConfig:
+    """Constructor arguments of :class:`SpadeTranslator` (stored with the weights)."""
+
+    num_classes: int = NUM_CLASSES
+    image_size: int = 128
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    style_dim: int = 16
+    spade_hidden: int = 32
+    head_channels: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must be positive widths, got {self.channels}")
+        if self.image_size % (2 ** len(self.channels)):
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by "
+                f"2**len(channels) = {2 ** len(self.channels)}"
+            )
+        for name in ("num_classes", "style_dim", "spade_hidden", "head_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpadeConfig:
+        values = dict(data)
+        if "channels" in values:
+            values["channels"] = tuple(int(v) for v in values["channels"])
+        return cls(**values)
+
+
+SPADE_WIDTHS: dict[str, dict[str, Any]] = {
+    "cpu-small": {"channels": (16, 32, 64, 128), "spade_hidden": 16, "head_channels": 8},
+    "paper": {"channels": (64, 128, 256, 512, 1024), "spade_hidden": 128, "head_channels": 64},
+}
+
+
+def spade_widths(preset: str) -> dict[str, Any]:
+    try:
+        return SPADE_WIDTHS[preset]
+    except KeyError:
+        raise ValueError(f"unknown SPADE preset {preset!r}; expected one of {sorted(SPADE_WIDTHS)}") from None
+
+
+def labels_to_onehot(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Validate integer labels ``(B, S, S)`` and return one-hot ``(B, C, S, S)`` float32.
+
+    Raises:
+        ValueError: labels are not integers, not 3-D, or hold values outside ``0..num_classes-1``.
+    """
+    if labels.is_floating_point():
+        if not torch.equal(labels, labels.round()):
+            raise ValueError("label maps must hold integer class values, got fractional values")
+        labels = labels.round()
+    if labels.ndim != 3:
+        raise ValueError(f"expected labels (B, S, S), got shape {tuple(labels.shape)}")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        bad = sorted({int(v) for v in labels.unique().tolist() if not 0 <= v < num_classes})
+        raise ValueError(f"label values {bad} outside 0..{num_classes - 1}")
+    return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
+
+
+class SpadeTranslator(nn.Module):
+    """SPADE generator conditioned on labels, with a style code from a reference image."""
+
+    def __init__(self, config: SpadeConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SpadeConfig()
+        cfg = self.config
+        self.net = SPADENet(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=cfg.head_channels,
+            label_nc=cfg.num_classes,
+            input_shape=(cfg.image_size, cfg.image_size),
+            channels=list(cfg.channels),  # SPADENet reverses and extends the list it is given
+            z_dim=cfg.style_dim,
+            is_vae=True,
+            spade_intermediate_channels=cfg.spade_hidden,
+            norm="INSTANCE",
+        )
+        self.head = SPADENetResBlock(
+            spatial_dims=2,
+            in_channels=cfg.head_channels,
+            out_channels=cfg.head_channels,
+            label_nc=cfg.num_classes,
+            spade_intermediate_channels=cfg.head_channels,
+            norm="INSTANCE",
+        )
+        self.to_image = nn.Conv2d(cfg.head_channels, 1, kernel_size=3, padding=1)
+
+    def _check_image(self, image: torch.Tensor) -> None:
+        s = self.config.image_size
+        if image.ndim != 4 or tuple(image.shape[1:]) != (1, s, s):
+            raise ValueError(f"expected images (B, 1, {s}, {s}), got {tuple(image.shape)}")
+
+    def _check_onehot(self, seg: torch.Tensor) -> None:
+        s, c = self.config.image_size, self.config.num_classes
+        if seg.ndim != 4 or tuple(seg.shape[1:]) != (c, s, s):
+            raise ValueError(f"expected one-hot labels (B, {c}, {s}, {s}), got {tuple(seg.shape)}")
+
+    def encode_style(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Style posterior of reference images ``(B, 1, S, S)``: ``mu, logvar`` each ``(B, style_dim)``."""
+        self._check_image(image)
+        mu, logvar = self.net.encoder(image)
+        return mu, logvar
+
+    def generate(self, seg: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Image ``(B, 1, S, S)`` in [-1, 1] from one-hot labels and style codes ``(B, style_dim)``."""
+        self._check_onehot(seg)
+        if style.ndim != 2 or style.shape != (seg.shape[0], self.config.style_dim):
+            raise ValueError(
+                f"expected style ({seg.shape[0]}, {self.config.style_dim}), got {tuple(style.shape)}"
+            )
+        features = self.net.decode(seg, style)
+        return torch.tanh(self.to_image(self.head(features, seg)))
+
+    def forward(
+        self, seg: torch.Tensor, reference: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: a style draw from ``reference`` -> ``(image, mu, logvar)``."""
+        mu, logvar = self.encode_style(reference)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.generate(seg, z), mu, logvar
+
+    @torch.no_grad()
+    def translate(self, labels: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Inference: integer labels ``(B, S, S)`` and reference images ``(B, 1, S, S)`` -> images.
+
+        The style is the posterior mean of each reference (deterministic); call in eval mode.
+        """
+        seg = labels_to_onehot(labels, self.config.num_classes)
+        mu, _ = self.encode_style(reference)
+        return self.generate(seg, mu)
+
+
+def build_discriminator(config: SpadeConfig, channels: int = 32) -> MultiScalePatchDiscriminator:
+    """Two-scale conditional patch discriminator over ``concat(one-hot labels, image)``."""
+    if config.image_size < 64:
+        # The coarse scale halves four times and instance norm needs more than one pixel after that.
+        raise ValueError(f"the discriminator needs images of at least 64 pixels, got {config.image_size}")
+    return MultiScalePatchDiscriminator(
+        # Scale i has 2 * (i + 1) stride-2 layers: patches of about 34 and 94 pixels at 128 x 128.
+        num_d=2,
+        num_layers_d=2,
+        spatial_dims=2,
+        channels=channels,
+        in_channels=config.num_classes + 1,
+        out_channels=1,
+        norm="INSTANCE",
+        minimum_size_im=config.image_size,
+    )

@@ -1,0 +1,257 @@
+"""Training of the label VAE on 2D slices (pure: arrays in, model and metrics out, files in a run dir)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cardiosynth.data.labels import NUM_CLASSES
+from cardiosynth.evaluation.metrics import dice_per_class
+from cardiosynth.models.slices import SliceSet
+from cardiosynth.models.training import (
+    append_history,
+    check_resumable,
+    epoch_batches,
+    label_colours,
+    load_checkpoint,
+    save_checkpoint,
+    save_grid,
+    seed_everything,
+    truncate_history,
+)
+from cardiosynth.models.vae import LabelVAE, VAEConfig, vae_loss, widths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """Hyper-parameters of a VAE training run."""
+
+    preset: str = "cpu-small"
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    beta: float = 15.0
+    latent_dim: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        widths(self.preset)  # validates the name
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    def model_config(self) -> VAEConfig:
+        w = widths(self.preset)
+        return VAEConfig(latent_dim=self.latent_dim, channels=w["channels"], fc_features=w["fc_features"])
+
+
+VAE_PRESETS: dict[str, VAETrainConfig] = {
+    "cpu-small": VAETrainConfig(preset="cpu-small", epochs=30, batch_size=32, learning_rate=1e-3),
+    "paper": VAETrainConfig(preset="paper", epochs=200, batch_size=32, learning_rate=1e-4),
+}
+
+
+def vae_preset(name: str, **overrides: Any) -> VAETrainConfig:
+    try:
+        base = VAE_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(VAE_PRESETS)}") from None
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def one_hot(labels: torch.Tensor) -> torch.Tensor:
+    """``(B, S, S)`` int64 -> ``(B, C, S, S)`` float32."""
+    return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
+@torch.no_grad()
+def reconstruct(
+    model: LabelVAE, labels: npt.NDArray[np.uint8], batch_size: int = 64
+) -> npt.NDArray[np.uint8]:
+    """Posterior-mean reconstruction (eval mode) of label slices ``(N, S, S)`` -> ``(N, S, S)``."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(labels), batch_size):
+        x = one_hot(torch.from_numpy(labels[start : start + batch_size].astype(np.int64)))
+        out.append(model(x, sample=False).logits.argmax(1).to(torch.uint8).numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros_like(labels)
+
+
+def reconstruction_dice(model: LabelVAE, slices: SliceSet, batch_size: int = 64) -> dict[int, float]:
+    """Per-class Dice of posterior-mean reconstructions, one Dice per subject and phase volume, averaged."""
+    recon = reconstruct(model, slices.labels, batch_size)
+    scores: list[dict[int, float]] = []
+    for s in range(len(slices.subject_ids)):
+        for ph in (0, 1):
+            mask = (slices.subject == s) & (slices.phase == ph)
+            if mask.any():
+                scores.append(dice_per_class(recon[mask], slices.labels[mask]))
+    return {c: float(np.mean([d[c] for d in scores])) for c in (1, 2, 3)}
+
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+def train_vae(
+    train: SliceSet,
+    val: SliceSet | None,
+    config: VAETrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    on_epoch: ProgressFn | None = None,
+) -> tuple[LabelVAE, list[dict[str, Any]]]:
+    """Train a :class:`LabelVAE` and return it (eval mode) with its per-epoch history.
+
+    ``run_dir`` receives ``checkpoint.pt`` after each epoch (resumable with ``resume=True``),
+    ``history.jsonl`` and ``samples/epoch_NNN.png``.
+    """
+    if len(train) < 2:
+        raise ValueError(f"need at least 2 training slices, got {len(train)}")
+    seed_everything(config.seed)
+    model = LabelVAE(config.model_config())
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        state = load_checkpoint(run_dir)
+        if state is not None:
+            check_resumable(run_dir, state.get("config", {}), asdict(config))
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            history = list(state["history"])
+            start_epoch = int(state["epoch"])
+            torch.set_rng_state(state["torch_rng"])
+            truncate_history(run_dir, start_epoch)
+            log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+    labels = torch.from_numpy(train.labels.astype(np.int64))
+    preview_idx = np.linspace(0, len(val or train) - 1, 8).astype(int)
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        started = time.perf_counter()
+        sums = {"loss": 0.0, "ce": 0.0, "kld": 0.0}
+        n_batches = 0
+        batches = list(epoch_batches(len(train), config.batch_size, config.seed, epoch))
+        with tqdm(
+            batches, desc=f"vae {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False
+        ) as bar:
+            for idx in bar:
+                target = labels[idx]
+                out = model(one_hot(target))
+                loss = vae_loss(out.logits, target, out.mu, out.logvar, config.beta)
+                optimiser.zero_grad(set_to_none=True)
+                loss.total.backward()
+                optimiser.step()
+                values = {"loss": loss.total.item(), "ce": loss.reconstruction.item(), "kld": loss.kld.item()}
+                for key, value in values.items():
+                    sums[key] += value
+                n_batches += 1
+                bar.set_postfix(
+                    loss=f"{values['loss']:.0f}", ce=f"{values['ce']:.0f}", kld=f"{values['kld']:.1f}"
+                )
+        record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in sums.items()}}
+        if val is not None and len(val):
+            dice = reconstruction_dice(model, val)
+            record.update({"val_dice_rv": dice[1], "val_dice_myo": dice[2], "val_dice_lv": dice[3]})
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        append_history(run_dir, record)
+        log.info(
+            "vae epoch %d/%d %s",
+            epoch + 1,
+            config.epochs,
+            " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
+        )
+        shown = val if val is not None and len(val) else train
+        recon = reconstruct(model, shown.labels[preview_idx])
+        save_grid(
+            [label_colours(shown.labels[preview_idx]), label_colours(recon)],
+            ["labels", "reconstruction"],
+            run_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+        )
+        save_checkpoint(
+            run_dir,
+            {
+                "config": asdict(config),
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "history": history,
+                "epoch": epoch + 1,
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+        if on_epoch is not None:
+            on_epoch(epoch + 1, config.epochs, record)
+    model.eval()
+    return model, history
+
+
+def run_vae_training(
+    data: Path,
+    run_dir: Path,
+    config: VAETrainConfig,
+    *,
+    holdout: float = 0.2,
+    resume: bool = False,
+    overwrite: bool = False,
+    version: str = "phantom-v1",
+    model_root: Path | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Train on the subjects under ``data`` (held-out split by group), export the model directory to
+    ``run_dir/model`` (and ``model_root/vae/version`` when given) with its card; return its path."""
+    from cardiosynth.models.registry import save_model
+    from cardiosynth.models.slices import load_slices, split_subjects
+    from cardiosynth.models.training import check_run_dir
+
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    slices = load_slices(data)
+    train_ids, val_ids = split_subjects(slices.subject_ids, slices.groups, holdout=holdout, seed=config.seed)
+    train, val = slices.select_subjects(train_ids), slices.select_subjects(val_ids)
+    log.info(
+        "VAE: %d training slices (%d subjects), %d held-out slices (%d subjects)",
+        len(train),
+        len(train_ids),
+        len(val),
+        len(val_ids),
+    )
+    model, history = train_vae(train, val, config, run_dir, resume=resume, show_progress=show_progress)
+    dice = reconstruction_dice(model, val)
+    card = {
+        "description": "2D label VAE (Amirrajab et al.); metrics: posterior-mean Dice, held-out subjects",
+        "preset": config.preset,
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "training": asdict(config),
+        "data": data.name,
+        "data_fingerprint": train.fingerprint(),
+        "train_subjects": len(train_ids),
+        "heldout_subjects": list(val_ids),
+        "metrics": {
+            "heldout_dice_rv": dice[1],
+            "heldout_dice_myo": dice[2],
+            "heldout_dice_lv": dice[3],
+            "final_train_loss": history[-1]["loss"] if history else None,
+        },
+    }
+    path = save_model(model, run_dir / "model", kind="vae", version=version, card=card)
+    if model_root is not None:
+        path = save_model(model, model_root / "vae" / version, kind="vae", version=version, card=card)
+    return path

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cardiosynth.models import registry
+from cardiosynth.models.registry import (
+    PACKAGE_ROOT,
+    find_model,
+    list_models,
+    load_model,
+    load_model_dir,
+    save_model,
+    update_card,
+)
+from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
+from cardiosynth.models.vae import LabelVAE, VAEConfig
+
+VAE_TINY = VAEConfig(image_size=32, channels=(2, 4, 4, 8), fc_features=(16, 16, 8), latent_dim=4)
+SPADE_TINY = SpadeConfig(image_size=32, channels=(4, 8), style_dim=4, spade_hidden=4, head_channels=4)
+
+
+def _vae() -> LabelVAE:
+    torch.manual_seed(0)
+    model = LabelVAE(VAE_TINY)
+    model(torch.softmax(torch.randn(4, 4, 32, 32), 1))  # move BatchNorm statistics off their defaults
+    return model.eval()
+
+
+def test_float32_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
+    model = _vae()
+    save_model(model, tmp_path / "m", kind="vae", version="t1", dtype="float32", card={"preset": "tiny"})
+    loaded = load_model_dir(tmp_path / "m")
+    z = torch.randn(3, 4)
+    assert loaded.kind == "vae"
+    assert loaded.version == "t1"
+    assert not loaded.module.training
+    assert isinstance(loaded.module, LabelVAE)
+    assert torch.equal(model.decode(z), loaded.module.decode(z))
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["preset"] == "tiny"
+    assert card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert "# vae t1" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_float16_storage_round_trips_the_rounded_weights(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = SpadeTranslator(SPADE_TINY).eval()
+    save_model(model, tmp_path / "s", kind="spade", version="t1")
+    loaded = load_model_dir(tmp_path / "s", kind="spade")
+    # The reference: the same weights rounded to float16 and back.
+    rounded = SpadeTranslator(SPADE_TINY).eval()
+    rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    labels = torch.randint(0, 4, (2, 32, 32))
+    image = torch.rand(2, 1, 32, 32) * 2 - 1
+    assert isinstance(loaded.module, SpadeTranslator)
+    assert torch.equal(loaded.module.translate(labels, image), rounded.translate(labels, image))
+    assert torch.allclose(loaded.module.translate(labels, image), model.translate(labels, image), atol=2e-2)
+
+
+def test_registry_lookup_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    save_model(_vae(), tmp_path / "vae" / "v9", kind="vae", version="v9")
+    assert find_model("vae", "v9", tmp_path) == tmp_path / "vae" / "v9"
+    assert ("vae", "v9", tmp_path / "vae" / "v9") in list_models(tmp_path)
+    with pytest.raises(ValueError, match=r"no vae model 'v8'; available: \['v9'\]"):
+        find_model("vae", "v8", tmp_path)
+    with pytest.raises(ValueError, match="unknown model kind"):
+        find_model("gan", "v9", tmp_path)
+    with pytest.raises(ValueError, match="holds a vae model, expected spade"):
+        load_model_dir(tmp_path / "vae" / "v9", kind="spade")
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        load_model_dir(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="dtype"):
+        save_model(_vae(), tmp_path / "x", kind="vae", version="x", dtype="int8")  # type: ignore[arg-type]
+    monkeypatch.setenv("CARDIOSYNTH_MODELS", str(tmp_path))
+    assert load_model("vae", "v9").path == tmp_path / "vae" / "v9"
+    assert registry.registry_roots()[-1] == PACKAGE_ROOT
+
+
+def test_update_card_merges_metrics(tmp_path: Path) -> None:
+    save_model(_vae(), tmp_path / "m", kind="vae", version="v1", card={"metrics": {"a": 1.0}})
+    card = update_card(tmp_path / "m", metrics={"b": 2.0}, epochs=3)
+    assert card["metrics"] == {"a": 1.0, "b": 2.0}
+    assert json.loads((tmp_path / "m" / "card.json").read_text())["epochs"] == 3
+    assert "| b | 2.0000 |" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_saving_over_a_model_replaces_it_whole(tmp_path: Path) -> None:
+    save_model(_vae(), tmp_path / "m", kind="vae", version="v1")
+    (tmp_path / "m" / "stray.txt").write_text("old")
+    save_model(_vae(), tmp_path / "m", kind="vae", version="v2")
+    assert not (tmp_path / "m" / "stray.txt").exists()
+    assert load_model_dir(tmp_path / "m").version == "v2"
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging folder left behind
