@@ -170,6 +170,31 @@ def cmd_evaluate_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
+    from cardiosynth.evaluation.synthesis import evaluate_synthesis, synthesis_markdown
+    from cardiosynth.models.registry import load_model
+    from cardiosynth.synthesis.engine import Synthesizer
+
+    vae = load_model("vae", args.model, args.model_root)
+    spade = load_model("spade", args.model, args.model_root) if args.images else None
+    data = args.data if args.data is not None else _ensure_default_data()
+    synthesizer = Synthesizer(
+        vae.module,  # type: ignore[arg-type]
+        spade.module if spade is not None else None,  # type: ignore[arg-type]
+        data,
+        model_versions={"vae": vae.version},
+        cache_dir=args.cache,
+    )
+    report = evaluate_synthesis(
+        synthesizer, args.out, n=args.n, trajectory_n=args.trajectories, seed=args.seed
+    )
+    _echo(synthesis_markdown(report))
+    _echo(
+    _echo(f"report: {args.out}/synthesis.json, synthesis.md, ef_distributions.png")
+    )
+    return 0
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     from cardiosynth.models.registry import list_models
 
@@ -187,6 +212,87 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             f"epochs={card.get('epochs', '?')} {path}"
         )
     return 0
+
+
+def _severity(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"severity must be a number, got {value!r}") from None
+    if not 0.0 < number <= 1.0:
+        raise argparse.ArgumentTypeError(f"severity must be in (0, 1], got {number}")
+    return number
+
+
+def _default_cache() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cardiosynth"
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cardiosynth.data.labels import parse_group
+    from cardiosynth.models.registry import load_model
+    from cardiosynth.synthesis.engine import PHASES, SynthesisRequest, Synthesizer
+    from cardiosynth.synthesis.output import format_table, write_subject
+    from cardiosynth.synthesis.sampling import check_mode
+
+    severities = SynthesisRequest.trajectory(args.trajectory) if args.trajectory else (args.severity,)
+    request = SynthesisRequest(
+        pathology=parse_group(args.pathology),
+        n=args.n,
+        seed=args.seed,
+        severities=severities,
+        correlation=check_mode(args.correlation),
+        phases=tuple(args.phases.split(",")) if args.phases else PHASES,
+        base_subjects=tuple(args.base.split(",")) if args.base else (),
+    )
+    existing = [
+        p for p in (args.out / f"{request.pathology.value}_{i:03d}" for i in range(request.n)) if p.exists()
+    ]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace outputs")
+    vae = load_model("vae", args.model, args.model_root)
+    spade = load_model("spade", args.model, args.model_root)
+    models = {"vae": vae.version, "spade": spade.version}
+    data = args.data if args.data is not None else _ensure_default_data()
+    synthesizer = Synthesizer(
+        vae.module,  # type: ignore[arg-type]
+        spade.module,  # type: ignore[arg-type]
+        data,
+        model_versions=models,
+        cache_dir=None if args.no_cache else args.cache,
+    )
+    started = time.perf_counter()
+    with tqdm(total=5, desc="synthesize", disable=args.quiet) as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.set_postfix(stage=stage)
+            bar.update(1)
+
+        subjects = synthesizer.run(request, progress)
+    written = []
+    for subject in subjects:
+        written.append(write_subject(subject, request, args.out, models=models, overwrite=args.overwrite,
+                                     preview=not args.no_preview))  # fmt: skip
+    elapsed = time.perf_counter() - started
+    _echo(f"wrote {len(written)} {request.pathology.value} subjects to {args.out} in {elapsed:.1f} s")
+    _echo(format_table(subjects, max(request.severities)))
+    return 0
+
+
+def _ensure_default_data() -> Path:
+    """The embedded default data: the phantom (seed 0, 100 subjects) in the cache, made on first use."""
+    from cardiosynth.data.phantom import generate_dataset
+
+    root = _default_cache() / "phantom-seed0"
+    if not (root / "training" / "patient100" / "Info.cfg").is_file():
+        log.info("generating the default phantom data set in %s (once)", root)
+        generate_dataset(root, 100, 0, overwrite=True)
+    return root
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +346,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("synthesize", help="synthetic subjects of a chosen pathology (labels + images)")
+    p.add_argument("--pathology", required=True, help="NOR, DCM, HCM, MINF or RV")
+    p.add_argument("-n", type=_positive_int, default=1, help="number of synthetic subjects (1-100)")
+    p.add_argument("--seed", type=_seed, default=0)
+    sev = p.add_mutually_exclusive_group()
+    sev.add_argument("--severity", type=_severity, default=1.0, help="in (0, 1]; default 1.0")
+    sev.add_argument("--trajectory", type=_positive_int, default=None, metavar="K",
+                     help="K severities 1/K, 2/K, ..., 1")  # fmt: skip
+    p.add_argument("--correlation", default="both", help="none, latent, slices, both (default), population")
+    p.add_argument("--phases", default=None, help="ED,ES (default both)")
+    p.add_argument("--base", default=None, help="comma-separated NOR subject ids to start from")
+    p.add_argument(
+        "--data", type=Path, default=None, help="ACDC-layout data (default: the phantom, made once)"
+    )
+    p.add_argument("--model", default="phantom-v1", help="model version (VAE and SPADE)")
+    p.add_argument("--model-root", type=Path, default=None)
+    p.add_argument("--cache", type=Path, default=_default_cache(), help="class-statistics cache")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--no-preview", action="store_true")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_synthesize)
+
     p = sub.add_parser("evaluate", help="evaluation reports")
     ev = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     q = ev.add_parser("models", help="VAE reconstruction Dice, SPADE label fidelity and intensities")
@@ -257,6 +387,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--update-cards", action="store_true", help="write the figures into the model cards")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_evaluate_models)
+
+    q = ev.add_parser("synthesis", help="fidelity, progression, identity, 3D consistency, EF, sampler checks")
+    q.add_argument("--data", type=Path, default=None, help="ACDC-layout data (default: the phantom)")
+    q.add_argument("--out", type=Path, required=True, help="report folder")
+    q.add_argument("--model", default="phantom-v1")
+    q.add_argument("--model-root", type=Path, default=None)
+    q.add_argument("-n", type=_positive_int, default=20, help="synthetic subjects per target (default 20)")
+    q.add_argument("--trajectories", type=_positive_int, default=10, help="trajectories per target")
+    q.add_argument("--seed", type=_seed, default=0)
+    q.add_argument("--images", action="store_true", help="also translate images (slower; labels suffice)")
+    q.add_argument("--cache", type=Path, default=_default_cache())
+    q.set_defaults(func=cmd_evaluate_synthesis)
 
     p = sub.add_parser("models", help="the model registry")
     mv = p.add_subparsers(dest="what", required=True, metavar="WHAT")

@@ -1,0 +1,343 @@
+"""The method end to end over a data folder and two loaded models (used by the CLI and evaluation;
+the service's workers call the same stages one queue at a time).
+
+encode -> equalise -> class statistics (cached) -> truncated-normal sample -> correlate ->
+interpolate by severity -> resample to the base subject's slices -> decode -> translate -> restore
+to the base subject's native geometry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cardiosynth.data.acdc import Subject
+from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers
+from cardiosynth.data.classify import classify
+from cardiosynth.data.labels import Group, parse_group
+from cardiosynth.data.preprocess import Geometry, PreprocessedSubject, restore_image, restore_labels
+from cardiosynth.models.spade import SpadeTranslator
+from cardiosynth.models.vae import LabelVAE
+from cardiosynth.synthesis import sources
+from cardiosynth.synthesis.correlation import correlation_factor
+from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
+from cardiosynth.synthesis.sampling import (
+    CorrelationMode,
+    check_mode,
+    correlate,
+    interpolate,
+    truncated_normal,
+)
+from cardiosynth.synthesis.stages import decode_latents, encode_stacks, translate_slices
+from cardiosynth.synthesis.stats import ClassStats, compute_class_stats, stats_key
+
+log = logging.getLogger(__name__)
+
+PHASES = ("ED", "ES")
+MAX_SUBJECTS = 100
+MAX_TRAJECTORY = 20
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """What to make. ``severities`` in (0, 1]; ``base_subjects`` pins the NOR subjects used."""
+
+    pathology: Group
+    n: int = 1
+    seed: int = 0
+    severities: tuple[float, ...] = (1.0,)
+    correlation: CorrelationMode = "both"
+    phases: tuple[str, ...] = PHASES
+    base_subjects: tuple[str, ...] = ()
+    ns: int = NS_DEFAULT
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= MAX_SUBJECTS:
+            raise ValueError(f"n must be in 1..{MAX_SUBJECTS}, got {self.n}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
+        if not self.severities or any(not 0.0 < s <= 1.0 for s in self.severities):
+            raise ValueError(f"severities must be in (0, 1], got {list(self.severities)}")
+        check_mode(self.correlation)
+        if (
+            not self.phases
+            or any(p not in PHASES for p in self.phases)
+            or len(set(self.phases)) != len(self.phases)
+        ):
+            raise ValueError(f"phases must be a non-empty subset of {list(PHASES)}, got {list(self.phases)}")
+        if self.ns < 2:
+            raise ValueError(f"ns must be at least 2, got {self.ns}")
+
+    @staticmethod
+    def trajectory(steps: int) -> tuple[float, ...]:
+        """``steps`` evenly spaced severities ending at 1.0 (e.g. 5 -> 0.2, 0.4, ..., 1.0)."""
+        if not 1 <= steps <= MAX_TRAJECTORY:
+            raise ValueError(f"trajectory must have 1..{MAX_TRAJECTORY} steps, got {steps}")
+        return tuple(round((i + 1) / steps, 6) for i in range(steps))
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "pathology": self.pathology.value,
+            "seed": self.seed,
+            "severities": list(self.severities),
+            "correlation": self.correlation,
+            "phases": list(self.phases),
+            "ns": self.ns,
+        }
+
+
+@dataclass
+class SyntheticPhase:
+    """One phase of one synthetic subject at one severity, processed grid and native grid."""
+
+    labels: npt.NDArray[np.uint8]  # (Z, S, S)
+    images: npt.NDArray[np.float32]  # (Z, S, S) in [-1, 1]
+    native_labels: npt.NDArray[np.uint8]  # (X, Y, Z)
+    native_image: npt.NDArray[np.float32]  # (X, Y, Z), base subject's intensity scale
+
+
+@dataclass
+class SyntheticSubject:
+    """A synthetic subject: for each severity, each requested phase; plus provenance."""
+
+    name: str
+    index: int
+    base: Subject
+    geometry: Geometry
+    severities: tuple[float, ...]
+    phases: dict[float, dict[str, SyntheticPhase]]
+    base_stacks: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]]  # phase -> (images, labels)
+    biomarkers: dict[float, Biomarkers | None] = field(default_factory=dict)
+    diagnosis: dict[float, dict[str, Any]] = field(default_factory=dict)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+class StatsCache:
+    """Class statistics on disk under ``root`` (``None``: no caching)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def get(self, key: str) -> ClassStats | None:
+        if self.root is None or not (self.root / key).is_file():
+            return None
+        return ClassStats.from_bytes((self.root / key).read_bytes())
+
+    def put(self, key: str, stats: ClassStats) -> None:
+        if self.root is None:
+            return
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(stats.to_bytes())
+        tmp.replace(path)
+
+
+def choose_bases(nor: Sequence[sources.SubjectRef], request: SynthesisRequest) -> list[sources.SubjectRef]:
+    """The base NOR subject of each synthetic subject: the pinned ones in turn, else a seeded draw
+    that uses every NOR subject once before repeating any."""
+    if request.base_subjects:
+        known = {r.subject_id: r for r in nor}
+        missing = [s for s in request.base_subjects if s not in known]
+        if missing:
+            raise ValueError(f"base subjects {missing} are not NOR subjects of this data set")
+        return [known[request.base_subjects[i % len(request.base_subjects)]] for i in range(request.n)]
+    if not nor:
+        raise ValueError("the data set has no NOR subject to start from")
+    rng = np.random.default_rng([request.seed, 0xBA5E])
+    order: list[sources.SubjectRef] = []
+    while len(order) < request.n:
+        order.extend(nor[i] for i in rng.permutation(len(nor)))
+    return order[: request.n]
+
+
+class Synthesizer:
+    """Pathology synthesis with a loaded VAE and SPADE over one ACDC-layout data folder."""
+
+    def __init__(
+        self,
+        vae: LabelVAE,
+        spade: SpadeTranslator | None,
+        data_root: Path,
+        *,
+        model_versions: dict[str, str] | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.vae = vae.eval()
+        self.spade = spade.eval() if spade is not None else None
+        self.data_root = Path(data_root)
+        self.model_versions = model_versions or {}
+        self.cache = StatsCache(cache_dir)
+        self.refs = sources.scan(self.data_root)
+        self._fingerprints: dict[Group, str] = {}
+        self._stats: dict[tuple[Group, str, int], ClassStats] = {}
+        self.timings: dict[str, float] = {}
+
+    def _timed(self, stage: str, started: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
+
+    def _cache_key(self, pathology: Group, phase: str, ns: int) -> str:
+        version = self.model_versions.get("vae", "unversioned")
+        return stats_key(version, self._fingerprints[pathology], pathology.value, phase, ns)
+
+    def class_stats(self, pathology: Group, phase: str, ns: int = NS_DEFAULT) -> ClassStats:
+        """Statistics of ``pathology`` at ``phase`` (memory, then disk cache, then computed)."""
+        key = (pathology, phase, ns)
+        if key in self._stats:
+            return self._stats[key]
+        refs = sources.by_group(self.refs, pathology)
+        if not refs:
+            raise ValueError(f"the data set under {self.data_root} has no {pathology.value} subject")
+        if pathology not in self._fingerprints:
+            self._fingerprints[pathology] = sources.fingerprint(refs)
+        stats = self.cache.get(self._cache_key(pathology, phase, ns))
+        if stats is None:
+            started = time.perf_counter()
+            loaded = [sources.load(r) for r in refs]
+            self._timed("load", started)
+            for ph in PHASES:  # both phases from one read of the subjects
+                started = time.perf_counter()
+                stacks = [x.processed.ed_label if ph == "ED" else x.processed.es_label for x in loaded]
+                latents = np.stack([equalise(z, ns) for z in encode_stacks(self.vae, stacks)])
+                self._timed("encode", started)
+                started = time.perf_counter()
+                computed = compute_class_stats(latents, pathology.value, ph)
+                self._timed("stats", started)
+                self.cache.put(self._cache_key(pathology, ph, ns), computed)
+                self._stats[(pathology, ph, ns)] = computed
+            log.info("computed %s statistics over %d subjects", pathology.value, len(refs))
+            return self._stats[key]
+        self._stats[key] = stats
+        return stats
+
+    def run(self, request: SynthesisRequest, progress: Progress = _no_progress) -> list[SyntheticSubject]:
+        """Make ``request.n`` synthetic subjects (all severities and phases), deterministic by seed."""
+        stats = {ph: self.class_stats(request.pathology, ph, request.ns) for ph in request.phases}
+        progress("stats", 1, 1)
+        bases = choose_bases(sources.by_group(self.refs, Group.NOR), request)
+        started = time.perf_counter()
+        loaded: dict[str, sources.LoadedSubject] = {}
+        for ref in bases:
+            if ref.subject_id not in loaded:
+                loaded[ref.subject_id] = sources.load(ref)
+        self._timed("load", started)
+
+        def stack(p: PreprocessedSubject, phase: str, image: bool = False) -> npt.NDArray[Any]:
+            if phase == "ED":
+                return p.ed_image if image else p.ed_label
+            return p.es_image if image else p.es_label
+
+        # Encode every base subject's stacks in one pass.
+        started = time.perf_counter()
+        ids = list(loaded)
+        keys = [(sid, ph) for sid in ids for ph in request.phases]
+        encoded = encode_stacks(self.vae, [stack(loaded[sid].processed, ph) for sid, ph in keys])
+        base_latents = dict(zip(keys, encoded, strict=True))
+        self._timed("encode", started)
+        progress("encode", 1, 1)
+
+        # Sample, correlate and interpolate: latents for every (subject, severity, phase) slice.
+        started = time.perf_counter()
+        plan: list[tuple[int, float, str, int]] = []  # (subject, severity, phase, n slices)
+        blocks: list[npt.NDArray[np.float64]] = []
+        for index, ref in enumerate(bases):
+            # ED and ES share one stream of uniforms (a comonotone coupling): a heart drawn large at
+            # ED is large at ES, so ejection fractions stay within the class's range.
+            for phase in request.phases:
+                rng = np.random.default_rng([request.seed, index])
+                base_eq = equalise(base_latents[(ref.subject_id, phase)], request.ns)
+                slice_factor = (
+                    correlation_factor(base_eq.T) if request.correlation in ("slices", "both") else None
+                )
+                target = correlate(truncated_normal(stats[phase], rng), stats[phase], request.correlation,
+                                   slice_factor, rng)  # fmt: skip
+                z_count = len(base_latents[(ref.subject_id, phase)])
+                for severity in request.severities:
+                    blocks.append(resample_slices(interpolate(base_eq, target, severity), z_count))
+                    plan.append((index, severity, phase, z_count))
+        self._timed("sample", started)
+        progress("correlate", 1, 1)
+
+        started = time.perf_counter()
+        labels = decode_latents(self.vae, np.concatenate(blocks))
+        self._timed("decode", started)
+        progress("decode", 1, 1)
+
+        images: npt.NDArray[np.float32] | None = None
+        if self.spade is not None:
+            started = time.perf_counter()
+            references = np.concatenate(
+                [stack(loaded[bases[i].subject_id].processed, ph, image=True) for i, _, ph, _ in plan]
+            )
+            images = translate_slices(self.spade, labels, references)
+            self._timed("translate", started)
+        progress("translate", 1, 1)
+
+        started = time.perf_counter()
+        out: list[SyntheticSubject] = []
+        offset = 0
+        by_subject: dict[int, dict[float, dict[str, SyntheticPhase]]] = {}
+        for index, severity, phase, z_count in plan:
+            base = loaded[bases[index].subject_id]
+            geometry = base.processed.geometry
+            lab = labels[offset : offset + z_count]
+            img = (
+                images[offset : offset + z_count]
+                if images is not None
+                else np.full(lab.shape, -1.0, np.float32)
+            )
+            offset += z_count
+            window = base.processed.ed_window if phase == "ED" else base.processed.es_window
+            by_subject.setdefault(index, {}).setdefault(severity, {})[phase] = SyntheticPhase(
+                labels=lab,
+                images=img,
+                native_labels=restore_labels(lab, geometry),
+                native_image=restore_image(img, geometry, window),
+            )
+        for index, ref in enumerate(bases):
+            base = loaded[ref.subject_id]
+            subject = SyntheticSubject(
+                name=f"{request.pathology.value}_{index:03d}",
+                index=index,
+                base=base.subject,
+                geometry=base.processed.geometry,
+                severities=request.severities,
+                phases=by_subject[index],
+                base_stacks={
+                    ph: (stack(base.processed, ph, image=True), stack(base.processed, ph))
+                    for ph in request.phases
+                },
+            )
+            for severity, phases in subject.phases.items():
+                if set(phases) == set(PHASES):
+                    b = compute_biomarkers(phases["ED"].native_labels, phases["ES"].native_labels,
+                                           base.subject.spacing, height=base.subject.info.height,
+                                           weight=base.subject.info.weight)  # fmt: skip
+                    subject.biomarkers[severity] = b
+                    try:
+                        d = classify(b)
+                        subject.diagnosis[severity] = {"group": d.label, "reasons": list(d.reasons)}
+                    except ValueError as exc:  # no height/weight: no indexed volumes, no rules
+                        subject.diagnosis[severity] = {"group": None, "reasons": [str(exc)]}
+                else:
+                    subject.biomarkers[severity] = None
+            out.append(subject)
+        self._timed("restore", started)
+        return out
+
+
+def parse_pathology(value: str) -> Group:
+    return parse_group(value)

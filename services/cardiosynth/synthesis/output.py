@@ -1,0 +1,185 @@
+"""Writing synthetic subjects: NIfTI per severity and phase, provenance JSON, preview PNG.
+
+Layout (one folder per synthetic subject, replaced whole and atomically)::
+
+    OUT/HCM_000/HCM_000_s1.00_ED.nii.gz      image, base subject's native grid and affine
+    OUT/HCM_000/HCM_000_s1.00_ED_gt.nii.gz   labels (ACDC convention)
+    OUT/HCM_000/provenance.json              request, base subject, models, biomarkers, diagnosis
+    OUT/HCM_000/preview.png                  mid slices across severities + a long-axis reformat
+
+Nothing time-dependent is written, so the same request and models give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cardiosynth import __version__
+from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
+from cardiosynth.data.nifti import save_volume
+from cardiosynth.synthesis.engine import SynthesisRequest, SyntheticSubject
+
+_COLOURS = {RV_CAVITY: "tab:blue", LV_MYOCARDIUM: "tab:green", LV_CAVITY: "tab:red"}
+
+
+def severity_tag(severity: float) -> str:
+    return f"s{severity:.2f}"
+
+
+def file_names(name: str, severity: float, phase: str) -> tuple[str, str]:
+    stem = f"{name}_{severity_tag(severity)}_{phase}"
+    return f"{stem}.nii.gz", f"{stem}_gt.nii.gz"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def provenance(
+    subject: SyntheticSubject, request: SynthesisRequest, models: dict[str, str]
+) -> dict[str, Any]:
+    """The JSON record of one synthetic subject (no timestamps: outputs stay reproducible)."""
+    files: dict[str, dict[str, dict[str, str]]] = {}
+    for severity, phases in subject.phases.items():
+        files[f"{severity:.2f}"] = {
+            ph: dict(zip(("image", "label"), file_names(subject.name, severity, ph), strict=True))
+            for ph in phases
+        }
+    record: dict[str, Any] = _clean(
+        {
+            "name": subject.name,
+            "index": subject.index,
+            **request.provenance(),
+            "base_subject": subject.base.subject_id,
+            "base_group": subject.base.group.value if subject.base.group else None,
+            "models": models,
+            "cardiosynth_version": __version__,
+            "spacing_mm": list(subject.base.spacing),
+            "files": files,
+            "biomarkers": {
+                f"{s:.2f}": (b.to_dict() if b is not None else None) for s, b in subject.biomarkers.items()
+            },
+            "diagnosis": {f"{s:.2f}": d for s, d in subject.diagnosis.items()},
+        }
+    )
+    return record
+
+
+def _mid(labels: npt.NDArray[np.uint8]) -> int:
+    area = np.isin(labels, (LV_CAVITY, LV_MYOCARDIUM)).sum(axis=(1, 2))
+    present = np.flatnonzero(area)
+    return int(present[len(present) // 2]) if present.size else len(labels) // 2
+
+
+def write_preview(subject: SyntheticSubject, path: Path) -> None:
+    """Mid slices of the base and each severity per phase, and a long-axis reformat of the labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = list(next(iter(subject.phases.values())))
+    severities = list(subject.phases)
+    cols = 1 + len(severities) + 1
+    fig, axes = plt.subplots(len(phases), cols, figsize=(2.0 * cols, 2.2 * len(phases)), squeeze=False)
+    slice_mm = float(subject.base.spacing[2])
+    for r, phase in enumerate(phases):
+        base_img, base_lab = subject.base_stacks[phase]
+        k = _mid(base_lab)
+        panels = [("base", base_img[k], base_lab[k])]
+        panels += [(f"a={s:.2f}", subject.phases[s][phase].images[k], subject.phases[s][phase].labels[k])
+                   for s in severities]  # fmt: skip
+        for c, (title, img, lab) in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(img, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+            for value, colour in _COLOURS.items():
+                mask = (lab == value).astype(float)
+                if mask.any():
+                    ax.contour(mask, levels=[0.5], colors=colour, linewidths=0.6)
+            ax.set_title(f"{phase} {title}", fontsize=7)
+            ax.axis("off")
+        # Long-axis reformat at the highest severity: the labels of one row through the LV centre,
+        # stacked base (top) to apex; jagged steps here would show slice-to-slice inconsistency.
+        lab_stack = subject.phases[severities[-1]][phase].labels
+        lv = np.argwhere(lab_stack == LV_CAVITY)
+        row = int(np.median(lv[:, 1])) if len(lv) else lab_stack.shape[1] // 2
+        reformat = lab_stack[:, row, :]
+        ax = axes[r][-1]
+        ax.imshow(reformat, cmap="viridis", vmin=0, vmax=3, interpolation="nearest", aspect=slice_mm / 1.5)
+        ax.set_title(f"{phase} long axis a={severities[-1]:.2f}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle(f"{subject.name} from {subject.base.subject_id}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_subject(
+    subject: SyntheticSubject,
+    request: SynthesisRequest,
+    out_root: Path,
+    *,
+    models: dict[str, str],
+    preview: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write one synthetic subject's folder under ``out_root`` (atomically: all files or none)."""
+    target = Path(out_root) / subject.name
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    out_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{subject.name}.", dir=out_root))
+    try:
+        affine = np.asarray(subject.base.affine, dtype=np.float64)
+        for severity, phases in subject.phases.items():
+            for phase, data in phases.items():
+                image_name, label_name = file_names(subject.name, severity, phase)
+                save_volume(staging / image_name, data.native_image, affine)
+                save_volume(staging / label_name, data.native_labels, affine)
+        record = provenance(subject, request, models)
+        (staging / "provenance.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        if preview:
+            write_preview(subject, staging / "preview.png")
+        staging.chmod(0o755)
+        for item in staging.iterdir():
+            item.chmod(0o644)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def format_table(subjects: list[SyntheticSubject], severity: float) -> str:
+    """Biomarkers and the rule diagnosis of each subject at ``severity``, as a text table."""
+    columns = ("LVEDV", "LVEF", "RVEDV", "RVEF", "maxWT")
+    head = f"{'subject':10s} {'base':12s} " + " ".join(f"{c:>7s}" for c in columns) + "  rules"
+    lines = [head]
+    for subject in subjects:
+        b = subject.biomarkers.get(severity)
+        if b is None:
+            lines.append(f"{subject.name:10s} {subject.base.subject_id:12s} (one phase only: no biomarkers)")
+            continue
+        group = subject.diagnosis.get(severity, {}).get("group")
+        lines.append(
+            f"{subject.name:10s} {subject.base.subject_id:12s} {b.lv_edv:7.1f} {b.lv_ef:7.1f} "
+            f"{b.rv_edv:7.1f} {b.rv_ef:7.1f} {b.max_wall_thickness:7.1f}  {group}"
+        )
+    return "\n".join(lines)
