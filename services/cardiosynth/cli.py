@@ -189,9 +189,7 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
         synthesizer, args.out, n=args.n, trajectory_n=args.trajectories, seed=args.seed
     )
     _echo(synthesis_markdown(report))
-    _echo(
     _echo(f"report: {args.out}/synthesis.json, synthesis.md, ef_distributions.png")
-    )
     return 0
 
 
