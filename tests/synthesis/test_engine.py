@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardiosynth.cli import main
+from cardiosynth.data.acdc import frame_paths, read_subject
+from cardiosynth.data.labels import Group
+from cardiosynth.data.nifti import load_volume, save_volume
+from cardiosynth.models.registry import save_model
+from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
+from cardiosynth.models.vae import LabelVAE, VAEConfig
+from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
+from cardiosynth.synthesis.output import write_subject
+
+SPADE_SMALL = SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained but fixed models (the engine's mechanics do not depend on training)."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("models")
+    save_model(LabelVAE(VAEConfig()).eval(), root / "vae" / "t0", kind="vae", version="t0")
+    save_model(SpadeTranslator(SPADE_SMALL).eval(), root / "spade" / "t0", kind="spade", version="t0")
+    return root
+
+
+def _restack(subject_dir: Path, out_dir: Path, n_slices: int) -> None:
+    """Copy a subject with its slices resampled (nearest) to ``n_slices``, base to apex kept."""
+    subject = read_subject(subject_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / "Info.cfg").write_text(subject.info.to_cfg())
+    z = subject.ed_label.shape[2]
+    pick = np.round(np.linspace(0, z - 1, n_slices)).astype(int)
+    for frame, image, label in ((subject.info.ed, subject.ed_image, subject.ed_label),
+                                (subject.info.es, subject.es_image, subject.es_label)):  # fmt: skip
+        image_path, label_path = frame_paths(out_dir, frame)
+        save_volume(image_path, image[:, :, pick], subject.affine)
+        save_volume(label_path, label[:, :, pick], subject.affine)
+
+
+@pytest.fixture(scope="module")
+def data(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's subjects plus NOR subjects of 6 and 18 slices."""
+    root = tmp_path_factory.mktemp("synthdata") / "training"
+    shutil.copytree(phantom_root / "training", root)
+    nor = next(p for p in sorted(root.iterdir()) if "Group: NOR" in (p / "Info.cfg").read_text())
+    _restack(nor, root / "patient901", 6)
+    _restack(nor, root / "patient902", 18)
+    return root.parent
+
+
+def _synth(data: Path, models: Path, cache: Path | None = None) -> Synthesizer:
+    from cardiosynth.models.registry import load_model
+
+    vae, spade = load_model("vae", "t0", models), load_model("spade", "t0", models)
+    return Synthesizer(vae.module, spade.module, data, model_versions={"vae": "t0"}, cache_dir=cache)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("base", ["patient901", "patient902"])
+def test_short_and_long_stacks_map_back_to_their_own_geometry(data: Path, models: Path, base: str) -> None:
+    synthesizer = _synth(data, models)
+    request = SynthesisRequest(Group.HCM, n=1, seed=0, severities=(0.5, 1.0), base_subjects=(base,))
+    (subject,) = synthesizer.run(request)
+    native = read_subject(data / "training" / base)
+    for severity in (0.5, 1.0):
+        for phase in ("ED", "ES"):
+            out = subject.phases[severity][phase]
+            assert out.native_labels.shape == native.ed_label.shape
+            assert out.labels.shape[0] == native.ed_label.shape[2]  # 6 or 18 slices, none dropped
+            assert set(np.unique(out.native_labels)) <= {0, 1, 2, 3}
+            assert np.isfinite(out.native_image).all()
+    assert subject.base.subject_id == base
+
+
+def test_same_seed_same_bytes_and_provenance(data: Path, models: Path, tmp_path: Path) -> None:
+    request = SynthesisRequest(Group.DCM, n=2, seed=7, severities=(1.0,))
+    digests = []
+    for run in ("a", "b"):
+        subjects = _synth(data, models, cache=tmp_path / "cache").run(
+            request
+        )  # second run: cached statistics
+        folder = tmp_path / run
+        for s in subjects:
+            write_subject(s, request, folder, models={"vae": "t0", "spade": "t0"})
+        digests.append({p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                        for p in sorted(folder.rglob("*")) if p.is_file()})  # fmt: skip
+    assert digests[0] == digests[1]
+    assert len(digests[0]) == 2 * (4 + 2)  # ED/ES image+label, provenance, preview per subject
+    assert list((tmp_path / "cache").rglob("DCM_ED.npz"))
+    record = json.loads((tmp_path / "a" / "DCM_000" / "provenance.json").read_text())
+    assert record["pathology"] == "DCM"
+    assert record["seed"] == 7
+    assert record["correlation"] == "both"
+    assert record["base_group"] == "NOR"
+    assert record["models"] == {"vae": "t0", "spade": "t0"}
+    assert set(record["biomarkers"]["1.00"]) >= {"lv_edv", "lv_ef", "rv_edv", "max_wall_thickness"}
+    image = load_volume(tmp_path / "a" / "DCM_000" / "DCM_000_s1.00_ED.nii.gz")
+    base = read_subject(data / "training" / record["base_subject"])
+    assert np.allclose(image.affine, base.affine)
+    other = _synth(data, models).run(SynthesisRequest(Group.DCM, n=2, seed=8, severities=(1.0,)))
+    differs = [
+        a.base.subject_id != b.base.subject_id
+        or not np.array_equal(a.phases[1.0]["ED"].labels, b.phases[1.0]["ED"].labels)
+        for a, b in zip(other, subjects, strict=True)
+    ]
+    assert any(differs)  # another seed, another draw
+
+
+def test_request_validation() -> None:
+    with pytest.raises(ValueError, match="n must be"):
+        SynthesisRequest(Group.HCM, n=0)
+    with pytest.raises(ValueError, match="severities"):
+        SynthesisRequest(Group.HCM, severities=(0.0,))
+    with pytest.raises(ValueError, match="phases"):
+        SynthesisRequest(Group.HCM, phases=("ED", "XX"))
+    with pytest.raises(ValueError, match="correlation"):
+        SynthesisRequest(Group.HCM, correlation="diag")  # type: ignore[arg-type]
+    assert SynthesisRequest.trajectory(4) == (0.25, 0.5, 0.75, 1.0)
+    with pytest.raises(ValueError, match="trajectory"):
+        SynthesisRequest.trajectory(0)
+
+
+def test_unknown_base_subject_and_missing_class(data: Path, models: Path, tmp_path: Path) -> None:
+    synthesizer = _synth(data, models)
+    with pytest.raises(ValueError, match="not NOR subjects"):
+        synthesizer.run(SynthesisRequest(Group.HCM, base_subjects=("patient999",)))
+    only_nor = tmp_path / "training"
+    only_nor.mkdir()
+    shutil.copytree(data / "training" / "patient901", only_nor / "patient901")
+    with pytest.raises(ValueError, match="no HCM subject"):
+        _synth(tmp_path, models).run(SynthesisRequest(Group.HCM))
+
+
+def test_synthesize_command(
+    data: Path, models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["synthesize", "--pathology", "hcm", "-n", "1", "--trajectory", "2", "--data", str(data),
+            "--model", "t0", "--model-root", str(models), "--out", str(tmp_path / "out"), "--no-cache",
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "wrote 1 HCM subjects" in out
+    assert "LVEDV" in out
+    files = sorted(p.name for p in (tmp_path / "out" / "HCM_000").iterdir())
+    assert "HCM_000_s0.50_ES_gt.nii.gz" in files
+    assert "preview.png" in files
+    assert main(args) == 2  # outputs exist: refused without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args[:2], "XYZ", *args[3:]]) == 2
+    assert "unknown group 'XYZ'" in capsys.readouterr().err
