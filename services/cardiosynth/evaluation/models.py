@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from cardiosynth.data.labels import LABEL_NAMES
-from cardiosynth.evaluation.metrics import dice_per_class
 from cardiosynth.models.registry import LoadedModel, load_model, load_model_dir
 from cardiosynth.models.slices import SliceSet, load_slices, split_subjects
 
@@ -60,17 +58,6 @@ class ModelRefs:
         return vae, spade
 
 
-def per_volume_dice(prediction: npt.NDArray[np.integer], slices: SliceSet) -> dict[int, float]:
-    """Per-class Dice of ``prediction`` (aligned with ``slices``), one per subject and phase, averaged."""
-    scores = []
-    for s in range(len(slices.subject_ids)):
-        for ph in (0, 1):
-            mask = (slices.subject == s) & (slices.phase == ph)
-            if mask.any():
-                scores.append(dice_per_class(prediction[mask], slices.labels[mask]))
-    return {c: float(np.mean([d[c] for d in scores])) for c in (1, 2, 3)}
-
-
 def _heldout_split(slices: SliceSet, card: dict[str, Any], seed: int) -> tuple[list[str], list[str], str]:
     listed = [s for s in card.get("heldout_subjects", []) if s in slices.subject_ids]
     if listed and len(listed) == len(card.get("heldout_subjects", [])):
@@ -90,8 +77,8 @@ def evaluate_models(
 ) -> dict[str, Any]:
     """Compute the report (a JSON-ready dict)."""
     from cardiosynth.evaluation.segmenter import segment, train_segmenter
-    from cardiosynth.models.spade import SpadeTranslator
-    from cardiosynth.models.train_spade import class_means, translate_slices
+    from cardiosynth.models.spade import SpadeTranslator, translate_array
+    from cardiosynth.models.train_spade import class_means
     from cardiosynth.models.train_vae import reconstruct
     from cardiosynth.models.vae import LabelVAE
 
@@ -103,14 +90,14 @@ def evaluate_models(
     train, test = slices.select_subjects(train_ids), slices.select_subjects(test_ids)
     log.info("evaluating on %d held-out subjects (%s)", len(test_ids), split_note)
 
-    vae_dice = per_volume_dice(reconstruct(vae.module, test.labels), test)
+    vae_dice = test.dice_per_volume(reconstruct(vae.module, test.labels))
 
     segmenter = train_segmenter(
         train.images, train.labels, epochs=segmenter_epochs, seed=seed, show_progress=show_progress
     )
-    real_dice = per_volume_dice(segment(segmenter, test.images), test)
-    fake_images = translate_slices(spade.module, test.labels, test.images)
-    fake_dice = per_volume_dice(segment(segmenter, fake_images), test)
+    real_dice = test.dice_per_volume(segment(segmenter, test.images))
+    fake_images = translate_array(spade.module, test.labels, test.images)
+    fake_dice = test.dice_per_volume(segment(segmenter, fake_images))
 
     real_means, fake_means = class_means(test.images, test.labels), class_means(fake_images, test.labels)
     intensity = {

@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cardiosynth import __version__
+from cardiosynth.fsutil import staged_directory
 
 log = logging.getLogger(__name__)
 
@@ -124,24 +123,12 @@ def save_model(
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **(card or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_directory(path) as staging:
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"kind": kind, "version": version})
         config = {"kind": kind, "version": version, "dtype": dtype, "config": _config_of(module)}
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (staging / "card.json").write_text(json.dumps(full_card, indent=2) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(_card_markdown(full_card), encoding="utf-8")
-        # mkdtemp makes a private folder; a model directory is meant to be shared and served.
-        staging.chmod(0o755)
-        for item in staging.iterdir():
-            item.chmod(0o644)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("saved %s model %s to %s", kind, version, path)
     return path
 

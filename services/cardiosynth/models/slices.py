@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from cardiosynth.data.acdc import Subject, iter_subjects
 from cardiosynth.data.labels import ACDC_GROUP_ORDER, as_label_map
 from cardiosynth.data.preprocess import PreprocessedSubject, preprocess_subject
+from cardiosynth.evaluation.metrics import dice_per_class
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,21 @@ class SliceSet:
             subject_ids=tuple(self.subject_ids[i] for i in keep_subjects),
             groups=tuple(self.groups[i] for i in keep_subjects),
         )
+
+    def dice_per_volume(self, prediction: npt.NDArray[np.integer[Any]]) -> dict[int, float]:
+        """Per-class Dice of ``prediction`` (aligned with these slices): one Dice per subject and phase
+        volume, then the mean over volumes (the ACDC convention)."""
+        if prediction.shape != self.labels.shape:
+            raise ValueError(f"prediction {prediction.shape} does not match the slices {self.labels.shape}")
+        scores = []
+        for s in range(len(self.subject_ids)):
+            for ph in (0, 1):
+                mask = (self.subject == s) & (self.phase == ph)
+                if mask.any():
+                    scores.append(dice_per_class(prediction[mask], self.labels[mask]))
+        if not scores:
+            raise ValueError("no slices to score")
+        return {c: float(np.mean([d[c] for d in scores])) for c in (1, 2, 3)}
 
     def fingerprint(self) -> str:
         """SHA-256 of the slices and their subject ids: identifies the training data in model cards."""
@@ -150,3 +167,21 @@ def split_subjects(
     if not train or not test:
         raise ValueError(f"split of {len(subject_ids)} subjects left one side empty (holdout={holdout})")
     return train, test
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training and held-out slices of one data set, split by subject."""
+
+    train: SliceSet
+    heldout: SliceSet
+
+
+def load_split(root: Path, *, holdout: float = 0.2, seed: int = 0) -> Split:
+    """Slices of every subject under ``root``, split by :func:`split_subjects`."""
+    slices = load_slices(root)
+    train_ids, held_ids = split_subjects(slices.subject_ids, slices.groups, holdout=holdout, seed=seed)
+    split = Split(slices.select_subjects(train_ids), slices.select_subjects(held_ids))
+    log.info("%d training slices (%d subjects), %d held-out slices (%d subjects)", len(split.train),
+             len(train_ids), len(split.heldout), len(held_ids))  # fmt: skip
+    return split

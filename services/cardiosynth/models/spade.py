@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import MultiScalePatchDiscriminator, SPADENet
@@ -180,3 +182,26 @@ def build_discriminator(config: SpadeConfig, channels: int = 32) -> MultiScalePa
         norm="INSTANCE",
         minimum_size_im=config.image_size,
     )
+
+
+@torch.no_grad()
+def translate_array(
+    model: SpadeTranslator,
+    labels: npt.NDArray[np.integer[Any]],
+    references: npt.NDArray[np.floating[Any]],
+    batch_size: int = 64,
+) -> npt.NDArray[np.float32]:
+    """Images ``(N, S, S)`` for labels ``(N, S, S)``, each with the style of its reference slice
+    ``(N, S, S)``, in batches and in eval mode (the model's mode is restored afterwards)."""
+    if np.shape(labels) != np.shape(references):
+        raise ValueError(f"labels {np.shape(labels)} and references {np.shape(references)} differ in shape")
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(labels), batch_size):
+        lab = torch.from_numpy(np.asarray(labels[start : start + batch_size], dtype=np.int64))
+        ref = torch.from_numpy(np.asarray(references[start : start + batch_size], dtype=np.float32))[:, None]
+        out.append(model.translate(lab, ref)[:, 0].numpy())
+    model.train(was_training)
+    size = model.config.image_size
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, size, size), np.float32)

@@ -28,6 +28,7 @@ from cardiosynth.models.spade import (
     build_discriminator,
     labels_to_onehot,
     spade_widths,
+    translate_array,
 )
 from cardiosynth.models.training import (
     append_history,
@@ -83,27 +84,6 @@ def spade_preset(name: str, **overrides: Any) -> SpadeTrainConfig:
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(SPADE_PRESETS)}") from None
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-@torch.no_grad()
-def translate_slices(
-    model: SpadeTranslator,
-    labels: npt.NDArray[np.integer],
-    references: npt.NDArray[np.floating[Any]],
-    batch_size: int = 32,
-) -> npt.NDArray[np.float32]:
-    """Images ``(N, S, S)`` for label slices ``(N, S, S)`` with the style of ``references`` ``(N, S, S)``."""
-    if labels.shape != references.shape:
-        raise ValueError(f"labels {labels.shape} and references {references.shape} differ in shape")
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, len(labels), batch_size):
-        lab = torch.from_numpy(np.asarray(labels[start : start + batch_size], dtype=np.int64))
-        ref = torch.from_numpy(np.asarray(references[start : start + batch_size], dtype=np.float32))[:, None]
-        out.append(model.translate(lab, ref)[:, 0].numpy())
-    model.train(was_training)
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(labels.shape, np.float32)
 
 
 def class_means(images: npt.NDArray[np.floating[Any]], labels: npt.NDArray[np.integer]) -> dict[int, float]:
@@ -213,7 +193,7 @@ def train_spade(
         bar.close()
         record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in sums.items()}}
         if val is not None and len(val):
-            fake_val = translate_slices(generator, val.labels, val.images)
+            fake_val = translate_array(generator, val.labels, val.images)
             record["val_l1"] = float(np.abs(fake_val - val.images).mean())
             real_means, fake_means = class_means(val.images, val.labels), class_means(fake_val, val.labels)
             for c, name in ((0, "bg"), (1, "rv"), (2, "myo"), (3, "lv")):
@@ -228,7 +208,7 @@ def train_spade(
             config.epochs,
             " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
         )
-        fake_preview = translate_slices(generator, shown.labels[preview_idx], shown.images[preview_idx])
+        fake_preview = translate_array(generator, shown.labels[preview_idx], shown.images[preview_idx])
         save_grid(
             [label_colours(shown.labels[preview_idx]), shown.images[preview_idx], fake_preview],
             ["labels", "real", "SPADE"],
@@ -264,22 +244,13 @@ def run_spade_training(
     show_progress: bool = True,
 ) -> Path:
     """Train on the subjects under ``data`` and export the model directory (see ``run_vae_training``)."""
-    from cardiosynth.models.registry import save_model
-    from cardiosynth.models.slices import load_slices, split_subjects
-    from cardiosynth.models.training import check_run_dir
+    from cardiosynth.models.slices import load_split
+    from cardiosynth.models.training import check_run_dir, data_card, export_model
 
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    slices = load_slices(data)
-    train_ids, val_ids = split_subjects(slices.subject_ids, slices.groups, holdout=holdout, seed=config.seed)
-    train, val = slices.select_subjects(train_ids), slices.select_subjects(val_ids)
-    log.info(
-        "SPADE: %d training slices (%d subjects), %d held-out slices (%d subjects)",
-        len(train),
-        len(train_ids),
-        len(val),
-        len(val_ids),
-    )
-    model, history = train_spade(train, val, config, run_dir, resume=resume, show_progress=show_progress)
+    split = load_split(data, holdout=holdout, seed=config.seed)
+    model, history = train_spade(split.train, split.heldout, config, run_dir, resume=resume,
+                                 show_progress=show_progress)  # fmt: skip
     last = history[-1] if history else {}
     card = {
         "description": "SPADE label-to-image translator (MONAI SPADENet + full-resolution SPADE head)",
@@ -287,13 +258,7 @@ def run_spade_training(
         "epochs": config.epochs,
         "seed": config.seed,
         "training": asdict(config),
-        "data": data.name,
-        "data_fingerprint": train.fingerprint(),
-        "train_subjects": len(train_ids),
-        "heldout_subjects": list(val_ids),
+        **data_card(data, split.train, split.heldout),
         "metrics": {k: v for k, v in last.items() if k.startswith("val_")},
     }
-    path = save_model(model, run_dir / "model", kind="spade", version=version, card=card)
-    if model_root is not None:
-        path = save_model(model, model_root / "spade" / version, kind="spade", version=version, card=card)
-    return path
+    return export_model(model, run_dir, kind="spade", version=version, card=card, model_root=model_root)

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cardiosynth.data.labels import NUM_CLASSES
-from cardiosynth.evaluation.metrics import dice_per_class
 from cardiosynth.models.slices import SliceSet
 from cardiosynth.models.training import (
     append_history,
@@ -108,14 +107,7 @@ def reconstruct(
 
 def reconstruction_dice(model: LabelVAE, slices: SliceSet, batch_size: int = 64) -> dict[int, float]:
     """Per-class Dice of posterior-mean reconstructions, one Dice per subject and phase volume, averaged."""
-    recon = reconstruct(model, slices.labels, batch_size)
-    scores: list[dict[int, float]] = []
-    for s in range(len(slices.subject_ids)):
-        for ph in (0, 1):
-            mask = (slices.subject == s) & (slices.phase == ph)
-            if mask.any():
-                scores.append(dice_per_class(recon[mask], slices.labels[mask]))
-    return {c: float(np.mean([d[c] for d in scores])) for c in (1, 2, 3)}
+    return slices.dice_per_volume(reconstruct(model, slices.labels, batch_size))
 
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -234,33 +226,21 @@ def run_vae_training(
 ) -> Path:
     """Train on the subjects under ``data`` (held-out split by group), export the model directory to
     ``run_dir/model`` (and ``model_root/vae/version`` when given) with its card; return its path."""
-    from cardiosynth.models.registry import save_model
-    from cardiosynth.models.slices import load_slices, split_subjects
-    from cardiosynth.models.training import check_run_dir
+    from cardiosynth.models.slices import load_split
+    from cardiosynth.models.training import check_run_dir, data_card, export_model
 
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    slices = load_slices(data)
-    train_ids, val_ids = split_subjects(slices.subject_ids, slices.groups, holdout=holdout, seed=config.seed)
-    train, val = slices.select_subjects(train_ids), slices.select_subjects(val_ids)
-    log.info(
-        "VAE: %d training slices (%d subjects), %d held-out slices (%d subjects)",
-        len(train),
-        len(train_ids),
-        len(val),
-        len(val_ids),
-    )
-    model, history = train_vae(train, val, config, run_dir, resume=resume, show_progress=show_progress)
-    dice = reconstruction_dice(model, val)
+    split = load_split(data, holdout=holdout, seed=config.seed)
+    model, history = train_vae(split.train, split.heldout, config, run_dir, resume=resume,
+                               show_progress=show_progress)  # fmt: skip
+    dice = reconstruction_dice(model, split.heldout)
     card = {
         "description": "2D label VAE (Amirrajab et al.); metrics: posterior-mean Dice, held-out subjects",
         "preset": config.preset,
         "epochs": config.epochs,
         "seed": config.seed,
         "training": asdict(config),
-        "data": data.name,
-        "data_fingerprint": train.fingerprint(),
-        "train_subjects": len(train_ids),
-        "heldout_subjects": list(val_ids),
+        **data_card(data, split.train, split.heldout),
         "metrics": {
             "heldout_dice_rv": dice[1],
             "heldout_dice_myo": dice[2],
@@ -268,7 +248,4 @@ def run_vae_training(
             "final_train_loss": history[-1]["loss"] if history else None,
         },
     }
-    path = save_model(model, run_dir / "model", kind="vae", version=version, card=card)
-    if model_root is not None:
-        path = save_model(model, model_root / "vae" / version, kind="vae", version=version, card=card)
-    return path
+    return export_model(model, run_dir, kind="vae", version=version, card=card, model_root=model_root)

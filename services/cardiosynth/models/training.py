@@ -127,3 +127,31 @@ def save_grid(rows: list[npt.NDArray[np.floating[Any]]], titles: list[str], path
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def export_model(
+    model: torch.nn.Module,
+    run_dir: Path,
+    *,
+    kind: str,
+    version: str,
+    card: dict[str, Any],
+    model_root: Path | None = None,
+) -> Path:
+    """Write the trained model to ``run_dir/model`` and, with ``model_root``, install it there too."""
+    from cardiosynth.models.registry import save_model
+
+    path = save_model(model, run_dir / "model", kind=kind, version=version, card=card)
+    if model_root is not None:
+        path = save_model(model, model_root / kind / version, kind=kind, version=version, card=card)
+    return path
+
+
+def data_card(data: Path, train: Any, heldout: Any) -> dict[str, Any]:
+    """The model-card fields that identify the training data (``train``/``heldout`` are SliceSets)."""
+    return {
+        "data": Path(data).name,
+        "data_fingerprint": train.fingerprint(),
+        "train_subjects": len(train.subject_ids),
+        "heldout_subjects": list(heldout.subject_ids),
+    }

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import numpy.typing as npt
 from cardiosynth import __version__
 from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
 from cardiosynth.data.nifti import save_volume
+from cardiosynth.fsutil import staged_directory
 from cardiosynth.synthesis.engine import SynthesisRequest, SyntheticSubject
 
 _COLOURS = {RV_CAVITY: "tab:blue", LV_MYOCARDIUM: "tab:green", LV_CAVITY: "tab:red"}
@@ -142,9 +140,7 @@ def write_subject(
     target = Path(out_root) / subject.name
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-    out_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{subject.name}.", dir=out_root))
-    try:
+    with staged_directory(target) as staging:
         affine = np.asarray(subject.base.affine, dtype=np.float64)
         for severity, phases in subject.phases.items():
             for phase, data in phases.items():
@@ -155,15 +151,6 @@ def write_subject(
         (staging / "provenance.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if preview:
             write_preview(subject, staging / "preview.png")
-        staging.chmod(0o755)
-        for item in staging.iterdir():
-            item.chmod(0o644)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cardiosynth.data.labels import NUM_CLASSES, as_label_map
-from cardiosynth.models.spade import SpadeTranslator
+from cardiosynth.models.spade import SpadeTranslator, translate_array
 from cardiosynth.models.vae import LabelVAE
 
 BATCH = 256
@@ -66,7 +66,6 @@ def decode_latents(
     return np.concatenate(out) if out else np.zeros((0, size, size), np.uint8)
 
 
-@torch.no_grad()
 def translate_slices(
     spade: SpadeTranslator,
     labels: npt.NDArray[np.integer[Any]],
@@ -74,13 +73,4 @@ def translate_slices(
     batch_size: int = 64,
 ) -> npt.NDArray[np.float32]:
     """Images ``(N, S, S)`` for labels ``(N, S, S)``, each with the style of its reference slice."""
-    if np.shape(labels) != np.shape(references):
-        raise ValueError(f"labels {np.shape(labels)} and references {np.shape(references)} differ in shape")
-    spade.eval()
-    out = []
-    for start in range(0, len(labels), batch_size):
-        lab = torch.from_numpy(np.asarray(labels[start : start + batch_size], dtype=np.int64))
-        ref = torch.from_numpy(np.asarray(references[start : start + batch_size], dtype=np.float32))[:, None]
-        out.append(spade.translate(lab, ref)[:, 0].numpy())
-    size = spade.config.image_size
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, size, size), np.float32)
+    return translate_array(spade, labels, references, batch_size)
