@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +27,53 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def phantom_slices(phantom_root: Path) -> SliceSet:
     """The fixture subjects preprocessed and cut into 2D slices (about 110 of 128 x 128)."""
     return load_slices(phantom_root)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis of the tests' own (``redis-server`` on a free port, stopped at the end), so no test
+    touches the machine's broker; without the binary, ``$REDIS_URL`` or 127.0.0.1:6379."""
+    import os
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+        try:
+            redis.Redis.from_url(url).ping()
+        except redis.ConnectionError:
+            pytest.skip(f"no redis-server binary and nothing answers at {url}")
+        yield url
+        return
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of one test's own."""
+    return f"t{uuid.uuid4().hex[:8]}"

@@ -16,7 +16,7 @@ def test_round_trip_list_delete(tmp_path: Path) -> None:
     store.put_bytes("jobs/j1/HCM_000/a.nii.gz", b"new")  # overwrite, never duplicate
     store.put_bytes("jobs/j1/provenance.json", b"{}")
     assert store.get_bytes("jobs/j1/HCM_000/a.nii.gz") == b"new"
-    assert store.list("jobs/j1") == ["jobs/j1/HCM_000/a.nii.gz", "jobs/j1/provenance.json"]
+    assert store.list_keys("jobs/j1") == ["jobs/j1/HCM_000/a.nii.gz", "jobs/j1/provenance.json"]
     assert store.exists("jobs/j1/provenance.json")
     store.delete("jobs/j1/provenance.json")
     store.delete("jobs/j1/provenance.json")  # absent: no error

@@ -48,7 +48,10 @@ def test_round_trip_and_listing(endpoint: int) -> None:
     store.put_bytes("jobs/j1/HCM_000/HCM_000_s1.00_ED.nii.gz", b"\x1f\x8bdata2")
     store.put_bytes("jobs/j1/provenance.json", b"{}")
     assert store.get_bytes("jobs/j1/HCM_000/HCM_000_s1.00_ED.nii.gz") == b"\x1f\x8bdata2"
-    assert store.list("jobs/j1") == ["jobs/j1/HCM_000/HCM_000_s1.00_ED.nii.gz", "jobs/j1/provenance.json"]
+    assert store.list_keys("jobs/j1") == [
+        "jobs/j1/HCM_000/HCM_000_s1.00_ED.nii.gz",
+        "jobs/j1/provenance.json",
+    ]
     assert store.exists("jobs/j1/provenance.json")
     store.delete("jobs/j1/provenance.json")
     assert not store.exists("jobs/j1/provenance.json")

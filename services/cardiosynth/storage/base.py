@@ -59,7 +59,7 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove ``key``; no error when it is absent."""
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix``, sorted."""
 
     def download_url(self, key: str, expires_s: int) -> str:

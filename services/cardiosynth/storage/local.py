@@ -57,7 +57,7 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         base = self.root / prefix if prefix else self.root
         if prefix:
             check_key(prefix.rstrip("/"))

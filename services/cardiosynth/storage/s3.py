@@ -94,7 +94,7 @@ class S3Store:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not delete {key}: {exc}") from exc
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         full = self._full(prefix.rstrip("/")) + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
         keys: list[str] = []
         try:
