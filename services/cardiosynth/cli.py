@@ -194,7 +194,7 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from cardiosynth.models.registry import list_models
+    from cardiosynth.models.catalog import list_models
 
     rows = list_models(args.model_root)
     if not rows:

@@ -6,16 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cardiosynth.models import registry
-from cardiosynth.models.registry import (
-    PACKAGE_ROOT,
-    find_model,
-    list_models,
-    load_model,
-    load_model_dir,
-    save_model,
-    update_card,
-)
+from cardiosynth.models import catalog
+from cardiosynth.models.catalog import PACKAGE_ROOT, find_model, list_models
+from cardiosynth.models.registry import load_model, load_model_dir, save_model, update_card
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 
@@ -77,7 +70,7 @@ def test_registry_lookup_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         save_model(_vae(), tmp_path / "x", kind="vae", version="x", dtype="int8")  # type: ignore[arg-type]
     monkeypatch.setenv("CARDIOSYNTH_MODELS", str(tmp_path))
     assert load_model("vae", "v9").path == tmp_path / "vae" / "v9"
-    assert registry.registry_roots()[-1] == PACKAGE_ROOT
+    assert catalog.registry_roots()[-1] == PACKAGE_ROOT
 
 
 def test_update_card_merges_metrics(tmp_path: Path) -> None:

@@ -30,13 +30,15 @@ from torch import nn
 
 from cardiosynth import __version__
 from cardiosynth.fsutil import staged_directory
+from cardiosynth.models.catalog import (
+    DEFAULT_VERSION,
+    check_kind,
+    find_model,
+)
 
 log = logging.getLogger(__name__)
 
 ModelKind = Literal["vae", "spade"]
-MODEL_KINDS: tuple[str, ...] = ("vae", "spade")
-DEFAULT_VERSION = "phantom-v1"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -49,12 +51,6 @@ def _builders() -> dict[str, Callable[[dict[str, Any]], nn.Module]]:
         "vae": lambda cfg: LabelVAE(VAEConfig.from_dict(cfg)),
         "spade": lambda cfg: SpadeTranslator(SpadeConfig.from_dict(cfg)),
     }
-
-
-def check_kind(kind: str) -> str:
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
-    return kind
 
 
 @dataclass
@@ -172,43 +168,6 @@ def load_model_dir(path: Path, *, kind: str | None = None) -> LoadedModel:
     card_file = path / "card.json"
     card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
     return LoadedModel(module, found, str(config.get("version", path.name)), card, path)
-
-
-def registry_roots(root: Path | None = None) -> list[Path]:
-    """Roots searched in order: ``root`` if given, else ``$CARDIOSYNTH_MODELS`` then the package's."""
-    if root is not None:
-        return [Path(root)]
-    roots = []
-    env = os.environ.get("CARDIOSYNTH_MODELS")
-    if env:
-        roots.append(Path(env))
-    roots.append(PACKAGE_ROOT)
-    return roots
-
-
-def list_models(root: Path | None = None) -> list[tuple[str, str, Path]]:
-    """``(kind, version, path)`` of every model in the registry roots (first root wins)."""
-    seen: dict[tuple[str, str], Path] = {}
-    for base in registry_roots(root):
-        for kind in MODEL_KINDS:
-            folder = base / kind
-            if not folder.is_dir():
-                continue
-            for entry in sorted(folder.iterdir()):
-                if (entry / "config.json").is_file():
-                    seen.setdefault((kind, entry.name), entry)
-    return [(k, v, p) for (k, v), p in sorted(seen.items())]
-
-
-def find_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = None) -> Path:
-    """Directory of model ``kind`` at ``version``; ``ValueError`` listing what exists otherwise."""
-    check_kind(kind)
-    for base in registry_roots(root):
-        candidate = base / kind / version
-        if (candidate / "config.json").is_file():
-            return candidate
-    available = [v for k, v, _ in list_models(root) if k == kind]
-    raise ValueError(f"no {kind} model {version!r}; available: {available or 'none'}")
 
 
 def load_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = None) -> LoadedModel:

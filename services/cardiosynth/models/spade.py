@@ -34,8 +34,8 @@ class SpadeConfig:
     image_size: int = 128
     channels: tuple[int, ...] = (16, 32, 64, 128)
     style_dim: int = 16
-    spade_hidden: int = 32
-    head_channels: int = 16
+    spade_hidden: int = 16
+    head_channels: int = 8
 
     def __post_init__(self) -> None:
         if not self.channels or any(c < 1 for c in self.channels):
