@@ -1,0 +1,70 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import redis
+from fastapi import FastAPI, Request, Response
+
+from cardiosynth import __version__
+from cardiosynth.gateway.deps import Services
+from cardiosynth.gateway.metrics import LATENCY, REQUESTS
+from cardiosynth.gateway.problems import install
+from cardiosynth.gateway.routes import jobs, meta
+from cardiosynth.gateway.settings import GatewaySettings
+from cardiosynth.jobs.dispatch import Dispatcher
+from cardiosynth.jobs.store import JobStore
+from cardiosynth.storage.base import ObjectStore
+from cardiosynth.storage.local import LocalStore
+
+
+def build_storage(settings: GatewaySettings) -> ObjectStore:
+    if settings.storage == "local":
+        key = settings.signing_key.get_secret_value().encode()
+        return LocalStore(settings.storage_dir, signing_key=key, base_url=settings.public_url)
+    from cardiosynth.storage.s3 import S3Store
+
+    return S3Store(
+        settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        region=settings.s3_region,
+        access_key=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
+        secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+    )
+
+
+def create_app(
+    settings: GatewaySettings, dispatcher: Dispatcher, *, storage: ObjectStore | None = None
+) -> FastAPI:
+    """The gateway app over ``settings``' Redis and storage, sending jobs through ``dispatcher``."""
+    if not settings.api_key_list():
+        raise ValueError("CARDIOSYNTH_API_KEYS is empty: set at least one API key")
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    app = FastAPI(
+        title="cardiosynth",
+        version=__version__,
+        description="Labelled cardiac MR data with a chosen pathology: submit a job, poll it, download NIfTI",
+    )
+    app.state.services = Services(
+        settings=settings,
+        jobs=JobStore(client, prefix=settings.job_prefix),
+        storage=storage if storage is not None else build_storage(settings),
+        dispatcher=dispatcher,
+    )
+    install(app)
+    app.include_router(jobs.router)
+    app.include_router(meta.router)
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    return app

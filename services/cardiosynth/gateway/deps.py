@@ -1,0 +1,42 @@
+"""Dependencies: the app's shared objects and the API-key check."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from cardiosynth.gateway.problems import ProblemError
+from cardiosynth.gateway.settings import GatewaySettings
+from cardiosynth.jobs.dispatch import Dispatcher
+from cardiosynth.jobs.store import JobStore, owner_id
+from cardiosynth.storage.base import ObjectStore
+
+
+@dataclass
+class Services:
+    settings: GatewaySettings
+    jobs: JobStore
+    storage: ObjectStore
+    dispatcher: Dispatcher
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def owner(
+    svc: Annotated[Services, Depends(services)],
+    x_api_key: Annotated[str | None, Header(description="API key")] = None,
+    authorization: Annotated[str | None, Header(description="Bearer API key")] = None,
+) -> str:
+    """The caller's owner id from ``X-API-Key`` or ``Authorization: Bearer``; 401 otherwise."""
+    key = x_api_key
+    if key is None and authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    if not key or not any(hmac.compare_digest(key, k) for k in svc.settings.api_key_list()):
+        raise ProblemError(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    return owner_id(key)

@@ -1,0 +1,167 @@
+"""Job endpoints: submit, poll, list, cancel, results."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from cardiosynth.gateway.deps import Services, owner, services
+from cardiosynth.gateway.metrics import JOBS_SUBMITTED
+from cardiosynth.gateway.problems import PROBLEM, ProblemError
+from cardiosynth.gateway.schemas import (
+    FileOut,
+    JobList,
+    JobOut,
+    Problem,
+    ResultsOut,
+    State,
+    SynthesizeRequest,
+)
+from cardiosynth.jobs.store import (
+    TERMINAL,
+    IdempotencyConflictError,
+    IdempotencyInProgressError,
+    Job,
+    JobState,
+    TransitionRefusedError,
+)
+from cardiosynth.models.catalog import find_model
+
+router = APIRouter(tags=["jobs"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM: {}}, "description": text}
+    for code, text in (
+        (401, "missing or unknown API key"),
+        (404, "no such job for this key"),
+        (409, "conflict with the job's state"),
+        (422, "invalid request"),
+        (429, "too many queued jobs for this key"),
+        (503, "broker or storage unavailable"),
+    )
+}
+
+
+def job_out(job: Job, svc: Services) -> JobOut:
+    return JobOut(
+        id=job.id,
+        state=job.state.value,
+        queue_position=svc.jobs.queue_position(job.id) if job.state is JobState.QUEUED else None,
+        request=job.request,
+        progress=job.progress,
+        timings=job.timings,
+        created=job.created,
+        updated=job.updated,
+        error=Problem(**job.error) if job.error else None,
+        links={"self": f"/jobs/{job.id}", "results": f"/jobs/{job.id}/results"},
+    )
+
+
+def _own_job(job_id: str, who: str, svc: Services) -> Job:
+    job = svc.jobs.get(job_id)
+    if job is None or job.owner != who:  # another key's job is as absent as a missing one
+        raise ProblemError(404, f"no job {job_id!r}")
+    return job
+
+
+@router.post(
+    "/synthesize",
+    status_code=202,
+    response_model=JobOut,
+    responses=ERRORS,
+    summary="Submit a synthesis job",
+)
+def synthesize(
+    body: SynthesizeRequest,
+    response: Response,
+    who: Annotated[str, Depends(owner)],
+    svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+) -> JobOut:
+    for kind in ("vae", "spade"):
+        try:
+            find_model(kind, body.model)
+        except ValueError as exc:
+            raise ProblemError(
+                422, f"model: {exc}", errors=[{"field": "model", "message": str(exc)}]
+            ) from None
+    request = body.model_dump(mode="json")
+    if svc.jobs.count_queued(who) >= svc.settings.max_queued_per_key:
+        raise ProblemError(
+            429,
+            f"{svc.settings.max_queued_per_key} jobs already queued for this key",
+            headers={"Retry-After": "30"},
+        )
+    try:
+        job, created = svc.jobs.create(who, request, idempotency_key=idempotency_key)
+    except IdempotencyConflictError as exc:
+        raise ProblemError(422, str(exc)) from None
+    except IdempotencyInProgressError as exc:
+        raise ProblemError(409, str(exc), headers={"Retry-After": "1"}) from None
+    if created:
+        try:
+            svc.dispatcher.submit(job.id, request)
+        except Exception:
+            error = {"title": "Service Unavailable", "status": 503, "detail": "the job could not be queued"}
+            svc.jobs.transition(job.id, JobState.FAILED, error=error)
+            raise
+        JOBS_SUBMITTED.labels(pathology=body.pathology).inc()
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_out(job, svc)
+
+
+@router.get("/jobs", response_model=JobList, responses=ERRORS, summary="List this key's jobs")
+def list_jobs(
+    who: Annotated[str, Depends(owner)],
+    svc: Annotated[Services, Depends(services)],
+    state: State | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobList:
+    jobs, total = svc.jobs.list_jobs(
+        who, state=JobState(state) if state else None, offset=offset, limit=limit
+    )
+    return JobList(items=[job_out(j, svc) for j in jobs], total=total, offset=offset, limit=limit)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="A job's state and progress")
+def get_job(
+    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
+) -> JobOut:
+    return job_out(_own_job(job_id, who, svc), svc)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Cancel a job")
+def cancel_job(
+    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
+) -> JobOut:
+    job = _own_job(job_id, who, svc)
+    if job.state in TERMINAL:
+        raise ProblemError(409, f"job {job_id} is already {job.state.value}")
+    try:
+        job = svc.jobs.transition(job_id, JobState.CANCELLED)
+    except TransitionRefusedError as exc:
+        raise ProblemError(409, str(exc)) from None
+    svc.dispatcher.cancel(job_id)
+    return job_out(job, svc)
+
+
+@router.get(
+    "/jobs/{job_id}/results",
+    response_model=ResultsOut,
+    responses=ERRORS,
+    summary="Output files and biomarkers",
+)
+def results(
+    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
+) -> ResultsOut:
+    job = _own_job(job_id, who, svc)
+    if job.state is not JobState.SUCCEEDED or job.result is None:
+        raise ProblemError(409, f"job {job_id} is {job.state.value}; results exist once it has succeeded")
+    ttl = svc.settings.result_url_ttl_s
+    files = [
+        FileOut(**f, url=svc.storage.download_url(f["key"], ttl), expires_in=ttl)
+        for f in job.result.get("files", [])
+    ]
+    return ResultsOut(job=job.id, files=files, biomarkers=job.result.get("biomarkers", {}))

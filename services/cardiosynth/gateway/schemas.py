@@ -1,0 +1,139 @@
+"""Request and response bodies of the API (with the examples the OpenAPI spec shows)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Pathology = Literal["NOR", "DCM", "HCM", "RV", "MINF"]
+Correlation = Literal["none", "latent", "slices", "both", "population"]
+Phase = Literal["ED", "ES"]
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class SynthesizeRequest(BaseModel):
+    """``POST /synthesize``: what to make."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"pathology": "HCM", "n": 5}, {"pathology": "DCM", "n": 2, "trajectory": 5}]
+        },
+    )
+
+    pathology: Pathology = Field(description="target pathology")
+    n: int = Field(ge=1, le=100, description="number of synthetic subjects")
+    seed: int = Field(default=0, ge=0, lt=2**32)
+    severity: float | None = Field(default=None, gt=0.0, le=1.0, description="one severity in (0, 1]")
+    trajectory: int | None = Field(default=None, ge=1, le=20, description="severities 1/K, 2/K, ..., 1")
+    correlation: Correlation = "both"
+    phases: list[Phase] = Field(default=["ED", "ES"], min_length=1, max_length=2)
+    base_subjects: list[str] = Field(default_factory=list, max_length=100)
+    model: str = Field(default="phantom-v1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _one_of_severity_or_trajectory(self) -> SynthesizeRequest:
+        if self.severity is not None and self.trajectory is not None:
+            raise ValueError("give severity or trajectory, not both")
+        if len(set(self.phases)) != len(self.phases):
+            raise ValueError("phases must not repeat")
+        return self
+
+
+class StageProgress(BaseModel):
+    done: int
+    total: int
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "about:blank",
+                    "title": "Unprocessable Content",
+                    "status": 422,
+                    "detail": "n: Input should be less than or equal to 100",
+                }
+            ]
+        }
+    )
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class JobOut(BaseModel):
+    """``GET /jobs/{id}``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2a9c0d5e6b4a718293a4b5c6d7e8f9",
+                    "state": "queued",
+                    "queue_position": 0,
+                    "request": {"pathology": "HCM", "n": 5},
+                    "progress": {},
+                    "timings": {},
+                    "created": 1764060000.0,
+                    "updated": 1764060000.0,
+                    "error": None,
+                    "links": {"self": "/jobs/3f2a9c0d5e6b4a718293a4b5c6d7e8f9"},
+                }
+            ]
+        }
+    )
+
+    id: str
+    state: State
+    queue_position: int | None = None
+    request: dict[str, Any]
+    progress: dict[str, Any]
+    timings: dict[str, float]
+    created: float
+    updated: float
+    error: Problem | None = None
+    links: dict[str, str]
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class FileOut(BaseModel):
+    subject: str
+    severity: str | None = None
+    phase: str | None = None
+    kind: str
+    key: str
+    url: str
+    expires_in: int
+
+
+class ResultsOut(BaseModel):
+    """``GET /jobs/{id}/results``: every output file with an expiring URL, and the biomarkers."""
+
+    job: str
+    files: list[FileOut]
+    biomarkers: dict[str, Any]
+
+
+class ModelOut(BaseModel):
+    kind: str
+    version: str
+    card: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,19 @@
+"""How the gateway hands jobs to the workers (Celery in the service; anything with this shape in tests)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Dispatcher(Protocol):
+    def submit(self, job_id: str, request: dict[str, Any]) -> None:
+        """Send the job's first task to the ``vae`` queue (ids and parameters only, never arrays)."""
+
+    def cancel(self, job_id: str) -> None:
+        """Revoke the job's queued and running tasks."""
+
+    def workers(self) -> dict[str, int]:
+        """Live workers per queue (``{"vae": 1, "spade": 1}``), for readiness."""
+
+    def ping(self) -> None:
+        """Raise ``ConnectionError`` when the broker does not answer."""

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from cardiosynth.gateway.app import create_app
+from cardiosynth.gateway.settings import GatewaySettings
+from cardiosynth.jobs.store import JobState
+from cardiosynth.storage.local import LocalStore
+
+KEY_A, KEY_B = "key-a-0123456789", "key-b-0123456789"
+
+
+class RecordingDispatcher:
+    """Stands in for Celery: records what the gateway sends (the workers are tested on their own)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, dict[str, Any]]] = []
+        self.cancelled: list[str] = []
+        self.live = {"vae": 1, "spade": 1}
+        self.fail = False
+
+    def submit(self, job_id: str, request: dict[str, Any]) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.submitted.append((job_id, request))
+
+    def cancel(self, job_id: str) -> None:
+        self.cancelled.append(job_id)
+
+    def workers(self) -> dict[str, int]:
+        return self.live
+
+    def ping(self) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+
+
+@pytest.fixture
+def api(
+    redis_url: str, redis_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[TestClient, RecordingDispatcher, LocalStore]:
+    # A registry of our own: the gateway only checks that a model version exists (it loads none).
+    for kind in ("vae", "spade"):
+        folder = tmp_path / "models" / kind / "phantom-v1"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"kind": kind, "config": {}}))
+        (folder / "card.json").write_text(json.dumps({"kind": kind, "version": "phantom-v1"}))
+    monkeypatch.setenv("CARDIOSYNTH_MODELS", str(tmp_path / "models"))
+    settings = GatewaySettings(
+        redis_url=redis_url,
+        job_prefix=redis_prefix,
+        api_keys=SecretStr(f"{KEY_A},{KEY_B}"),
+        max_queued_per_key=3,
+        storage_dir=tmp_path / "store",
+        signing_key=SecretStr("s" * 32),
+        public_url="http://testserver",
+    )
+    dispatcher = RecordingDispatcher()
+    store = LocalStore(tmp_path / "store", signing_key=b"s" * 32, base_url="http://testserver")
+    app = create_app(settings, dispatcher, storage=store)
+    return TestClient(app, raise_server_exceptions=False), dispatcher, store
+
+
+A = {"X-API-Key": KEY_A}
+B = {"Authorization": f"Bearer {KEY_B}"}
+
+
+def test_submit_poll_list_cancel(api: tuple[TestClient, RecordingDispatcher, LocalStore]) -> None:
+    client, dispatcher, _ = api
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 5}, headers=A)
+    assert r.status_code == 202
+    job = r.json()
+    assert r.headers["Location"] == f"/jobs/{job['id']}"
+    assert job["state"] == "queued"
+    assert job["queue_position"] == 0
+    assert dispatcher.submitted[0][1]["pathology"] == "HCM"
+    assert dispatcher.submitted[0][1]["n"] == 5
+    assert client.get(f"/jobs/{job['id']}", headers=A).json()["state"] == "queued"
+    assert client.get(f"/jobs/{job['id']}", headers=B).status_code == 404  # another key's job
+    listed = client.get("/jobs?state=queued", headers=A).json()
+    assert listed["total"] == 1
+    assert client.get("/jobs", headers=B).json()["total"] == 0
+    r = client.delete(f"/jobs/{job['id']}", headers=A)
+    assert r.status_code == 200
+    assert r.json()["state"] == "cancelled"
+    assert dispatcher.cancelled == [job["id"]]
+    assert client.delete(f"/jobs/{job['id']}", headers=A).status_code == 409
+    assert client.get(f"/jobs/{job['id']}/results", headers=A).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"pathology": "XYZ", "n": 5}, "pathology"),
+        ({"pathology": "HCM", "n": 0}, "n"),
+        ({"pathology": "HCM", "n": 101}, "n"),
+        ({"pathology": "HCM", "n": 1, "severity": 1.5}, "severity"),
+        ({"pathology": "HCM", "n": 1, "seed": -1}, "seed"),
+        ({"pathology": "HCM", "n": 1, "model": "nope"}, "model"),
+        ({"pathology": "HCM", "n": 1, "colour": "red"}, "colour"),
+        ({"pathology": "HCM", "n": 1, "severity": 0.5, "trajectory": 3}, "body"),
+    ],
+)
+def test_bad_input_is_422_problem_naming_the_field(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore], body: dict[str, Any], field: str
+) -> None:
+    client, dispatcher, _ = api
+    r = client.post("/synthesize", json=body, headers=A)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert field in r.json()["detail"]
+    assert dispatcher.submitted == []
+
+
+def test_malformed_body_and_auth(api: tuple[TestClient, RecordingDispatcher, LocalStore]) -> None:
+    client, _, _ = api
+    r = client.post("/synthesize", content=b"{not json", headers={**A, "Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["status"] == 422
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 1})
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert client.get("/jobs", headers={"X-API-Key": "wrong"}).status_code == 401
+
+
+def test_idempotency_and_queue_cap(api: tuple[TestClient, RecordingDispatcher, LocalStore]) -> None:
+    client, dispatcher, _ = api
+    body = {"pathology": "DCM", "n": 2}
+    first = client.post("/synthesize", json=body, headers={**A, "Idempotency-Key": "abc"})
+    again = client.post("/synthesize", json=body, headers={**A, "Idempotency-Key": "abc"})
+    assert first.json()["id"] == again.json()["id"]
+    assert len(dispatcher.submitted) == 1
+    other = client.post("/synthesize", json={**body, "n": 3}, headers={**A, "Idempotency-Key": "abc"})
+    assert other.status_code == 422
+    client.post("/synthesize", json=body, headers=A)
+    client.post("/synthesize", json=body, headers=A)
+    capped = client.post("/synthesize", json=body, headers=A)
+    assert capped.status_code == 429
+    assert capped.headers["Retry-After"] == "30"
+    assert client.post("/synthesize", json=body, headers=B).status_code == 202  # the cap is per key
+
+
+def test_broker_down_is_503_and_the_job_is_failed(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore],
+) -> None:
+    client, dispatcher, _ = api
+    dispatcher.fail = True
+    r = client.post("/synthesize", json={"pathology": "RV", "n": 1}, headers=A)
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    failed = client.get("/jobs?state=failed", headers=A).json()
+    assert failed["total"] == 1
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["broker"].startswith("unavailable")
+
+
+def test_results_with_signed_downloads(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore],
+) -> None:
+    client, _, store = api
+    job_id = client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=A).json()["id"]
+    jobs = client.app.state.services.jobs  # type: ignore[attr-defined]
+    key = f"jobs/{job_id}/HCM_000/HCM_000_s1.00_ED.nii.gz"
+    store.put_bytes(key, b"\x1f\x8bnifti")
+    jobs.transition(job_id, JobState.RUNNING)
+    result = {"files": [{"subject": "HCM_000", "severity": "1.00", "phase": "ED", "kind": "image", "key": key}],
+              "biomarkers": {"HCM_000": {"1.00": {"lv_ef": 70.0}}}}  # fmt: skip
+    jobs.transition(job_id, JobState.SUCCEEDED, result=result)
+    r = client.get(f"/jobs/{job_id}/results", headers=A)
+    assert r.status_code == 200
+    files = r.json()["files"]
+    assert files[0]["key"] == key
+    assert r.json()["biomarkers"]["HCM_000"]["1.00"]["lv_ef"] == 70.0
+    url = files[0]["url"].removeprefix("http://testserver")
+    download = client.get(url)
+    assert download.status_code == 200
+    assert download.content == b"\x1f\x8bnifti"
+    assert download.headers["content-type"] == "application/gzip"
+    assert "content-encoding" not in download.headers
+    assert client.get(url.replace("signature=", "signature=0")).status_code == 403
+
+
+def test_service_endpoints(api: tuple[TestClient, RecordingDispatcher, LocalStore]) -> None:
+    client, dispatcher, _ = api
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/readyz").status_code == 200
+    dispatcher.live = {"vae": 1}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["workers_spade"] == "none"
+    assert set(client.get("/pathologies").json()) == {"NOR", "DCM", "HCM", "RV", "MINF"}
+    assert {(m["kind"], m["version"]) for m in client.get("/models").json()} >= {("vae", "phantom-v1")}
+    client.get("/healthz")
+    assert "cardiosynth_http_requests_total" in client.get("/metrics").text
+
+
+def test_missing_api_keys_refuse_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="CARDIOSYNTH_API_KEYS"):
+        create_app(GatewaySettings(storage_dir=tmp_path), RecordingDispatcher())
+
+
+def test_gateway_does_not_import_torch() -> None:
+    code = "import sys, cardiosynth.gateway.app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
