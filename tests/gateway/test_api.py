@@ -172,8 +172,8 @@ def test_results_with_signed_downloads(
     key = f"jobs/{job_id}/HCM_000/HCM_000_s1.00_ED.nii.gz"
     store.put_bytes(key, b"\x1f\x8bnifti")
     jobs.transition(job_id, JobState.RUNNING)
-    result = {"files": [{"subject": "HCM_000", "severity": "1.00", "phase": "ED", "kind": "image", "key": key}],
-              "biomarkers": {"HCM_000": {"1.00": {"lv_ef": 70.0}}}}  # fmt: skip
+    entry = {"subject": "HCM_000", "severity": "1.00", "phase": "ED", "kind": "image", "key": key}
+    result = {"files": [entry], "biomarkers": {"HCM_000": {"1.00": {"lv_ef": 70.0}}}}
     jobs.transition(job_id, JobState.SUCCEEDED, result=result)
     r = client.get(f"/jobs/{job_id}/results", headers=A)
     assert r.status_code == 200
