@@ -156,3 +156,25 @@ def test_synthesize_command(
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args[:2], "XYZ", *args[3:]]) == 2
     assert "unknown group 'XYZ'" in capsys.readouterr().err
+
+
+def test_the_two_halves_equal_the_whole_through_bytes(data: Path, models: Path) -> None:
+    """The VAE half's batch survives serialisation (it travels between the two worker kinds)."""
+    from cardiosynth.synthesis.engine import LabelBatch
+
+    request = SynthesisRequest(Group.RV, n=2, seed=3, severities=(0.5, 1.0), correlation="population")
+    whole = _synth(data, models).run(request)
+    vae_side, spade_side = _synth(data, models), _synth(data, models)
+    batch = LabelBatch.from_bytes(vae_side.make_labels(request).to_bytes())
+    assert batch.request == request
+    parts = spade_side.assemble(batch, spade_side.translate(batch))
+    for a, b in zip(whole, parts, strict=True):
+        assert a.base.subject_id == b.base.subject_id
+        for severity in (0.5, 1.0):
+            for phase in ("ED", "ES"):
+                assert np.array_equal(
+                    a.phases[severity][phase].native_labels, b.phases[severity][phase].native_labels
+                )
+                assert np.array_equal(
+                    a.phases[severity][phase].native_image, b.phases[severity][phase].native_image
+                )

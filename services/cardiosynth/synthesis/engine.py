@@ -121,6 +121,64 @@ class SyntheticSubject:
 Progress = Callable[[str, int, int], None]
 
 
+def label_stack(p: PreprocessedSubject, phase: str, image: bool = False) -> npt.NDArray[Any]:
+    """The processed label (or image) stack ``(Z, S, S)`` of ``phase``."""
+    if phase == "ED":
+        return p.ed_image if image else p.ed_label
+    return p.es_image if image else p.es_label
+
+
+@dataclass
+class LabelBatch:
+    """What the VAE half hands to the SPADE half: decoded label slices of every (subject, severity,
+    phase) stack in ``plan`` order, with the base subject of each synthetic subject.
+
+    Serialised as ``.npz`` (no pickle) so that it can travel through the object store between the
+    two worker kinds; task messages carry only its key.
+    """
+
+    request: SynthesisRequest
+    base_ids: list[str]
+    plan: list[tuple[int, float, str, int]]  # (subject index, severity, phase, slices)
+    labels: npt.NDArray[np.uint8]  # (N, S, S)
+
+    def to_bytes(self) -> bytes:
+        import io
+        import json
+
+        buffer = io.BytesIO()
+        meta = {
+            "request": {**self.request.provenance(), "n": self.request.n,
+                        "base_subjects": list(self.request.base_subjects)},
+            "base_ids": self.base_ids,
+            "plan": [list(p) for p in self.plan],
+        }  # fmt: skip
+        np.savez_compressed(buffer, labels=self.labels, meta=np.array(json.dumps(meta)))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LabelBatch:
+        import io
+        import json
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            labels = z["labels"]
+        r = meta["request"]
+        request = SynthesisRequest(
+            pathology=Group(r["pathology"]),
+            n=int(r["n"]),
+            seed=int(r["seed"]),
+            severities=tuple(float(x) for x in r["severities"]),
+            correlation=r["correlation"],
+            phases=tuple(r["phases"]),
+            base_subjects=tuple(r["base_subjects"]),
+            ns=int(r["ns"]),
+        )
+        plan = [(int(i), float(a), str(ph), int(z)) for i, a, ph, z in meta["plan"]]
+        return cls(request, list(meta["base_ids"]), plan, labels)
+
+
 def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
@@ -184,6 +242,7 @@ class Synthesizer:
         self.refs = sources.scan(self.data_root)
         self._fingerprints: dict[Group, str] = {}
         self._stats: dict[tuple[Group, str, int], ClassStats] = {}
+        self._loaded: dict[str, sources.LoadedSubject] = {}
         self.timings: dict[str, float] = {}
 
     def _timed(self, stage: str, started: float) -> None:
@@ -223,28 +282,31 @@ class Synthesizer:
         self._stats[key] = stats
         return stats
 
-    def run(self, request: SynthesisRequest, progress: Progress = _no_progress) -> list[SyntheticSubject]:
-        """Make ``request.n`` synthetic subjects (all severities and phases), deterministic by seed."""
+    def _base(self, ref: sources.SubjectRef) -> sources.LoadedSubject:
+        """A base subject read and preprocessed once per process (workers serve many jobs)."""
+        if ref.subject_id not in self._loaded:
+            started = time.perf_counter()
+            self._loaded[ref.subject_id] = sources.load(ref)
+            self._timed("load", started)
+        return self._loaded[ref.subject_id]
+
+    def _ref(self, subject_id: str) -> sources.SubjectRef:
+        for ref in self.refs:
+            if ref.subject_id == subject_id:
+                return ref
+        raise ValueError(f"subject {subject_id!r} is not in {self.data_root}")
+
+    def make_labels(self, request: SynthesisRequest, progress: Progress = _no_progress) -> LabelBatch:
+        """The VAE half: encode -> stats -> sample and correlate -> interpolate -> decode."""
         stats = {ph: self.class_stats(request.pathology, ph, request.ns) for ph in request.phases}
         progress("stats", 1, 1)
         bases = choose_bases(sources.by_group(self.refs, Group.NOR), request)
-        started = time.perf_counter()
-        loaded: dict[str, sources.LoadedSubject] = {}
-        for ref in bases:
-            if ref.subject_id not in loaded:
-                loaded[ref.subject_id] = sources.load(ref)
-        self._timed("load", started)
-
-        def stack(p: PreprocessedSubject, phase: str, image: bool = False) -> npt.NDArray[Any]:
-            if phase == "ED":
-                return p.ed_image if image else p.ed_label
-            return p.es_image if image else p.es_label
+        loaded = {ref.subject_id: self._base(ref) for ref in bases}
 
         # Encode every base subject's stacks in one pass.
         started = time.perf_counter()
-        ids = list(loaded)
-        keys = [(sid, ph) for sid in ids for ph in request.phases]
-        encoded = encode_stacks(self.vae, [stack(loaded[sid].processed, ph) for sid, ph in keys])
+        keys = [(sid, ph) for sid in loaded for ph in request.phases]
+        encoded = encode_stacks(self.vae, [label_stack(loaded[sid].processed, ph) for sid, ph in keys])
         base_latents = dict(zip(keys, encoded, strict=True))
         self._timed("encode", started)
         progress("encode", 1, 1)
@@ -275,25 +337,34 @@ class Synthesizer:
         labels = decode_latents(self.vae, np.concatenate(blocks))
         self._timed("decode", started)
         progress("decode", 1, 1)
+        return LabelBatch(request, [ref.subject_id for ref in bases], plan, labels)
 
-        images: npt.NDArray[np.float32] | None = None
-        if self.spade is not None:
-            started = time.perf_counter()
-            references = np.concatenate(
-                [stack(loaded[bases[i].subject_id].processed, ph, image=True) for i, _, ph, _ in plan]
-            )
-            images = translate_slices(self.spade, labels, references)
-            self._timed("translate", started)
-        progress("translate", 1, 1)
+    def translate(self, batch: LabelBatch) -> npt.NDArray[np.float32]:
+        """The SPADE half: every decoded slice with its base subject's own slice as style."""
+        if self.spade is None:
+            raise ValueError("no SPADE model loaded: cannot translate")
+        started = time.perf_counter()
+        references = np.concatenate(
+            [
+                label_stack(self._base(self._ref(batch.base_ids[i])).processed, ph, image=True)
+                for i, _, ph, _ in batch.plan
+            ]
+        )
+        images = translate_slices(self.spade, batch.labels, references)
+        self._timed("translate", started)
+        return images
 
+    def assemble(self, batch: LabelBatch, images: npt.NDArray[np.float32] | None) -> list[SyntheticSubject]:
+        """Restore every stack to its base subject's native grid; biomarkers and the rule diagnosis."""
+        request = batch.request
         started = time.perf_counter()
         out: list[SyntheticSubject] = []
         offset = 0
         by_subject: dict[int, dict[float, dict[str, SyntheticPhase]]] = {}
-        for index, severity, phase, z_count in plan:
-            base = loaded[bases[index].subject_id]
+        for index, severity, phase, z_count in batch.plan:
+            base = self._base(self._ref(batch.base_ids[index]))
             geometry = base.processed.geometry
-            lab = labels[offset : offset + z_count]
+            lab = batch.labels[offset : offset + z_count]
             img = (
                 images[offset : offset + z_count]
                 if images is not None
@@ -307,8 +378,8 @@ class Synthesizer:
                 native_labels=restore_labels(lab, geometry),
                 native_image=restore_image(img, geometry, window),
             )
-        for index, ref in enumerate(bases):
-            base = loaded[ref.subject_id]
+        for index, base_id in enumerate(batch.base_ids):
+            base = self._base(self._ref(base_id))
             subject = SyntheticSubject(
                 name=f"{request.pathology.value}_{index:03d}",
                 index=index,
@@ -317,7 +388,7 @@ class Synthesizer:
                 severities=request.severities,
                 phases=by_subject[index],
                 base_stacks={
-                    ph: (stack(base.processed, ph, image=True), stack(base.processed, ph))
+                    ph: (label_stack(base.processed, ph, image=True), label_stack(base.processed, ph))
                     for ph in request.phases
                 },
             )
@@ -337,6 +408,13 @@ class Synthesizer:
             out.append(subject)
         self._timed("restore", started)
         return out
+
+    def run(self, request: SynthesisRequest, progress: Progress = _no_progress) -> list[SyntheticSubject]:
+        """Make ``request.n`` synthetic subjects (all severities and phases), deterministic by seed."""
+        batch = self.make_labels(request, progress)
+        images = self.translate(batch) if self.spade is not None else None
+        progress("translate", 1, 1)
+        return self.assemble(batch, images)
 
 
 def parse_pathology(value: str) -> Group:
