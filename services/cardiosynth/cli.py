@@ -223,10 +223,15 @@ def _severity(value: str) -> float:
 
 
 def _default_cache() -> Path:
-    import os
+    from cardiosynth.data.default import cache_root
 
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cardiosynth"
+    return cache_root()
+
+
+def _ensure_default_data() -> Path:
+    from cardiosynth.data.default import default_data
+
+    return default_data()
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
@@ -280,17 +285,6 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     _echo(f"wrote {len(written)} {request.pathology.value} subjects to {args.out} in {elapsed:.1f} s")
     _echo(format_table(subjects, max(request.severities)))
     return 0
-
-
-def _ensure_default_data() -> Path:
-    """The embedded default data: the phantom (seed 0, 100 subjects) in the cache, made on first use."""
-    from cardiosynth.data.phantom import generate_dataset
-
-    root = _default_cache() / "phantom-seed0"
-    if not (root / "training" / "patient100" / "Info.cfg").is_file():
-        log.info("generating the default phantom data set in %s (once)", root)
-        generate_dataset(root, 100, 0, overwrite=True)
-    return root
 
 
 def build_parser() -> argparse.ArgumentParser:

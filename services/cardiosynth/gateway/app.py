@@ -17,23 +17,6 @@ from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.jobs.store import JobStore
 from cardiosynth.storage.base import ObjectStore
-from cardiosynth.storage.local import LocalStore
-
-
-def build_storage(settings: GatewaySettings) -> ObjectStore:
-    if settings.storage == "local":
-        key = settings.signing_key.get_secret_value().encode()
-        return LocalStore(settings.storage_dir, signing_key=key, base_url=settings.public_url)
-    from cardiosynth.storage.s3 import S3Store
-
-    return S3Store(
-        settings.s3_bucket,
-        endpoint_url=settings.s3_endpoint_url,
-        public_endpoint_url=settings.s3_public_endpoint_url,
-        region=settings.s3_region,
-        access_key=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
-        secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
-    )
 
 
 def create_app(
@@ -51,7 +34,7 @@ def create_app(
     app.state.services = Services(
         settings=settings,
         jobs=JobStore(client, prefix=settings.job_prefix),
-        storage=storage if storage is not None else build_storage(settings),
+        storage=storage if storage is not None else settings.build_storage(),
         dispatcher=dispatcher,
     )
     install(app)

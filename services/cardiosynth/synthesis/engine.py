@@ -25,6 +25,7 @@ from cardiosynth.data.labels import Group, parse_group
 from cardiosynth.data.preprocess import Geometry, PreprocessedSubject, restore_image, restore_labels
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
+from cardiosynth.storage.base import ObjectStore
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.correlation import correlation_factor
 from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
@@ -184,17 +185,26 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 
 class StatsCache:
-    """Class statistics on disk under ``root`` (``None``: no caching)."""
+    """Class statistics in a folder (CLI) or an object store (service); neither: no caching."""
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None = None, store: ObjectStore | None = None) -> None:
         self.root = root
+        self.store = store
 
     def get(self, key: str) -> ClassStats | None:
+        if self.store is not None:
+            try:
+                return ClassStats.from_bytes(self.store.get_bytes(key))
+            except KeyError:
+                return None
         if self.root is None or not (self.root / key).is_file():
             return None
         return ClassStats.from_bytes((self.root / key).read_bytes())
 
     def put(self, key: str, stats: ClassStats) -> None:
+        if self.store is not None:
+            self.store.put_bytes(key, stats.to_bytes())
+            return
         if self.root is None:
             return
         path = self.root / key
@@ -233,12 +243,13 @@ class Synthesizer:
         *,
         model_versions: dict[str, str] | None = None,
         cache_dir: Path | None = None,
+        cache_store: ObjectStore | None = None,
     ) -> None:
         self.vae = vae.eval()
         self.spade = spade.eval() if spade is not None else None
         self.data_root = Path(data_root)
         self.model_versions = model_versions or {}
-        self.cache = StatsCache(cache_dir)
+        self.cache = StatsCache(cache_dir, cache_store)
         self.refs = sources.scan(self.data_root)
         self._fingerprints: dict[Group, str] = {}
         self._stats: dict[tuple[Group, str, int], ClassStats] = {}

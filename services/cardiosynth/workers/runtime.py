@@ -1,0 +1,79 @@
+"""What a worker process loads once: settings, stores, and the models of its kind.
+
+Models load lazily in the worker process on first use (never at import and never in the parent of
+a prefork pool), so CUDA, where present, is initialised only in the process that uses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+import redis
+
+from cardiosynth.jobs.store import JobStore
+from cardiosynth.storage.base import ObjectStore
+from cardiosynth.workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def settings() -> WorkerSettings:
+    return WorkerSettings()
+
+
+@cache
+def jobs() -> JobStore:
+    s = settings()
+    return JobStore(redis.Redis.from_url(s.redis_url, socket_connect_timeout=5), prefix=s.job_prefix)
+
+
+@cache
+def storage() -> ObjectStore:
+    return settings().build_storage()
+
+
+@cache
+def synthesizer(model: str, with_vae: bool, with_spade: bool) -> object:
+    """A :class:`Synthesizer` with the models this worker kind needs, loaded once per process."""
+    from cardiosynth.data.default import default_data
+    from cardiosynth.models.registry import load_model
+    from cardiosynth.synthesis.engine import Synthesizer
+
+    s = settings()
+    vae = load_model("vae", model, s.model_root)  # both halves decode/restore geometry with the VAE config
+    spade = load_model("spade", model, s.model_root) if with_spade else None
+    data = s.data_dir if s.data_dir is not None else default_data()
+    log.info("loaded models %s (spade=%s) over %s", model, with_spade, data)
+    return Synthesizer(
+        vae.module,  # type: ignore[arg-type]
+        spade.module if spade is not None else None,  # type: ignore[arg-type]
+        data,
+        model_versions={"vae": vae.version, "spade": spade.version if spade else model},
+        cache_store=storage(),
+    )
+
+
+@contextmanager
+def heartbeat(job_id: str, every_s: float) -> Iterator[None]:
+    """Beat the job's heartbeat from a thread while the body runs (the reaper fails silent jobs)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                jobs().heartbeat(job_id)
+            except redis.RedisError as exc:
+                log.warning("heartbeat of %s failed: %s", job_id, exc)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every_s)

@@ -1,0 +1,16 @@
+"""Worker configuration from the environment (``CARDIOSYNTH_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from cardiosynth.config import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    data_dir: Path | None = Field(default=None, description="ACDC-layout data; default: the phantom")
+    model_root: Path | None = Field(default=None, description="registry root; default: shipped models")
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    visibility_timeout_s: int = Field(default=4 * 3600, ge=1, description="longer than the longest stage")

@@ -1,0 +1,161 @@
+"""The two stages of a job as Celery tasks. Thin: read the job, call the engine, write, report.
+
+Object keys are deterministic per job and subject, so a redelivered task overwrites its own outputs
+and never duplicates them. A job becomes ``succeeded`` only after every output file is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+
+from cardiosynth.jobs.store import TERMINAL, JobState, TransitionRefusedError
+from cardiosynth.workers import runtime
+from cardiosynth.workers.app import FAILURE_TASK, SPADE_TASK, VAE_TASK, make_celery
+
+log = logging.getLogger(__name__)
+
+celery_app: Celery = make_celery(runtime.settings())
+
+
+def work_key(job_id: str) -> str:
+    return f"jobs/{job_id}/work/labels.npz"
+
+
+def output_key(job_id: str, subject: str, name: str) -> str:
+    return f"jobs/{job_id}/{subject}/{name}"
+
+
+def request_of(job_request: dict[str, Any]) -> Any:
+    """The API request body -> :class:`SynthesisRequest`."""
+    from cardiosynth.data.labels import parse_group
+    from cardiosynth.synthesis.engine import SynthesisRequest
+
+    severities = (
+        SynthesisRequest.trajectory(job_request["trajectory"])
+        if job_request.get("trajectory")
+        else (float(job_request.get("severity") or 1.0),)
+    )
+    return SynthesisRequest(
+        pathology=parse_group(job_request["pathology"]),
+        n=int(job_request["n"]),
+        seed=int(job_request.get("seed", 0)),
+        severities=severities,
+        correlation=job_request.get("correlation", "both"),
+        phases=tuple(job_request.get("phases", ("ED", "ES"))),
+        base_subjects=tuple(job_request.get("base_subjects", ())),
+    )
+
+
+def _active(job_id: str) -> Any:
+    """The job, or ``None`` when it is gone or already finished (cancelled, say): nothing to do."""
+    job = runtime.jobs().get(job_id)
+    if job is None or job.state in TERMINAL:
+        log.info("job %s is %s: skipping", job_id, job.state.value if job else "gone")
+        return None
+    return job
+
+
+def _progress(job_id: str, progress: dict[str, Any]) -> Any:
+    def report(stage: str, done: int, total: int) -> None:
+        progress[stage] = {"done": done, "total": total}
+        runtime.jobs().update(job_id, progress=dict(progress))
+
+    return report
+
+
+@celery_app.task(  # type: ignore[untyped-decorator]
+    name=VAE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True
+)
+def vae_stage(self: Task, job_id: str) -> None:
+    """encode -> stats -> correlate -> interpolate -> decode; the label batch goes to storage."""
+    job = _active(job_id)
+    if job is None:
+        return
+    if job.state is JobState.QUEUED:
+        runtime.jobs().transition(job_id, JobState.RUNNING)
+    started = time.perf_counter()
+    with runtime.heartbeat(job_id, runtime.settings().heartbeat_s):
+        synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, False)
+        progress: dict[str, Any] = dict(job.progress)
+        batch = synth.make_labels(request_of(job.request), _progress(job_id, progress))
+        runtime.storage().put_bytes(work_key(job_id), batch.to_bytes())
+    runtime.jobs().update(job_id, timings={"vae": time.perf_counter() - started})
+
+
+@celery_app.task(  # type: ignore[untyped-decorator]
+    name=SPADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True
+)
+def spade_stage(self: Task, job_id: str) -> None:
+    """translate -> restore -> store every file -> succeeded."""
+    from cardiosynth.synthesis.engine import LabelBatch
+    from cardiosynth.synthesis.output import write_subject
+
+    job = _active(job_id)
+    if job is None:
+        return
+    started = time.perf_counter()
+    store = runtime.storage()
+    with runtime.heartbeat(job_id, runtime.settings().heartbeat_s):
+        synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, True)
+        batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
+        images = synth.translate(batch)
+        subjects = synth.assemble(batch, images)
+        progress: dict[str, Any] = dict(job.progress)
+        report = _progress(job_id, progress)
+        report("translate", 1, 1)
+        files: list[dict[str, Any]] = []
+        biomarkers: dict[str, Any] = {}
+        models = dict(synth.model_versions)
+        with tempfile.TemporaryDirectory() as tmp:
+            for count, subject in enumerate(subjects, start=1):
+                folder = write_subject(subject, batch.request, Path(tmp), models=models)
+                for path in sorted(folder.iterdir()):
+                    key = output_key(job_id, subject.name, path.name)
+                    store.put_bytes(key, path.read_bytes())
+                    files.append({"subject": subject.name, "key": key, **_describe(path.name)})
+                biomarkers[subject.name] = {
+                    f"{a:.2f}": (b.to_dict() if b is not None else None)
+                    for a, b in subject.biomarkers.items()
+                }
+                report("store", count, len(subjects))
+    timings = {**job.timings, "spade": time.perf_counter() - started}
+    try:
+        runtime.jobs().transition(
+            job_id, JobState.SUCCEEDED, result={"files": files, "biomarkers": biomarkers}, timings=timings
+        )
+    except TransitionRefusedError:
+        log.info("job %s was cancelled while its last stage ran", job_id)
+
+
+def _describe(name: str) -> dict[str, Any]:
+    """``HCM_000_s1.00_ED_gt.nii.gz`` -> severity, phase and kind of an output file."""
+    if name == "provenance.json":
+        return {"kind": "provenance", "severity": None, "phase": None}
+    if name == "preview.png":
+        return {"kind": "preview", "severity": None, "phase": None}
+    stem = name.removesuffix(".nii.gz")
+    kind = "label" if stem.endswith("_gt") else "image"
+    parts = stem.removesuffix("_gt").split("_")
+    return {"kind": kind, "severity": parts[-2].removeprefix("s"), "phase": parts[-1]}
+
+
+@celery_app.task(  # type: ignore[untyped-decorator]
+    name=FAILURE_TASK
+)
+def job_failed(request: Any, exc: Any, traceback: Any, job_id: str) -> None:
+    """Errback of the chain: the failing link stops the chain, and the job records why."""
+    error = {
+        "type": "about:blank",
+        "title": "Job failed",
+        "status": 500,
+        "detail": f"{type(exc).__name__}: {exc}",
+    }
+    with contextlib.suppress(TransitionRefusedError, KeyError):
+        runtime.jobs().transition(job_id, JobState.FAILED, error=error)

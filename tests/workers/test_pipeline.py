@@ -1,0 +1,152 @@
+"""The job pipeline end to end: real Redis, real Celery worker processes for both queues, local storage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import torch
+
+from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
+from cardiosynth.jobs.store import JobState, JobStore
+from cardiosynth.models.registry import save_model
+from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
+from cardiosynth.models.vae import LabelVAE, VAEConfig
+from cardiosynth.workers.app import make_celery
+from cardiosynth.workers.settings import WorkerSettings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(phantom_root: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    torch.manual_seed(0)
+    models = tmp_path_factory.mktemp("models")
+    save_model(LabelVAE(VAEConfig()).eval(), models / "vae" / "t0", kind="vae", version="t0")
+    spade = SpadeTranslator(SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4))
+    save_model(spade.eval(), models / "spade" / "t0", kind="spade", version="t0")
+    return {
+        **os.environ,
+        "CARDIOSYNTH_REDIS_URL": redis_url,
+        "CARDIOSYNTH_JOB_PREFIX": "pipe",
+        "CARDIOSYNTH_STORAGE_DIR": str(tmp_path_factory.mktemp("store")),
+        "CARDIOSYNTH_SIGNING_KEY": "k" * 32,
+        "CARDIOSYNTH_DATA_DIR": str(phantom_root),
+        "CARDIOSYNTH_MODEL_ROOT": str(models),
+        "CARDIOSYNTH_HEARTBEAT_S": "1",
+        "CARDIOSYNTH_VISIBILITY_TIMEOUT_S": "5",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def _worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen[bytes]:
+    name = f"{queue}-{time.monotonic_ns()}@%h"
+    cmd = [sys.executable, "-m", "celery", "-A", "cardiosynth.workers.tasks", "worker", "-Q", queue,
+           "--pool", "solo", "--concurrency", "1", "-n", name, "--loglevel", "INFO"]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(queue: str) -> subprocess.Popen[bytes]:
+        proc = _worker(env, queue, tmp_path / f"{queue}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait(store: JobStore, job_id: str, states: set[JobState], timeout: float = 180) -> JobState:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and job.state in states:
+            return job.state
+        time.sleep(0.5)
+    job = store.get(job_id)
+    raise AssertionError(f"job {job_id} still {job.state if job else None} after {timeout} s")
+
+
+def _setup(env: dict[str, str]) -> tuple[JobStore, CeleryDispatcher, Path]:
+    store = JobStore(redis.Redis.from_url(env["CARDIOSYNTH_REDIS_URL"]), prefix=env["CARDIOSYNTH_JOB_PREFIX"])
+    app = make_celery(WorkerSettings(redis_url=env["CARDIOSYNTH_REDIS_URL"], visibility_timeout_s=5))
+    return store, CeleryDispatcher(app), Path(env["CARDIOSYNTH_STORAGE_DIR"])
+
+
+def test_a_job_runs_through_both_queues(env: dict[str, str], workers: Callable[[str], object]) -> None:
+    store, dispatcher, storage = _setup(env)
+    workers("vae")
+    workers("spade")
+    request = {"pathology": "HCM", "n": 2, "seed": 0, "model": "t0", "phases": ["ED", "ES"]}
+    job, _ = store.create("owner", request)
+    dispatcher.submit(job.id, request)
+    assert _wait(store, job.id, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
+    done = store.get(job.id)
+    assert done is not None
+    assert done.result is not None
+    keys = sorted(f["key"] for f in done.result["files"])
+    on_disk = sorted(p.relative_to(storage).as_posix() for p in (storage / "jobs" / job.id).rglob("*")
+                     if p.is_file() and "/work/" not in p.as_posix())  # fmt: skip
+    assert keys == on_disk
+    assert len(keys) == 2 * 6  # per subject: ED/ES image + label, provenance, preview
+    assert set(done.result["biomarkers"]) == {"HCM_000", "HCM_001"}
+    assert {"vae", "spade"} <= set(done.timings)
+
+
+def test_a_failing_stage_fails_the_job_and_stops_the_chain(
+    env: dict[str, str], workers: Callable[[str], object]
+) -> None:
+    store, dispatcher, storage = _setup(env)
+    workers("vae")
+    request = {"pathology": "HCM", "n": 1, "model": "t0", "base_subjects": ["patient999"]}
+    job, _ = store.create("owner", request)
+    dispatcher.submit(job.id, request)
+    assert _wait(store, job.id, {JobState.FAILED, JobState.SUCCEEDED}) is JobState.FAILED
+    failed = store.get(job.id)
+    assert failed is not None
+    assert failed.error is not None
+    assert "patient999" in failed.error["detail"]
+    assert not (storage / "jobs" / job.id).exists()
+
+
+def test_a_worker_killed_mid_job_is_replaced_without_duplicate_outputs(
+    env: dict[str, str], workers: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    store, dispatcher, storage = _setup(env)
+    victim = workers("vae")
+    workers("spade")
+    request = {"pathology": "DCM", "n": 2, "seed": 4, "model": "t0"}
+    job, _ = store.create("owner", request)
+    dispatcher.submit(job.id, request)
+    assert _wait(store, job.id, {JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED}) is JobState.RUNNING
+    victim.send_signal(signal.SIGKILL)  # mid-stage: loading models and statistics takes seconds
+    victim.wait(timeout=10)
+    running = store.get(job.id)
+    assert running is not None
+    assert running.state is JobState.RUNNING
+    workers("vae")  # the replacement gets the unacknowledged task after the visibility timeout
+    assert _wait(store, job.id, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
+    done = store.get(job.id)
+    assert done is not None
+    assert done.result is not None
+    keys = [f["key"] for f in done.result["files"]]
+    assert len(keys) == len(set(keys)) == 2 * 6
+    on_disk = sorted(p.relative_to(storage).as_posix() for p in (storage / "jobs" / job.id).rglob("*")
+                     if p.is_file() and "/work/" not in p.as_posix())  # fmt: skip
+    assert sorted(keys) == on_disk
