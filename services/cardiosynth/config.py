@@ -18,6 +18,9 @@ class CommonSettings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str | None = Field(default=None, description="Celery broker; defaults to redis_url")
+    job_store_url: str | None = Field(
+        default=None, description="redis://... or sqlite:///path; default redis_url"
+    )
     job_prefix: str = "cs"
     public_url: str = "http://127.0.0.1:8000"
     storage: Literal["local", "s3"] = "local"
@@ -32,6 +35,9 @@ class CommonSettings(BaseSettings):
 
     def broker(self) -> str:
         return self.broker_url or self.redis_url
+
+    def job_store(self) -> str:
+        return self.job_store_url or self.redis_url
 
     def build_storage(self) -> ObjectStore:
         """The configured object store."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-import redis
 from fastapi import FastAPI, Request, Response
 
 from cardiosynth import __version__
@@ -15,7 +14,7 @@ from cardiosynth.gateway.problems import install
 from cardiosynth.gateway.routes import jobs, meta
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
-from cardiosynth.jobs.store import JobStore
+from cardiosynth.jobs.store import open_job_store
 from cardiosynth.storage.base import ObjectStore
 
 
@@ -25,7 +24,6 @@ def create_app(
     """The gateway app over ``settings``' Redis and storage, sending jobs through ``dispatcher``."""
     if not settings.api_key_list():
         raise ValueError("CARDIOSYNTH_API_KEYS is empty: set at least one API key")
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     app = FastAPI(
         title="cardiosynth",
         version=__version__,
@@ -33,7 +31,7 @@ def create_app(
     )
     app.state.services = Services(
         settings=settings,
-        jobs=JobStore(client, prefix=settings.job_prefix),
+        jobs=open_job_store(settings.job_store(), prefix=settings.job_prefix),
         storage=storage if storage is not None else settings.build_storage(),
         dispatcher=dispatcher,
     )

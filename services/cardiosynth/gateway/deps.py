@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request
 from cardiosynth.gateway.problems import ProblemError
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
+from cardiosynth.jobs.sqlite_store import SqliteJobStore
 from cardiosynth.jobs.store import JobStore, owner_id
 from cardiosynth.storage.base import ObjectStore
 
@@ -18,7 +19,7 @@ from cardiosynth.storage.base import ObjectStore
 @dataclass
 class Services:
     settings: GatewaySettings
-    jobs: JobStore
+    jobs: JobStore | SqliteJobStore
     storage: ObjectStore
     dispatcher: Dispatcher
 

@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -88,6 +89,9 @@ class JobStore:
         self.r = client
         self.prefix = prefix
         self.ttl_s = ttl_s
+
+    def ping(self) -> None:
+        self.r.ping()
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -270,3 +274,14 @@ class JobStore:
                 except TransitionRefusedError:
                     pass
         return reaped
+
+
+def open_job_store(url: str, *, prefix: str = "cs") -> Any:
+    """``redis://...`` -> :class:`JobStore`; ``sqlite:///path/jobs.db`` -> the embedded SQLite store."""
+    if url.startswith("sqlite:///"):
+        from cardiosynth.jobs.sqlite_store import SqliteJobStore
+
+        return SqliteJobStore(Path(url.removeprefix("sqlite:///")))
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return JobStore(redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10), prefix=prefix)
+    raise ValueError(f"unsupported job store URL {url!r}: use redis://... or sqlite:///path")

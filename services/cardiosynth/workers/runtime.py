@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
-import redis
-
-from cardiosynth.jobs.store import JobStore
+from cardiosynth.jobs.sqlite_store import SqliteJobStore
+from cardiosynth.jobs.store import JobStore, open_job_store
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.workers.settings import WorkerSettings
 
@@ -27,9 +26,10 @@ def settings() -> WorkerSettings:
 
 
 @cache
-def jobs() -> JobStore:
+def jobs() -> JobStore | SqliteJobStore:
     s = settings()
-    return JobStore(redis.Redis.from_url(s.redis_url, socket_connect_timeout=5), prefix=s.job_prefix)
+    store: JobStore | SqliteJobStore = open_job_store(s.job_store(), prefix=s.job_prefix)
+    return store
 
 
 @cache
@@ -67,7 +67,7 @@ def heartbeat(job_id: str, every_s: float) -> Iterator[None]:
         while not stop.wait(every_s):
             try:
                 jobs().heartbeat(job_id)
-            except redis.RedisError as exc:
+            except Exception as exc:  # a missed beat is logged, never fatal to the job
                 log.warning("heartbeat of %s failed: %s", job_id, exc)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)

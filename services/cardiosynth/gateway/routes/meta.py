@@ -52,7 +52,7 @@ def healthz() -> Health:
 def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> Health:
     checks: dict[str, str] = {}
     try:
-        svc.jobs.r.ping()
+        svc.jobs.ping()
         svc.dispatcher.ping()
         checks["broker"] = "ok"
     except Exception as exc:
