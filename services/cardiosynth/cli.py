@@ -287,6 +287,65 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    import signal as signals
+
+    from cardiosynth.embedded import running_stack
+
+    state = args.state or (_default_cache() / "embedded")
+    with running_stack(state, port=args.port, data=args.data) as stack:
+        _echo(f"cardiosynth is up at {stack.url} (docs: {stack.url}/docs)")
+        _echo(f"API key: {stack.api_key}")
+        _echo(f'try: curl -X POST {stack.url}/synthesize -H "X-API-Key: {stack.api_key}" '
+              "-H 'Content-Type: application/json' -d '{\"pathology\": \"HCM\", \"n\": 5}'")  # fmt: skip
+        _echo("Ctrl-C stops it")
+        stop = {"now": False}
+
+        def _stop(*_: object) -> None:
+            stop["now"] = True
+
+        signals.signal(signals.SIGTERM, _stop)
+        try:
+            while not stop["now"]:
+                for name, proc in stack.processes.items():
+                    if proc.poll() is not None:
+                        log.error("%s exited with %s; stopping", name, proc.returncode)
+                        return 1
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    _echo("stopped")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from cardiosynth.embedded import run_job, running_stack
+
+    started = time.perf_counter()
+    body = {"pathology": args.pathology, "n": args.n, "seed": args.seed}
+    _echo("starting the embedded stack (gateway, VAE worker, SPADE worker) ...")
+    data = args.data if args.data is not None else _ensure_default_data()
+    with (
+        tempfile.TemporaryDirectory(prefix="cardiosynth-") as tmp,
+        running_stack(Path(tmp), data=data) as stack,
+    ):
+        up = time.perf_counter() - started
+        _echo(f"up at {stack.url} after {up:.0f} s; POST /synthesize {json.dumps(body)}")
+        results = run_job(stack, body, args.out, echo=_echo)
+    total = time.perf_counter() - started
+    _echo(f"downloaded {len(results['files'])} files into {args.out}/ in {total:.0f} s")
+    columns = ("LVEDV", "LVEF", "RVEDV", "RVEF", "maxWT", "mass")
+    _echo(f"{'subject':10s} " + " ".join(f"{c:>7s}" for c in columns))
+    keys = ("lv_edv", "lv_ef", "rv_edv", "rv_ef", "max_wall_thickness", "myo_mass")
+    for subject, by_severity in sorted(results["biomarkers"].items()):
+        for b in by_severity.values():
+            if b is not None:
+                _echo(f"{subject:10s} " + " ".join(f"{b[k]:7.1f}" for k in keys))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardiosynth",
@@ -361,6 +420,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("up", help="run the service stack on this machine (no Docker, Redis or S3)")
+    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--state", type=Path, default=None, help="state folder (default: the user cache)")
+    p.add_argument("--data", type=Path, default=None, help="ACDC-layout data (default: the phantom)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("demo", help="start the embedded stack, run one job through the API, download it")
+    p.add_argument("--pathology", default="HCM")
+    p.add_argument("-n", type=_positive_int, default=5)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=Path("out"))
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="evaluation reports")
     ev = p.add_subparsers(dest="what", required=True, metavar="WHAT")

@@ -21,6 +21,7 @@ class CommonSettings(BaseSettings):
     job_store_url: str | None = Field(
         default=None, description="redis://... or sqlite:///path; default redis_url"
     )
+    broker_folder: Path | None = Field(default=None, description="folder of the filesystem:// broker")
     job_prefix: str = "cs"
     public_url: str = "http://127.0.0.1:8000"
     storage: Literal["local", "s3"] = "local"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
@@ -17,6 +20,8 @@ from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.jobs.store import open_job_store
 from cardiosynth.storage.base import ObjectStore
 
+log = logging.getLogger(__name__)
+
 
 def create_app(
     settings: GatewaySettings, dispatcher: Dispatcher, *, storage: ObjectStore | None = None
@@ -24,7 +29,30 @@ def create_app(
     """The gateway app over ``settings``' Redis and storage, sending jobs through ``dispatcher``."""
     if not settings.api_key_list():
         raise ValueError("CARDIOSYNTH_API_KEYS is empty: set at least one API key")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The reaper: jobs whose worker died without a word (OOM kill, lost machine) are failed once
+        # their heartbeat is older than heartbeat_stale_s, instead of staying "running" forever.
+        async def reap() -> None:
+            interval = min(settings.heartbeat_stale_s / 4, 30.0)
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    reaped = await asyncio.to_thread(app.state.services.jobs.reap, settings.heartbeat_stale_s)
+                    if reaped:
+                        log.warning("reaped %d jobs with stale heartbeats: %s", len(reaped), reaped)
+                except Exception as exc:
+                    log.warning("reaper: %s", exc)
+
+        task = asyncio.create_task(reap())
+        try:
+            yield
+        finally:
+            task.cancel()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="cardiosynth",
         version=__version__,
         description="Labelled cardiac MR data with a chosen pathology: submit a job, poll it, download NIfTI",

@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from kombu import Exchange, Queue
 
+from cardiosynth.config import CommonSettings
 from cardiosynth.workers.settings import WorkerSettings
 
 VAE_QUEUE = "vae"
@@ -21,8 +24,29 @@ SPADE_TASK = "cardiosynth.spade_stage"
 FAILURE_TASK = "cardiosynth.job_failed"
 
 
-def make_celery(settings: WorkerSettings | None = None) -> Celery:
+def transport_options(settings: CommonSettings, visibility_timeout_s: int) -> dict[str, Any]:
+    """Broker transport options: the visibility timeout for Redis; folders for the embedded broker
+    (Kombu's filesystem transport, which works across the processes of one machine)."""
+    if settings.broker().startswith("filesystem://"):
+        if settings.broker_folder is None:
+            raise ValueError("the filesystem:// broker needs CARDIOSYNTH_BROKER_FOLDER")
+        root = settings.broker_folder
+        for sub in ("queue", "control", "processed"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(root / "queue"),
+            "data_folder_out": str(root / "queue"),
+            "control_folder": str(root / "control"),
+            "processed_folder": str(root / "processed"),
+            "store_processed": False,
+        }
+    return {"visibility_timeout": visibility_timeout_s}
+
+
+def make_celery(settings: CommonSettings | None = None, *, visibility_timeout_s: int | None = None) -> Celery:
     settings = settings or WorkerSettings()
+    if visibility_timeout_s is None:
+        visibility_timeout_s = getattr(settings, "visibility_timeout_s", 4 * 3600)
     app = Celery("cardiosynth", broker=settings.broker())
     exchange = Exchange("cardiosynth", type="direct")
     app.conf.update(
@@ -45,6 +69,6 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options=transport_options(settings, visibility_timeout_s),
     )
     return app
