@@ -346,6 +346,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from cardiosynth.gateway.openapi import openapi_yaml
+
+    text = openapi_yaml()
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
+        if current != text:
+            log.error(
+                "%s differs from the app's schema; run: cardiosynth openapi --out %s", args.out, args.out
+            )
+            return 1
+        _echo(f"{args.out} is up to date")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    _echo(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardiosynth",
@@ -434,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path("out"))
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("openapi", help="write (or --check) the gateway's OpenAPI document")
+    p.add_argument("--out", type=Path, default=Path("api-spec/openapi.yaml"))
+    p.add_argument("--check", action="store_true", help="exit 1 when the file differs from the app")
+    p.set_defaults(func=cmd_openapi)
 
     p = sub.add_parser("evaluate", help="evaluation reports")
     ev = p.add_subparsers(dest="what", required=True, metavar="WHAT")
