@@ -38,6 +38,7 @@ def owner(
     key = x_api_key
     if key is None and authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
-    if not key or not any(hmac.compare_digest(key, k) for k in svc.settings.api_key_list()):
+    given = (key or "").encode("utf-8", "replace")  # bytes: compare_digest refuses non-ASCII str
+    if not key or not any(hmac.compare_digest(given, k.encode()) for k in svc.settings.api_key_list()):
         raise ProblemError(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
     return owner_id(key)

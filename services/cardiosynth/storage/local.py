@@ -85,7 +85,10 @@ class LocalStore:
         """True when ``signature`` is this store's for ``key`` and ``expires`` has not passed."""
         if (now if now is not None else time.time()) > expires:
             return False
-        return hmac.compare_digest(self._signature(key, expires), signature)
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and a link is anyone's input.
+        return hmac.compare_digest(
+            self._signature(key, expires).encode(), signature.encode("utf-8", "replace")
+        )
 
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
