@@ -77,3 +77,15 @@ def redis_url() -> Iterator[str]:
 def redis_prefix() -> str:
     """A key prefix of one test's own."""
     return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[int]:
+    """An S3 endpoint over HTTP: moto's server on a free port (no MinIO binary is available here)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield port
+    server.stop()

@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import socket
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from cardiosynth.storage.base import StorageError
 from cardiosynth.storage.s3 import S3Store
-
-moto_server = pytest.importorskip("moto.server")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[int]:
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield port
-    server.stop()
 
 
 def _store(port: int, bucket: str = "cardiosynth") -> S3Store:
@@ -42,8 +24,8 @@ def _store(port: int, bucket: str = "cardiosynth") -> S3Store:
     return store
 
 
-def test_round_trip_and_listing(endpoint: int) -> None:
-    store = _store(endpoint)
+def test_round_trip_and_listing(s3_endpoint: int) -> None:
+    store = _store(s3_endpoint)
     store.put_bytes("jobs/j1/HCM_000/HCM_000_s1.00_ED.nii.gz", b"\x1f\x8bdata")
     store.put_bytes("jobs/j1/HCM_000/HCM_000_s1.00_ED.nii.gz", b"\x1f\x8bdata2")
     store.put_bytes("jobs/j1/provenance.json", b"{}")
@@ -60,11 +42,11 @@ def test_round_trip_and_listing(endpoint: int) -> None:
     store.ping()
 
 
-def test_presigned_url_works_from_the_public_host_as_a_gzip_file(endpoint: int) -> None:
-    store = _store(endpoint)
+def test_presigned_url_works_from_the_public_host_as_a_gzip_file(s3_endpoint: int) -> None:
+    store = _store(s3_endpoint)
     store.put_bytes("jobs/j2/a.nii.gz", b"\x1f\x8b\x08payload")
     url = store.download_url("jobs/j2/a.nii.gz", 300)
-    assert url.startswith(f"http://localhost:{endpoint}/cardiosynth/v1/jobs/j2/a.nii.gz?")
+    assert url.startswith(f"http://localhost:{s3_endpoint}/cardiosynth/v1/jobs/j2/a.nii.gz?")
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"\x1f\x8b\x08payload"
         assert response.headers["Content-Type"] == "application/gzip"
@@ -72,6 +54,9 @@ def test_presigned_url_works_from_the_public_host_as_a_gzip_file(endpoint: int) 
 
 
 def test_unreachable_store_raises_storage_error() -> None:
-    store = S3Store("b", endpoint_url=f"http://127.0.0.1:{_free_port()}", access_key="x", secret_key="y")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = S3Store("b", endpoint_url=f"http://127.0.0.1:{port}", access_key="x", secret_key="y")
     with pytest.raises(StorageError, match="not reachable"):
         store.ping()

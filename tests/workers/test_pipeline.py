@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -150,3 +151,44 @@ def test_a_worker_killed_mid_job_is_replaced_without_duplicate_outputs(
     on_disk = sorted(p.relative_to(storage).as_posix() for p in (storage / "jobs" / job.id).rglob("*")
                      if p.is_file() and "/work/" not in p.as_posix())  # fmt: skip
     assert sorted(keys) == on_disk
+
+
+def test_a_job_with_s3_storage_over_http(
+    env: dict[str, str], workers: Callable[[str], subprocess.Popen[bytes]], s3_endpoint: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from cardiosynth.storage.s3 import S3Store
+
+    s3_env = {
+        "CARDIOSYNTH_STORAGE": "s3",
+        "CARDIOSYNTH_S3_BUCKET": "pipeline",
+        "CARDIOSYNTH_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_endpoint}",
+        "CARDIOSYNTH_S3_PUBLIC_ENDPOINT_URL": f"http://localhost:{s3_endpoint}",
+        "CARDIOSYNTH_S3_ACCESS_KEY": "test",
+        "CARDIOSYNTH_S3_SECRET_KEY": "test-secret",
+    }
+    env.update(s3_env)
+    s3 = S3Store("pipeline", endpoint_url=f"http://127.0.0.1:{s3_endpoint}", public_endpoint_url=f"http://localhost:{s3_endpoint}",
+                 access_key="test", secret_key="test-secret")  # fmt: skip
+    s3.ensure_bucket()
+    try:
+        store, dispatcher, _ = _setup(env)
+        workers("vae")
+        workers("spade")
+        request = {"pathology": "RV", "n": 1, "seed": 2, "model": "t0"}
+        job, _ = store.create("owner", request)
+        dispatcher.submit(job.id, request)
+        assert _wait(store, job.id, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
+        done = store.get(job.id)
+        assert done is not None
+        assert done.result is not None
+        keys = sorted(f["key"] for f in done.result["files"])
+        assert keys == [k for k in s3.list_keys(f"jobs/{job.id}") if "/work/" not in k]
+        assert len(keys) == 6
+        assert list(s3.list_keys("stats"))  # class statistics cached in the object store
+        url = s3.download_url(keys[0], 60)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == s3.get_bytes(keys[0])
+    finally:
+        for name in s3_env:
+            env.pop(name)

@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import kombu.exceptions
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +18,14 @@ from cardiosynth.storage.base import StorageError
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, StorageError, ConnectionError)
+UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,  # the Celery broker refused or is gone
+    StorageError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class ProblemError(Exception):
