@@ -83,6 +83,10 @@ def sampler_checks(
     live = stats.std > MIN_STD
     safe = np.where(live, stats.std, 1.0)
     mean_shift = np.abs(samples.mean(0) - stats.mean)[live] / safe[live]
+    # The plain truncated-normal draw, uncorrelated: how far truncation to the class's observed
+    # [min, max] alone moves the mean (the correlation step should add nothing to that).
+    plain = np.stack([sample_pathology(stats, "none", None, rng) for _ in range(draws)])
+    plain_shift = np.abs(plain.mean(0) - stats.mean)[live] / safe[live]
     raw = np.stack(
         [
             reference_mixing(sample_pathology(stats, "none", None, rng), stats.latent_factor, slice_factor)
@@ -102,6 +106,7 @@ def sampler_checks(
         "draws": draws,
         "mean_shift_in_std_units_mean": float(mean_shift.mean()),
         "mean_shift_in_std_units_max": float(mean_shift.max()),
+        "uncorrelated_truncated_mean_shift_in_std_units_mean": float(plain_shift.mean()),
         "reference_mixing_mean_shift_in_std_units_mean": float(raw_shift.mean()),
         "latent_correlation_max_abs_error": float(np.abs(sample_z - target_z)[ok_z].max()),
         "latent_correlation_mean_abs_error": float(np.abs(sample_z - target_z)[ok_z].mean()),
