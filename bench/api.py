@@ -84,6 +84,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=4, help="end-to-end jobs")
     parser.add_argument("--n", type=int, default=5, help="subjects per end-to-end job")
+    parser.add_argument("--gateway-workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
@@ -106,7 +107,8 @@ def main() -> None:
                        state / "redis.log")]  # fmt: skip
         time.sleep(0.5)
         gateway = [sys.executable, "-m", "uvicorn", "cardiosynth.gateway.main:app", "--port", str(port)]
-        procs.append(start([*gateway, "--log-level", "warning"], env, state / "gateway.log"))
+        gateway += ["--workers", str(args.gateway_workers), "--log-level", "warning"]
+        procs.append(start(gateway, env, state / "gateway.log"))
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(100):
@@ -156,6 +158,7 @@ def main() -> None:
                 stop(proc)
     result = {
         "clients": args.clients,
+        "gateway_workers": args.gateway_workers,
         "requests_per_client": args.requests,
         "latency": lat,
         "end_to_end": {

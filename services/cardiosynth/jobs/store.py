@@ -6,6 +6,7 @@ Keys (``prefix`` defaults to ``cs``)::
                                 heartbeat, timings, result
     cs:owner:<owner>            sorted set of the owner's job ids by creation time
     cs:queued                   sorted set of queued job ids by creation time (queue positions)
+    cs:queued:<owner>           the owner's queued job ids (the per-key cap)
     cs:running                  set of running job ids (the reaper's worklist)
     cs:idem:<owner>:<key>       "<job id> <request hash>" for Idempotency-Key
 """
@@ -138,6 +139,7 @@ class JobStore:
         pipe.expire(self._k("job", job_id), self.ttl_s)
         pipe.zadd(self._k("owner", owner), {job_id: now})
         pipe.zadd(self._k("queued"), {job_id: now})
+        pipe.zadd(self._k("queued", owner), {job_id: now})
         if idem is not None:
             pipe.set(idem, f"{job_id} {digest} done", ex=self.ttl_s)
         pipe.execute()
@@ -191,6 +193,11 @@ class JobStore:
         self, owner: str, *, state: JobState | None = None, offset: int = 0, limit: int = 20
     ) -> tuple[list[Job], int]:
         """The owner's jobs, newest first, filtered by state; returns ``(page, total matching)``."""
+        if state is None:  # page in Redis; no need to read every record
+            key = self._k("owner", owner)
+            page_ids = [i.decode() for i in self.r.zrevrange(key, offset, offset + limit - 1)]
+            page = [j for j in (self.get(i) for i in page_ids) if j is not None]
+            return page, int(self.r.zcard(key))
         ids = [i.decode() for i in self.r.zrevrange(self._k("owner", owner), 0, -1)]
         jobs = [
             j for j in (self.get(i) for i in ids) if j is not None and (state is None or j.state is state)
@@ -198,9 +205,8 @@ class JobStore:
         return jobs[offset : offset + limit], len(jobs)
 
     def count_queued(self, owner: str) -> int:
-        queued = {i.decode() for i in self.r.zrange(self._k("queued"), 0, -1)}
-        mine = {i.decode() for i in self.r.zrange(self._k("owner", owner), 0, -1)}
-        return len(queued & mine)
+        """Queued jobs of ``owner`` (O(1): a per-owner queued set, kept with the global one)."""
+        return int(self.r.zcard(self._k("queued", owner)))
 
     # -- updates ----------------------------------------------------------------------------------
 
@@ -228,6 +234,7 @@ class JobStore:
                     pipe.multi()
                     pipe.hset(key, mapping=self._encode(job))
                     pipe.zrem(self._k("queued"), job_id)
+                    pipe.zrem(self._k("queued", job.owner), job_id)
                     if to is JobState.RUNNING:
                         pipe.sadd(self._k("running"), job_id)
                     else:
