@@ -365,6 +365,18 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_push(args: argparse.Namespace) -> int:
+    from cardiosynth.config import CommonSettings
+    from cardiosynth.models.catalog import find_model
+    from cardiosynth.models.registry import push_model
+
+    store = CommonSettings().build_storage()
+    for kind in ("vae", "spade"):
+        prefix = push_model(store, find_model(kind, args.version, args.model_root))
+        _echo(f"pushed {kind} {args.version} to {prefix}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardiosynth",
@@ -494,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = mv.add_parser("list", help="models by kind and version")
     q.add_argument("--model-root", type=Path, default=None)
     q.set_defaults(func=cmd_models_list)
+    q = mv.add_parser("push", help="upload a model version (VAE + SPADE) to the configured object store")
+    q.add_argument("--version", default="phantom-v1")
+    q.add_argument("--model-root", type=Path, default=None)
+    q.set_defaults(func=cmd_models_push)
 
     p = sub.add_parser("preview", help="montage PNG of an ACDC-layout folder")
     p.add_argument("data", type=Path)

@@ -88,3 +88,24 @@ def test_saving_over_a_model_replaces_it_whole(tmp_path: Path) -> None:
     assert not (tmp_path / "m" / "stray.txt").exists()
     assert load_model_dir(tmp_path / "m").version == "v2"
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging folder left behind
+
+
+def test_models_travel_through_an_object_store(tmp_path: Path, s3_endpoint: int) -> None:
+    from cardiosynth.models.registry import fetch_model, load_model_anywhere, push_model
+    from cardiosynth.storage.s3 import S3Store
+
+    store = S3Store("models", endpoint_url=f"http://127.0.0.1:{s3_endpoint}", access_key="a", secret_key="b")
+    store.ensure_bucket()
+    model = _vae()
+    save_model(model, tmp_path / "local" / "vae" / "s1", kind="vae", version="s1", dtype="float32")
+    assert push_model(store, tmp_path / "local" / "vae" / "s1") == "models/vae/s1"
+    assert store.exists("models/vae/s1/model.safetensors")
+    empty_root = tmp_path / "empty"
+    loaded = load_model_anywhere("vae", "s1", root=empty_root, store=store, cache_dir=tmp_path / "cache")
+    assert loaded.path == tmp_path / "cache" / "vae" / "s1"
+    z = torch.randn(2, 4)
+    assert isinstance(loaded.module, LabelVAE)
+    assert torch.equal(loaded.module.decode(z), model.decode(z))
+    assert fetch_model(store, "vae", "s1", tmp_path / "cache") == loaded.path  # cached, no second download
+    with pytest.raises(ValueError, match="in the object store"):
+        load_model_anywhere("vae", "s2", root=empty_root, store=store, cache_dir=tmp_path / "cache")

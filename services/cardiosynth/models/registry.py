@@ -173,3 +173,53 @@ def load_model_dir(path: Path, *, kind: str | None = None) -> LoadedModel:
 def load_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = None) -> LoadedModel:
     """Load model ``kind`` (``vae`` or ``spade``) at ``version`` from the registry."""
     return load_model_dir(find_model(kind, version, root), kind=kind)
+
+
+MODEL_FILES = (WEIGHTS_FILE, "config.json", "card.json", "README.md")
+
+
+def push_model(store: Any, path: Path) -> str:
+    """Upload a model directory to an object store under ``models/<kind>/<version>/``; return the prefix."""
+    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    kind, version = check_kind(str(config["kind"])), str(config["version"])
+    prefix = f"models/{kind}/{version}"
+    # Weights last: a reader that finds the weights finds a complete model.
+    for name in sorted(MODEL_FILES, key=lambda n: n == WEIGHTS_FILE):
+        file = Path(path) / name
+        if file.is_file():
+            store.put_bytes(f"{prefix}/{name}", file.read_bytes())
+    return prefix
+
+
+def fetch_model(store: Any, kind: str, version: str, cache_dir: Path) -> Path:
+    """Download model ``kind``/``version`` from an object store into ``cache_dir`` (once) and return
+    the local model directory; ``ValueError`` when the store does not hold it."""
+    check_kind(kind)
+    prefix = f"models/{kind}/{version}"
+    target = Path(cache_dir) / kind / version
+    if (target / WEIGHTS_FILE).is_file() and (target / "config.json").is_file():
+        return target
+    if not store.exists(f"{prefix}/{WEIGHTS_FILE}"):
+        raise ValueError(f"no {kind} model {version!r} in the object store")
+    with staged_directory(target) as staging:
+        for name in MODEL_FILES:
+            try:
+                (staging / name).write_bytes(store.get_bytes(f"{prefix}/{name}"))
+            except KeyError:
+                if name in (WEIGHTS_FILE, "config.json"):
+                    raise ValueError(
+                        f"{prefix}: incomplete model in the object store ({name} missing)"
+                    ) from None
+    return target
+
+
+def load_model_anywhere(
+    kind: str, version: str, *, root: Path | None = None, store: Any = None, cache_dir: Path | None = None
+) -> LoadedModel:
+    """The local registry first, then the object store (downloaded into ``cache_dir``)."""
+    try:
+        return load_model(kind, version, root)
+    except ValueError:
+        if store is None or cache_dir is None:
+            raise
+    return load_model_dir(fetch_model(store, kind, version, cache_dir), kind=kind)

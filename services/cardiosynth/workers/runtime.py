@@ -40,13 +40,19 @@ def storage() -> ObjectStore:
 @cache
 def synthesizer(model: str, with_vae: bool, with_spade: bool) -> object:
     """A :class:`Synthesizer` with the models this worker kind needs, loaded once per process."""
-    from cardiosynth.data.default import default_data
-    from cardiosynth.models.registry import load_model
+    from cardiosynth.data.default import cache_root, default_data
+    from cardiosynth.models.registry import load_model_anywhere
     from cardiosynth.synthesis.engine import Synthesizer
 
     s = settings()
-    vae = load_model("vae", model, s.model_root)  # both halves decode/restore geometry with the VAE config
-    spade = load_model("spade", model, s.model_root) if with_spade else None
+    # The local registry first, then the object store (models pushed with `cardiosynth models push`).
+    store, cache_dir = storage(), cache_root() / "models"
+    vae = load_model_anywhere("vae", model, root=s.model_root, store=store, cache_dir=cache_dir)
+    spade = (
+        load_model_anywhere("spade", model, root=s.model_root, store=store, cache_dir=cache_dir)
+        if with_spade
+        else None
+    )
     data = s.data_dir if s.data_dir is not None else default_data()
     log.info("loaded models %s (spade=%s) over %s", model, with_spade, data)
     return Synthesizer(

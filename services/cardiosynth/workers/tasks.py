@@ -13,15 +13,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery, Task
 
 from cardiosynth.jobs.store import TERMINAL, JobState, TransitionRefusedError
+from cardiosynth.storage.base import StorageError
 from cardiosynth.workers import runtime
 from cardiosynth.workers.app import FAILURE_TASK, SPADE_TASK, VAE_TASK, make_celery
 
 log = logging.getLogger(__name__)
 
 celery_app: Celery = make_celery(runtime.settings())
+
+# Transient errors only (storage or job store unreachable) are retried, with exponential backoff and
+# jitter; bad input or a bug fails the job at once through the chain's errback.
+TRANSIENT = (StorageError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError)
+RETRY = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
 
 
 def work_key(job_id: str) -> str:
@@ -71,7 +84,7 @@ def _progress(job_id: str, progress: dict[str, Any]) -> Any:
 
 
 @celery_app.task(  # type: ignore[untyped-decorator]
-    name=VAE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True
+    name=VAE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, **RETRY
 )
 def vae_stage(self: Task, job_id: str) -> None:
     """encode -> stats -> correlate -> interpolate -> decode; the label batch goes to storage."""
@@ -90,7 +103,7 @@ def vae_stage(self: Task, job_id: str) -> None:
 
 
 @celery_app.task(  # type: ignore[untyped-decorator]
-    name=SPADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True
+    name=SPADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, **RETRY
 )
 def spade_stage(self: Task, job_id: str) -> None:
     """translate -> restore -> store every file -> succeeded."""
