@@ -26,3 +26,14 @@ def test_spec_documents_the_api() -> None:
     assert "examples" in schemas["JobOut"]
     assert "examples" in schemas["Problem"]
     assert yaml.safe_load(openapi_yaml()) == doc
+    # Every request and response body has an example.
+    for name, body in schemas.items():
+        if name in ("HTTPValidationError", "ValidationError"):
+            continue  # FastAPI's own; our handlers answer with Problem instead
+        assert "examples" in body, name
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"].get("200") or op["responses"].get("202")
+            content = ok.get("content", {})
+            documented = [c for c in content.values() if "example" in c or "$ref" in str(c.get("schema"))]
+            assert documented, (method, path)

@@ -42,8 +42,24 @@ class SynthesizeRequest(BaseModel):
 
 
 class StageProgress(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"done": 3, "total": 5}]})
+
     done: int
     total: int
+
+
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": "3f2a9c0d5e6b4a718293a4b5c6d7e8f9",
+    "state": "running",
+    "queue_position": None,
+    "request": {"pathology": "HCM", "n": 5},
+    "progress": {"stats": {"done": 1, "total": 1}},
+    "timings": {},
+    "created": 1764060000.0,
+    "updated": 1764060004.0,
+    "error": None,
+    "links": {"self": "/jobs/3f2a9c0d5e6b4a718293a4b5c6d7e8f9"},
+}
 
 
 class Problem(BaseModel):
@@ -104,13 +120,30 @@ class JobOut(BaseModel):
 
 
 class JobList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [JOB_EXAMPLE], "total": 1, "offset": 0, "limit": 20}]}
+    )
+
     items: list[JobOut]
     total: int
     offset: int
     limit: int
 
 
+FILE_EXAMPLE: dict[str, Any] = {
+    "subject": "HCM_000",
+    "severity": "1.00",
+    "phase": "ED",
+    "kind": "label",
+    "key": "jobs/3f2a9c0d5e6b4a718293a4b5c6d7e8f9/HCM_000/HCM_000_s1.00_ED_gt.nii.gz",
+    "url": "http://localhost:8000/files/jobs/3f2a9c0d/HCM_000/HCM_000_s1.00_ED_gt.nii.gz?expires=1764063600&signature=ab12",
+    "expires_in": 3600,
+}
+
+
 class FileOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [FILE_EXAMPLE]})
+
     subject: str
     severity: str | None = None
     phase: str | None = None
@@ -123,17 +156,48 @@ class FileOut(BaseModel):
 class ResultsOut(BaseModel):
     """``GET /jobs/{id}/results``: every output file with an expiring URL, and the biomarkers."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job": "3f2a9c0d5e6b4a718293a4b5c6d7e8f9",
+                    "files": [FILE_EXAMPLE],
+                    "biomarkers": {
+                        "HCM_000": {"1.00": {"lv_edv": 110.5, "lv_ef": 75.1, "max_wall_thickness": 26.2}}
+                    },
+                }
+            ]
+        }
+    )
+
     job: str
     files: list[FileOut]
     biomarkers: dict[str, Any]
 
 
 class ModelOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"kind": "vae", "version": "phantom-v1", "card": {"preset": "cpu-small"}}]
+        }
+    )
+
     kind: str
     version: str
     card: dict[str, Any]
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "checks": {"broker": "ok", "storage": "ok", "workers_vae": "ok", "workers_spade": "ok"},
+                }
+            ]
+        }
+    )
+
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)

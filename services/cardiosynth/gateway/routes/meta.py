@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 from cardiosynth.gateway.deps import Services, services
 from cardiosynth.gateway.metrics import REGISTRY
 from cardiosynth.gateway.problems import ProblemError
-from cardiosynth.gateway.schemas import Health, ModelOut
+from cardiosynth.gateway.schemas import Health, ModelOut, Problem
 from cardiosynth.models.catalog import list_models
 from cardiosynth.storage.base import content_type
 from cardiosynth.storage.local import LocalStore
@@ -28,7 +28,11 @@ PATHOLOGIES = {
 }
 
 
-@router.get("/pathologies", summary="The pathologies that can be synthesized")
+@router.get(
+    "/pathologies",
+    summary="The pathologies that can be synthesized",
+    responses={200: {"content": {"application/json": {"example": PATHOLOGIES}}}},
+)
 def pathologies() -> dict[str, str]:
     return PATHOLOGIES
 
@@ -75,12 +79,29 @@ def readyz(svc: Annotated[Services, Depends(services)], response: Response) -> H
     return Health(status="ok" if ready else "unavailable", checks=checks)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics",
+    responses={
+        200: {
+            "content": {"text/plain": {"example": 'cardiosynth_jobs_submitted_total{pathology="HCM"} 3.0\n'}}
+        }
+    },
+)
 def metrics() -> PlainTextResponse:
     return PlainTextResponse(generate_latest(REGISTRY).decode(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/files/{key:path}", summary="Download through a signed link (local storage only)")
+@router.get(
+    "/files/{key:path}",
+    summary="Download through a signed link (local storage only)",
+    responses={
+        200: {"content": {"application/gzip": {"example": "(a .nii.gz file)"}}, "description": "the file"},
+        403: {"model": Problem, "description": "link invalid or expired"},
+        404: {"model": Problem, "description": "no such file"},
+    },
+)
 def download(
     key: str,
     svc: Annotated[Services, Depends(services)],
