@@ -52,6 +52,7 @@ def test_lifecycle_queue_positions_and_listing(store: JobStore) -> None:
     assert n_queued == 1
     assert queued[0].id == b.id
     assert store.list_jobs("bob", offset=1)[0] == []
+    assert store.list_jobs("bob", offset=10**20) == ([], 1)  # beyond Redis's integer range
     assert store.get("nope") is None
     with pytest.raises(KeyError):
         store.transition("nope", JobState.RUNNING)

@@ -195,9 +195,12 @@ class JobStore:
         """The owner's jobs, newest first, filtered by state; returns ``(page, total matching)``."""
         if state is None:  # page in Redis; no need to read every record
             key = self._k("owner", owner)
+            total = int(self.r.zcard(key))
+            if offset >= total or limit < 1:  # also keeps Redis away from out-of-range indices
+                return [], total
             page_ids = [i.decode() for i in self.r.zrevrange(key, offset, offset + limit - 1)]
             page = [j for j in (self.get(i) for i in page_ids) if j is not None]
-            return page, int(self.r.zcard(key))
+            return page, total
         ids = [i.decode() for i in self.r.zrevrange(self._k("owner", owner), 0, -1)]
         jobs = [
             j for j in (self.get(i) for i in ids) if j is not None and (state is None or j.state is state)

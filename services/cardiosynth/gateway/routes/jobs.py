@@ -116,7 +116,7 @@ def list_jobs(
     who: Annotated[str, Depends(owner)],
     svc: Annotated[Services, Depends(services)],
     state: State | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobList:
     jobs, total = svc.jobs.list_jobs(
