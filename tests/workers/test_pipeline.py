@@ -90,21 +90,34 @@ def _setup(env: dict[str, str]) -> tuple[JobStore, CeleryDispatcher, Path]:
     return store, CeleryDispatcher(app), Path(env["CARDIOSYNTH_STORAGE_DIR"])
 
 
-def test_a_job_runs_through_both_queues(env: dict[str, str], workers: Callable[[str], object]) -> None:
-    store, dispatcher, storage = _setup(env)
-    workers("vae")
-    workers("spade")
-    request = {"pathology": "HCM", "n": 2, "seed": 0, "model": "t0", "phases": ["ED", "ES"]}
+def _succeed(
+    store: JobStore, dispatcher: CeleryDispatcher, request: dict[str, object]
+) -> tuple[str, list[str]]:
+    """Submit ``request``, wait for success, return the job id and its sorted output keys."""
     job, _ = store.create("owner", request)
     dispatcher.submit(job.id, request)
     assert _wait(store, job.id, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
     done = store.get(job.id)
     assert done is not None
     assert done.result is not None
-    keys = sorted(f["key"] for f in done.result["files"])
-    on_disk = sorted(p.relative_to(storage).as_posix() for p in (storage / "jobs" / job.id).rglob("*")
-                     if p.is_file() and "/work/" not in p.as_posix())  # fmt: skip
-    assert keys == on_disk
+    return job.id, sorted(f["key"] for f in done.result["files"])
+
+
+def _on_disk(storage: Path, job_id: str) -> list[str]:
+    return sorted(p.relative_to(storage).as_posix() for p in (storage / "jobs" / job_id).rglob("*")
+                  if p.is_file() and "/work/" not in p.as_posix())  # fmt: skip
+
+
+def test_a_job_runs_through_both_queues(env: dict[str, str], workers: Callable[[str], object]) -> None:
+    store, dispatcher, storage = _setup(env)
+    workers("vae")
+    workers("spade")
+    request = {"pathology": "HCM", "n": 2, "seed": 0, "model": "t0", "phases": ["ED", "ES"]}
+    job_id, keys = _succeed(store, dispatcher, request)
+    assert keys == _on_disk(storage, job_id)
+    done = store.get(job_id)
+    assert done is not None
+    assert done.result is not None
     assert len(keys) == 2 * 6  # per subject: ED/ES image + label, provenance, preview
     assert set(done.result["biomarkers"]) == {"HCM_000", "HCM_001"}
     assert {"vae", "spade"} <= set(done.timings)
@@ -148,9 +161,7 @@ def test_a_worker_killed_mid_job_is_replaced_without_duplicate_outputs(
     assert done.result is not None
     keys = [f["key"] for f in done.result["files"]]
     assert len(keys) == len(set(keys)) == 2 * 6
-    on_disk = sorted(p.relative_to(storage).as_posix() for p in (storage / "jobs" / job.id).rglob("*")
-                     if p.is_file() and "/work/" not in p.as_posix())  # fmt: skip
-    assert sorted(keys) == on_disk
+    assert sorted(keys) == _on_disk(storage, job.id)
 
 
 def test_a_job_with_s3_storage_over_http(
@@ -175,15 +186,8 @@ def test_a_job_with_s3_storage_over_http(
         store, dispatcher, _ = _setup(env)
         workers("vae")
         workers("spade")
-        request = {"pathology": "RV", "n": 1, "seed": 2, "model": "t0"}
-        job, _ = store.create("owner", request)
-        dispatcher.submit(job.id, request)
-        assert _wait(store, job.id, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
-        done = store.get(job.id)
-        assert done is not None
-        assert done.result is not None
-        keys = sorted(f["key"] for f in done.result["files"])
-        assert keys == [k for k in s3.list_keys(f"jobs/{job.id}") if "/work/" not in k]
+        job_id, keys = _succeed(store, dispatcher, {"pathology": "RV", "n": 1, "seed": 2, "model": "t0"})
+        assert keys == [k for k in s3.list_keys(f"jobs/{job_id}") if "/work/" not in k]
         assert len(keys) == 6
         assert list(s3.list_keys("stats"))  # class statistics cached in the object store
         url = s3.download_url(keys[0], 60)
