@@ -196,3 +196,32 @@ def test_a_job_with_s3_storage_over_http(
     finally:
         for name in s3_env:
             env.pop(name)
+
+
+def test_cancel_revokes_and_no_outputs_appear(
+    env: dict[str, str], workers: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    store, dispatcher, storage = _setup(env)
+    workers("vae")  # no SPADE worker yet: the job waits between its two stages
+    request = {"pathology": "HCM", "n": 1, "seed": 9, "model": "t0"}
+    job, _ = store.create("owner", request)
+    dispatcher.submit(job.id, request)
+    deadline = time.monotonic() + 120
+    while not (storage / "jobs" / job.id / "work" / "labels.npz").is_file():
+        assert time.monotonic() < deadline, "the VAE stage did not finish"
+        time.sleep(0.5)
+    store.transition(job.id, JobState.CANCELLED)  # what DELETE /jobs/{id} does, then it revokes
+    dispatcher.cancel(job.id)
+    broker = redis.Redis.from_url(env["CARDIOSYNTH_REDIS_URL"])
+    assert broker.llen("spade") == 1  # the SPADE task waits in its queue
+    workers("spade")
+    deadline = time.monotonic() + 120
+    while broker.llen("spade") or broker.hlen("unacked"):  # consumed and acknowledged (discarded)
+        assert time.monotonic() < deadline, "the SPADE worker never took the task"
+        time.sleep(0.5)
+    time.sleep(1)
+    cancelled = store.get(job.id)
+    assert cancelled is not None
+    assert cancelled.state is JobState.CANCELLED
+    assert cancelled.result is None
+    assert _on_disk(storage, job.id) == []
