@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cardiosynth.data.labels import LABEL_NAMES
+from cardiosynth.evaluation.metrics import named
 from cardiosynth.models.registry import LoadedModel, load_model, load_model_dir
 from cardiosynth.models.slices import SliceSet, load_slices, split_subjects
 
@@ -108,9 +109,6 @@ def evaluate_models(
         }
         for c in range(4)
     }
-
-    def named(d: dict[int, float]) -> dict[str, float]:
-        return {LABEL_NAMES[c]: v for c, v in d.items()}
 
     figures = {
         "vae_dice_lv": vae_dice[3],

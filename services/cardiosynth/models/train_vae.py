@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -110,9 +109,6 @@ def reconstruction_dice(model: LabelVAE, slices: SliceSet, batch_size: int = 64)
     return slices.dice_per_volume(reconstruct(model, slices.labels, batch_size))
 
 
-ProgressFn = Callable[[int, int, dict[str, float]], None]
-
-
 def train_vae(
     train: SliceSet,
     val: SliceSet | None,
@@ -121,7 +117,6 @@ def train_vae(
     *,
     resume: bool = False,
     show_progress: bool = True,
-    on_epoch: ProgressFn | None = None,
 ) -> tuple[LabelVAE, list[dict[str, Any]]]:
     """Train a :class:`LabelVAE` and return it (eval mode) with its per-epoch history.
 
@@ -206,8 +201,6 @@ def train_vae(
                 "torch_rng": torch.get_rng_state(),
             },
         )
-        if on_epoch is not None:
-            on_epoch(epoch + 1, config.epochs, record)
     model.eval()
     return model, history
 

@@ -199,7 +199,3 @@ def widths(preset: str) -> dict[str, tuple[int, ...]]:
         return VAE_WIDTHS[preset]
     except KeyError:
         raise ValueError(f"unknown VAE preset {preset!r}; expected one of {sorted(VAE_WIDTHS)}") from None
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

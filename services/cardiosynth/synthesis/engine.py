@@ -21,7 +21,7 @@ import numpy.typing as npt
 from cardiosynth.data.acdc import Subject
 from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers
 from cardiosynth.data.classify import classify
-from cardiosynth.data.labels import Group, parse_group
+from cardiosynth.data.labels import Group
 from cardiosynth.data.preprocess import Geometry, PreprocessedSubject, restore_image, restore_labels
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
@@ -426,7 +426,3 @@ class Synthesizer:
         images = self.translate(batch) if self.spade is not None else None
         progress("translate", 1, 1)
         return self.assemble(batch, images)
-
-
-def parse_pathology(value: str) -> Group:
-    return parse_group(value)
