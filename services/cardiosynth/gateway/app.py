@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request, Response
 
 from cardiosynth import __version__
 from cardiosynth.gateway.deps import Services
+from cardiosynth.gateway.limits import BodyLimit
 from cardiosynth.gateway.metrics import LATENCY, REQUESTS
-from cardiosynth.gateway.problems import install
+from cardiosynth.gateway.problems import install, unexpected
 from cardiosynth.gateway.routes import jobs, meta
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
@@ -67,10 +68,18 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(meta.router)
 
+    # Inside the metrics middleware (added later = outer), so refusals are counted; an oversized body
+    # is refused before any route or store sees it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:
+            # Answered here, not re-raised: the connection stays open and the metrics count it.
+            response = unexpected(exc)
         route = getattr(request.scope.get("route"), "path", "unmatched")
         REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         LATENCY.labels(route).observe(time.perf_counter() - started)

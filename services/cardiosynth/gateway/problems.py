@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
@@ -23,6 +24,7 @@ UNAVAILABLE = (
     redis.exceptions.TimeoutError,
     kombu.exceptions.OperationalError,  # the Celery broker refused or is gone
     StorageError,
+    sqlite3.OperationalError,  # the embedded job store: locked, unreadable or on a full disk
     ConnectionError,
     TimeoutError,
 )
@@ -54,6 +56,21 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def unexpected(exc: BaseException) -> JSONResponse:
+    """The answer to an exception no route handled: 503 for a dependency outage, 500 otherwise.
+
+    Called from the gateway's outermost middleware, which *returns* this response. An exception
+    left to Starlette's ``ServerErrorMiddleware`` is answered and then re-raised, and the server
+    closes the connection: clients saw no HTTP answer at all during a broker outage.
+    """
+    if isinstance(exc, UNAVAILABLE):
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        return problem(503, "a backing service (broker, job store or storage) is unavailable",
+                       {"Retry-After": "5"})  # fmt: skip
+    log.error("unexpected error", exc_info=exc)
+    return problem(500, "internal error")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -78,12 +95,8 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
+    # Last resort only: the middleware in ``app.py`` answers unexpected exceptions itself (see
+    # :func:`unexpected`); this handler covers an exception raised by a middleware outside it.
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Broker or storage trouble surfaces here as connection errors: the service is unavailable,
-        # not broken. Anything else is logged with its traceback and still answered as a problem.
-        if isinstance(exc, UNAVAILABLE):
-            log.warning("dependency unavailable: %s", exc)
-            return problem(503, "a backing service (broker or storage) is unavailable", {"Retry-After": "5"})
-        log.exception("unexpected error")
-        return problem(500, "internal error")
+        return unexpected(exc)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Pathology = Literal["NOR", "DCM", "HCM", "RV", "MINF"]
 Correlation = Literal["none", "latent", "slices", "both", "population"]
 Phase = Literal["ED", "ES"]
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+# A subject folder name (ACDC: patientNNN); bounded so that a request cannot carry megabytes of text
+# into the job record and every error or listing that echoes it.
+SubjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 class SynthesizeRequest(BaseModel):
@@ -29,7 +32,7 @@ class SynthesizeRequest(BaseModel):
     trajectory: int | None = Field(default=None, ge=1, le=20, description="severities 1/K, 2/K, ..., 1")
     correlation: Correlation = "both"
     phases: list[Phase] = Field(default=["ED", "ES"], min_length=1, max_length=2)
-    base_subjects: list[str] = Field(default_factory=list, max_length=100)
+    base_subjects: list[SubjectId] = Field(default_factory=list, max_length=100)
     model: str = Field(default="phantom-v1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
     @model_validator(mode="after")

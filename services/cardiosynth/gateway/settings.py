@@ -14,6 +14,9 @@ class GatewaySettings(CommonSettings):
     max_queued_per_key: int = Field(default=10, ge=1)
     result_url_ttl_s: int = Field(default=3600, ge=60)
     heartbeat_stale_s: float = Field(default=600.0, gt=0)
+    max_body_bytes: int = Field(
+        default=16_384, ge=1024, description="largest request body accepted (413 above)"
+    )
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from celery import Celery, Task
 
+from cardiosynth.errors import public_detail
 from cardiosynth.jobs.store import TERMINAL, JobState, TransitionRefusedError
 from cardiosynth.storage.base import StorageError
 from cardiosynth.workers import runtime
@@ -168,7 +169,8 @@ def job_failed(request: Any, exc: Any, traceback: Any, job_id: str) -> None:
         "type": "about:blank",
         "title": "Job failed",
         "status": 500,
-        "detail": f"{type(exc).__name__}: {exc}",
+        "detail": public_detail(exc),
     }
+    log.error("job %s failed: %s: %s", job_id, type(exc).__name__, exc)
     with contextlib.suppress(TransitionRefusedError, KeyError):
         runtime.jobs().transition(job_id, JobState.FAILED, error=error)
