@@ -19,8 +19,8 @@ import numpy.typing as npt
 
 from cardiosynth.data.acdc import Subject, iter_subjects
 from cardiosynth.data.labels import ACDC_GROUP_ORDER, as_label_map
+from cardiosynth.data.overlap import dice_per_class
 from cardiosynth.data.preprocess import PreprocessedSubject, preprocess_subject
-from cardiosynth.evaluation.metrics import dice_per_class
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ import torch
 from monai.losses import PatchAdversarialLoss
 from tqdm import tqdm
 
+from cardiosynth.models.onehot import labels_to_onehot
 from cardiosynth.models.slices import SliceSet
 from cardiosynth.models.spade import (
     SpadeConfig,
     SpadeTranslator,
     build_discriminator,
-    labels_to_onehot,
     spade_widths,
     translate_array,
 )

@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from cardiosynth.data.labels import NUM_CLASSES
+from cardiosynth.models.onehot import labels_to_onehot
 from cardiosynth.models.slices import SliceSet
 from cardiosynth.models.training import (
     append_history,
@@ -84,11 +83,6 @@ def cosine_lr(base: float, epoch: int, epochs: int, floor: float = 0.05) -> floa
     return base * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
-def one_hot(labels: torch.Tensor) -> torch.Tensor:
-    """``(B, S, S)`` int64 -> ``(B, C, S, S)`` float32."""
-    return F.one_hot(labels, NUM_CLASSES).permute(0, 3, 1, 2).float()
-
-
 @torch.no_grad()
 def reconstruct(
     model: LabelVAE, labels: npt.NDArray[np.uint8], batch_size: int = 64
@@ -98,7 +92,7 @@ def reconstruct(
     model.eval()
     out = []
     for start in range(0, len(labels), batch_size):
-        x = one_hot(torch.from_numpy(labels[start : start + batch_size].astype(np.int64)))
+        x = labels_to_onehot(torch.from_numpy(labels[start : start + batch_size].astype(np.int64)))
         out.append(model(x, sample=False).logits.argmax(1).to(torch.uint8).numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros_like(labels)
@@ -157,7 +151,7 @@ def train_vae(
         ) as bar:
             for idx in bar:
                 target = labels[idx]
-                out = model(one_hot(target))
+                out = model(labels_to_onehot(target))
                 loss = vae_loss(out.logits, target, out.mu, out.logvar, config.beta)
                 optimiser.zero_grad(set_to_none=True)
                 loss.total.backward()

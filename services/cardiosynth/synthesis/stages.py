@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 
-from cardiosynth.data.labels import NUM_CLASSES, as_label_map
+from cardiosynth.data.labels import as_label_map
+from cardiosynth.models.onehot import labels_to_onehot
 from cardiosynth.models.spade import SpadeTranslator, translate_array
 from cardiosynth.models.vae import LabelVAE
 
@@ -32,7 +32,7 @@ def encode_slices(
     out = []
     for start in range(0, len(checked), batch_size):
         x = torch.from_numpy(checked[start : start + batch_size].astype(np.int64))
-        mu, _ = vae.encode(F.one_hot(x, NUM_CLASSES).permute(0, 3, 1, 2).float())
+        mu, _ = vae.encode(labels_to_onehot(x))
         out.append(mu.double().numpy())
     return np.concatenate(out) if out else np.zeros((0, vae.config.latent_dim))
 
