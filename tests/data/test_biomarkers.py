@@ -8,6 +8,7 @@ import pytest
 from cardiosynth.data.biomarkers import (
     MYOCARDIAL_DENSITY_G_PER_ML,
     compute_biomarkers,
+    hypokinetic_sectors,
     regional_contraction,
     volume_ml,
     wall_thickness_by_sector,
@@ -106,6 +107,24 @@ def test_regional_contraction_finds_an_akinetic_sector() -> None:
     assert fac[0] == pytest.approx(1 - 0.7**2, abs=0.08)
     b = compute_biomarkers(ed, es, (1.5, 1.5, 8.0), height=170.0, weight=70.0)
     assert b.hypokinetic_sectors >= 1
+    assert b.regional_heterogeneity == pytest.approx(1.0, abs=0.1)  # an akinetic sector
+
+
+def test_globally_failing_heart_with_a_slightly_weaker_sector_is_not_regionally_abnormal() -> None:
+    # DCM-like: the cavity shrinks to 0.92 of its radius (FAC ~0.15) and to 0.97 in one 60° region
+    # (FAC ~0.06). Half the best sector, so the old rule flagged it; within noise of the median.
+    ed = ring_heart(shape=(64, 64, 6), cavity_radius=12.0)
+
+    def contract(theta: np.ndarray) -> np.ndarray:
+        return np.where(np.abs(theta) < np.radians(30), 0.97, 0.92)
+
+    es = ring_heart(shape=(64, 64, 6), cavity_radius=12.0, cavity_scale=contract)
+    b = compute_biomarkers(ed, es, (1.5, 1.5, 8.0), height=170.0, weight=70.0)
+    fac = np.array(b.sector_fac)
+    assert fac.min() < 0.5 * fac.max()  # the old "below half the best" criterion is met
+    assert hypokinetic_sectors(b.sector_fac) == ()
+    assert b.hypokinetic_sectors == 0
+    assert 0.3 < b.regional_heterogeneity < 0.9
 
 
 def test_homogeneous_contraction_has_no_hypokinetic_sector() -> None:
@@ -114,6 +133,7 @@ def test_homogeneous_contraction_has_no_hypokinetic_sector() -> None:
     b = compute_biomarkers(ed, es, (1.5, 1.5, 8.0), height=170.0, weight=70.0)
     assert b.hypokinetic_sectors == 0
     assert min(b.sector_fac) > 0.1
+    assert b.regional_heterogeneity < 0.15  # rasterised circles: not exactly 0
 
 
 def test_empty_heart_gives_nan_not_an_exception() -> None:

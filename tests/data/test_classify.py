@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from cardiosynth.data.biomarkers import Biomarkers
-from cardiosynth.data.classify import BORDERLINE, classify
+from cardiosynth.data.biomarkers import Biomarkers, hypokinetic_sectors
+from cardiosynth.data.classify import BORDERLINE, MASS_INDEX_NORMAL, RVEF_NORMAL, WALL_NORMAL, classify
 from cardiosynth.data.labels import Group
 
 NORMAL = Biomarkers(
@@ -16,7 +16,12 @@ NORMAL = Biomarkers(
 
 
 def with_(**changes: object) -> Biomarkers:
-    return replace(NORMAL, **changes)  # type: ignore[arg-type]
+    b = replace(NORMAL, **changes)  # type: ignore[arg-type]
+    return replace(b, hypokinetic_sectors=len(hypokinetic_sectors(b.sector_fac)))
+
+
+# An infarcted heart: two sectors akinetic, the rest contracting as the subject's failing LV does.
+INFARCT_FAC = (0.40, 0.38, 0.02, 0.05, 0.41, 0.39)
 
 
 @pytest.mark.parametrize(
@@ -24,8 +29,11 @@ def with_(**changes: object) -> Biomarkers:
     [
         (NORMAL, Group.NOR.value),
         (with_(lv_ef=25.0, lv_edv_index=130.0), Group.DCM.value),
-        (with_(lv_ef=30.0, lv_edv_index=95.0, hypokinetic_sectors=2), Group.MINF.value),
-        (with_(lv_ef=30.0, lv_edv_index=130.0, hypokinetic_sectors=1), Group.MINF.value),
+        (with_(lv_ef=30.0, lv_edv_index=95.0, sector_fac=INFARCT_FAC), Group.MINF.value),
+        (
+            with_(lv_ef=30.0, lv_edv_index=130.0, sector_fac=(0.35, 0.1, 0.33, 0.36, 0.34, 0.35)),
+            Group.MINF.value,
+        ),
         (with_(lv_ef=70.0, max_wall_thickness=22.0, thick_segments=9, mass_index=140.0), Group.HCM.value),
         (with_(rv_ef=30.0), Group.RV.value),
         (with_(rv_edv_index=130.0), Group.RV.value),
@@ -58,8 +66,11 @@ def test_ambiguous_cases_are_borderline_with_a_reason(biomarkers: Biomarkers, re
 def test_hypertrophy_needs_several_segments_and_mass() -> None:
     one_segment = with_(lv_ef=70.0, max_wall_thickness=16.0, thick_segments=1, mass_index=140.0)
     light = with_(lv_ef=70.0, max_wall_thickness=18.0, thick_segments=6, mass_index=100.0)
-    assert classify(one_segment).label == Group.NOR.value
-    assert classify(light).label == Group.NOR.value
+    # not HCM, and no longer NOR either: a 16-18 mm wall is not a normal heart
+    for b, reason in ((one_segment, "wall thicker than normal"), (light, "wall thicker than normal")):
+        d = classify(b)
+        assert d.label == BORDERLINE
+        assert any(reason in r for r in d.reasons)
 
 
 def test_sex_sets_the_rv_threshold() -> None:
@@ -73,3 +84,69 @@ def test_missing_bsa_and_bad_sex_are_value_errors() -> None:
         classify(with_(bsa=None, lv_edv_index=None, rv_edv_index=None, mass_index=None))
     with pytest.raises(ValueError, match="'X'"):
         classify(NORMAL, sex="X")  # type: ignore[arg-type]
+
+
+def test_severe_global_failure_with_homogeneous_contraction_stays_dcm() -> None:
+    # LVEF 13-21 %: every sector contracts little. One sector at 0.07 is below half the best (0.18)
+    # and below half the median (0.16): the old "half the best" rule called this MINF. It is within
+    # label noise of the rest (0.09 FAC), so it is not a regional abnormality.
+    for lvef, fac in (
+        (13.0, (0.14, 0.12, 0.13, 0.05, 0.14, 0.13)),
+        (17.0, (0.18, 0.16, 0.07, 0.15, 0.17, 0.16)),
+        (21.0, (0.22, 0.21, 0.20, 0.21, 0.22, 0.21)),
+    ):
+        b = with_(lv_ef=lvef, lv_edv_index=140.0, sector_fac=fac)
+        assert hypokinetic_sectors(fac) == ()
+        assert classify(b).label == Group.DCM.value, (lvef, fac)
+
+
+def test_minf_criterion_is_relative_to_the_subjects_own_function() -> None:
+    # The same absolute sector FAC (0.12) is an infarct in a heart whose other sectors contract by
+    # 0.45, and normal for a heart whose sectors all contract by about 0.12.
+    regional = (0.45, 0.44, 0.12, 0.46, 0.45, 0.44)
+    uniform = (0.12, 0.13, 0.12, 0.11, 0.12, 0.13)
+    assert classify(with_(lv_ef=35.0, lv_edv_index=120.0, sector_fac=regional)).label == Group.MINF.value
+    assert classify(with_(lv_ef=15.0, lv_edv_index=120.0, sector_fac=uniform)).label == Group.DCM.value
+    # the median, not the best sector, is the reference: one hyperkinetic sector makes no infarct
+    hyper = (0.30, 0.31, 0.29, 0.62, 0.30, 0.31)
+    assert classify(with_(lv_ef=30.0, lv_edv_index=120.0, sector_fac=hyper)).label == Group.DCM.value
+    # a dyskinetic (negative FAC) sector is regional too; NaN sectors are ignored
+    dyskinetic = (0.30, float("nan"), -0.05, 0.32, 0.31, 0.30)
+    assert hypokinetic_sectors(dyskinetic) == (2,)
+    assert classify(with_(lv_ef=30.0, lv_edv_index=90.0, sector_fac=dyskinetic)).label == Group.MINF.value
+
+
+def test_no_contraction_anywhere_has_no_regional_reference() -> None:
+    assert hypokinetic_sectors((0.0, -0.01, 0.0, 0.0, 0.01, 0.0)) == ()
+    assert hypokinetic_sectors((float("nan"),) * 6) == ()
+
+
+def test_nor_requires_normal_wall_thickness() -> None:
+    thick = with_(max_wall_thickness=14.5, thick_segments=0)
+    d = classify(thick)
+    assert d.label == BORDERLINE
+    assert any("wall thicker than normal" in r for r in d.reasons)
+    assert classify(with_(max_wall_thickness=WALL_NORMAL)).label == Group.NOR.value
+    assert classify(with_(max_wall_thickness=WALL_NORMAL + 0.1)).label == BORDERLINE
+    assert classify(with_(max_wall_thickness=float("nan"))).label == BORDERLINE
+
+
+def test_nor_requires_normal_mass_index() -> None:
+    heavy = with_(mass_index=MASS_INDEX_NORMAL + 5.0)
+    d = classify(heavy)
+    assert d.label == BORDERLINE
+    assert any("high mass index" in r for r in d.reasons)
+    # thick AND heavy in several segments with a normal EF is still HCM, not borderline
+    hcm = with_(lv_ef=68.0, max_wall_thickness=18.0, thick_segments=4, mass_index=MASS_INDEX_NORMAL + 5.0)
+    assert classify(hcm).label == Group.HCM.value
+
+
+RVEF_CASES = [(39.0, Group.RV.value), (42.0, BORDERLINE), (44.9, BORDERLINE), (RVEF_NORMAL, Group.NOR.value)]
+
+
+@pytest.mark.parametrize(("rvef", "expected"), RVEF_CASES)
+def test_rvef_40_to_45_is_borderline(rvef: float, expected: str) -> None:
+    d = classify(with_(rv_ef=rvef))
+    assert d.label == expected
+    if expected == BORDERLINE:
+        assert any("mildly reduced RVEF" in r for r in d.reasons)

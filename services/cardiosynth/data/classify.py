@@ -13,7 +13,18 @@ order LV systolic failure, hypertrophy, RV, normal, and the ambiguous cases are 
 ``borderline`` with the reason instead of being forced into a group: LVEF < 40 % without dilation
 or regional abnormality; hypertrophy without a normal EF; an RV volume between the women's and
 the men's threshold when the sex is unknown (ACDC's Info.cfg does not give it); LVEF 40-50 %; a
-dilated LV with preserved EF.
+dilated LV with preserved EF; RVEF 40-45 %; a wall thicker than normal or a high mass index
+without meeting the HCM rule.
+
+ACDC states "none of these" for NOR; a normal heart must also look normal, so NOR here requires
+normal wall thickness, mass and RV function (thresholds and sources at the constants below).
+
+The MINF rule's "abnormal contraction" is regional and relative to the subject's own global
+function (see :func:`cardiosynth.data.biomarkers.hypokinetic_sectors`): a sector that contracts
+less than half as much as the subject's median sector AND clearly less in absolute terms. A
+globally failing heart that contracts homogeneously (DCM, LVEF 13-21 %) has no such sector and
+stays DCM; the earlier rule (one sector below half the BEST one) turned such hearts into MINF,
+because at a FAC of ~0.15 label noise alone halves a sector.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from cardiosynth.data.biomarkers import Biomarkers
+from cardiosynth.data.biomarkers import Biomarkers, hypokinetic_sectors
 from cardiosynth.data.labels import Group
 
 BORDERLINE: Final = "borderline"
@@ -34,6 +45,17 @@ WALL_HCM: Final = 15.0  # mm
 HCM_MIN_SEGMENTS: Final = 2  # "several segments"
 MINF_MIN_SECTORS: Final = 1  # hypokinetic 60° sectors (each spans several AHA segments over the slices)
 RVEF_FAILURE: Final = 40.0  # %
+# RVEF 40-45 % is mildly reduced, not normal: the ASE/EACVI chamber quantification recommendations
+# (Lang et al., J Am Soc Echocardiogr 2015; 28:1-39) put the lower limit of normal RVEF at 45 %.
+RVEF_NORMAL: Final = 45.0  # % from: normal RV
+# Maximal diastolic LV wall thickness of a normal heart. ESC 2014 HCM guidelines (Elliott et al.,
+# Eur Heart J 2014; 35:2733-79): >= 15 mm is diagnostic of HCM in adults, 13-14 mm is a grey zone;
+# <= 12 mm is normal (CMR reference values for the maximal segmental thickness of adults are
+# below it). Our measure is the maximum over all slices and sectors on a 1.5 mm grid.
+WALL_NORMAL: Final = 12.0  # mm
+# Mass index of a normal heart: ACDC's own "high mass" threshold (its HCM criterion); the ASE/EACVI
+# 2015 echocardiographic upper limits (95 g/m² women, 115 g/m² men) bracket it.
+MASS_INDEX_NORMAL: Final = MASS_INDEX_HCM  # g/m²
 RV_EDVI_MEN: Final = 110.0  # ml/m²
 RV_EDVI_WOMEN: Final = 100.0  # ml/m²
 
@@ -66,8 +88,13 @@ def classify(b: Biomarkers, sex: Sex | None = None) -> Diagnosis:
     facts = f"LVEF {lvef:.0f} %, LVEDVi {lvedvi:.0f} ml/m²"
 
     if lvef < LVEF_FAILURE:
-        if b.hypokinetic_sectors >= MINF_MIN_SECTORS:
-            return Diagnosis(Group.MINF.value, (facts, f"{b.hypokinetic_sectors} hypokinetic sector(s)"))
+        # From the measured sector FACs, not the stored count, so the rule lives here alone.
+        regional = hypokinetic_sectors(b.sector_fac)
+        if len(regional) >= MINF_MIN_SECTORS:
+            return Diagnosis(
+                Group.MINF.value,
+                (facts, f"{len(regional)} hypokinetic sector(s) {list(regional)} relative to the median"),
+            )
         if lvedvi > LV_EDVI_DILATED:
             return Diagnosis(Group.DCM.value, (facts, "dilated LV, homogeneous contraction"))
         return Diagnosis(BORDERLINE, (facts, "LVEF < 40 % without LV dilation or regional abnormality"))
@@ -98,4 +125,11 @@ def classify(b: Biomarkers, sex: Sex | None = None) -> Diagnosis:
         return Diagnosis(BORDERLINE, (facts, "mildly reduced LVEF (40-50 %)"))
     if lvedvi > LV_EDVI_DILATED:
         return Diagnosis(BORDERLINE, (facts, "dilated LV with preserved EF"))
-    return Diagnosis(Group.NOR.value, (facts, rv_facts))
+    if b.rv_ef < RVEF_NORMAL:
+        return Diagnosis(BORDERLINE, (rv_facts, "mildly reduced RVEF (40-45 %)"))
+    wall_facts = f"max wall {b.max_wall_thickness:.1f} mm, mass {b.mass_index:.0f} g/m²"
+    if not b.max_wall_thickness <= WALL_NORMAL:  # NaN (no wall measured) is not normal either
+        return Diagnosis(BORDERLINE, (wall_facts, f"wall thicker than normal (> {WALL_NORMAL:.0f} mm)"))
+    if b.mass_index > MASS_INDEX_NORMAL:
+        return Diagnosis(BORDERLINE, (wall_facts, f"high mass index (> {MASS_INDEX_NORMAL:.0f} g/m²)"))
+    return Diagnosis(Group.NOR.value, (facts, rv_facts, wall_facts))
