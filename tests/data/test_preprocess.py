@@ -174,3 +174,103 @@ def test_phantom_subject_preprocesses_and_inverts(phantom_root: Path) -> None:
             np.testing.assert_array_equal(back, subject.es_label)
         else:
             assert min(dice(back, subject.es_label, c) for c in (1, 2, 3)) > 0.95
+
+
+def textured_subject(
+    shape: tuple[int, int, int] = (180, 170, 6),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, a noisy body-like image and the affine of a subject whose field of view exceeds the crop."""
+    labels = cone_heart(shape, (88.0, 80.0), 14.0)
+    rng = np.random.default_rng(3)
+    x, y = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
+    body = 300.0 * np.exp(-(x**2 + y**2) / 0.8)
+    image = body[..., None] + 40.0 * labels + rng.normal(0.0, 12.0, shape)
+    return labels, image, affine_for(1.5)
+
+
+def seam_jump(volume: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    """Mean |difference| between x-neighbours in the worst band of the seam (pairs of equal weight
+    level across the crop border and its ramp) and between neighbours deep inside the crop."""
+    dx = np.abs(np.diff(volume, axis=0))
+    lo, hi = weight[:-1], weight[1:]
+    seam = lo != hi
+    level = np.round(np.minimum(lo, hi), 3)
+    worst = max(float(dx[seam & (level == v)].mean()) for v in np.unique(level[seam]))
+    return worst, float(dx[(lo == 1) & (hi == 1)].mean())
+
+
+def test_composite_has_the_base_grid_no_constant_fill_and_no_visible_seam() -> None:
+    from cardiosynth.data.preprocess import FEATHER_MM, composite_image, crop_weight
+
+    labels, image, affine = textured_subject()
+    g = plan_geometry([labels], affine)
+    stack, window = apply_image(image, g)
+    synthetic = np.clip(stack + 0.2, -1.0, 1.0)  # a translation brighter than the base by ~50 units
+    out = composite_image(synthetic, g, image, window)
+    assert out.shape == image.shape
+    assert out.dtype == np.float32
+    # the old paste: two thirds of the volume is one value; the composite has no constant region
+    pasted = restore_image(synthetic, g, window)
+    _, counts = np.unique(pasted, return_counts=True)
+    assert counts.max() / pasted.size > 0.2
+    _, counts = np.unique(out, return_counts=True)
+    assert counts.max() / out.size < 0.05  # the percentile clipping alone puts ~1-2 % at the window ends
+    weight = crop_weight(g)
+    # outside the crop: the base's own voxels; deep inside: the synthetic image
+    np.testing.assert_array_equal(out[weight == 0], image[weight == 0].astype(np.float32))
+    np.testing.assert_allclose(out[weight == 1], pasted[weight == 1], rtol=1e-5)
+    # the ramp: FEATHER_MM wide, monotone, from 0 to 1
+    row = weight[:, int(np.argmax(weight.max(axis=0)))]
+    start, full = int(np.flatnonzero(row > 0)[0]), int(np.flatnonzero(row == 1)[0])
+    assert (full - start + 1) * 1.5 == pytest.approx(FEATHER_MM, abs=1.5)  # 1.5 mm native pixels
+    assert np.all(np.diff(row[: full + 1]) > -1e-12)
+    # seam continuity: across the crop border and its ramp the image steps about as much as between
+    # neighbours inside the crop (noise); a hard paste (no feather) steps far more there
+    jump, inside = seam_jump(out[:, :, 2], weight)
+    assert jump <= 1.35 * inside
+    hard = composite_image(synthetic, g, image, window, feather_mm=0.0)
+    hard_jump, hard_inside = seam_jump(hard[:, :, 2], crop_weight(g, 0.0))
+    assert hard_jump > 2.5 * hard_inside
+
+
+def test_composite_keeps_every_voxel_at_its_world_position() -> None:
+    from cardiosynth.data.preprocess import composite_image
+
+    labels, image, affine = textured_subject((170, 160, 5))
+    g = plan_geometry([labels], affine)
+    stack, window = apply_image(image, g)
+    out = composite_image(stack, g, image, window)
+    # the synthetic crop is the base's own image here: where the weight is 1 the composite equals
+    # the round trip, so a feature of the base (its heart) lands on the voxels it came from
+    lv = labels == 3
+    back = restore_image(stack, g, window)
+    np.testing.assert_allclose(out[lv], back[lv], rtol=1e-5)
+    unclipped = lv & (image >= window[0]) & (image <= window[1])
+    np.testing.assert_allclose(out[unclipped], image[unclipped], rtol=1e-4)
+
+
+def test_labels_outside_the_crop_are_background_in_the_base_too(phantom_root: Path) -> None:
+    from cardiosynth.data.preprocess import crop_weight
+
+    for path in sorted((phantom_root / "training").iterdir()):
+        subject = read_subject(path)
+        p = preprocess_subject(subject)
+        weight = crop_weight(p.geometry)
+        for native, stack in ((subject.ed_label, p.ed_label), (subject.es_label, p.es_label)):
+            # the base has no heart where the image is (partly) the base's own: outside the crop and
+            # in the seam ramp; so restore_labels (background there) agrees with the base's labels
+            assert not np.any(native[weight < 1])
+            restored = restore_labels(stack, p.geometry)
+            assert not np.any(restored[weight < 1])
+
+
+def test_composite_rejects_a_mismatched_base() -> None:
+    from cardiosynth.data.preprocess import composite_image, crop_weight
+
+    labels, image, affine = textured_subject((170, 160, 5))
+    g = plan_geometry([labels], affine)
+    stack, window = apply_image(image, g)
+    with pytest.raises(ValueError, match="base image shape"):
+        composite_image(stack, g, image[:, :, :3], window)
+    with pytest.raises(ValueError, match="feather_mm"):
+        crop_weight(g, -1.0)

@@ -13,6 +13,21 @@ vice versa); finer native grids lose detail that a 1.5 mm grid cannot hold.
 
 Processed arrays are slice stacks ``(Z, S, S)`` with ``[k, a, b]`` the resampled ``(X, Y)`` pixel
 ``(a + start_x, b + start_y)`` of slice ``k`` (base first).
+
+Synthetic images go back to the native grid by :func:`composite_image`: the synthetic crop is
+blended into the BASE subject's own native image with a feathered seam, instead of being pasted
+into a constant fill (which made two thirds of every written volume one value and put a hard,
+visible square edge around the heart). The output keeps the base's native grid and affine
+unchanged, so every voxel keeps its world position, and it is a complete image: the body, the
+field of view and the noise outside the crop are the base subject's, inside the crop the synthetic
+image, and over a :data:`FEATHER_MM` band inside the crop border a smooth (C1) ramp from one to
+the other. Labels need no blending: :func:`restore_labels` puts background outside the crop, which
+is what the base's own labels hold there, since the crop (192 mm) is centred on the heart (over
+the 100 default phantom subjects the heart is at least 25 mm inside the crop border in both
+phases), and the ramp lies in background as well. The alternative, writing only the 128 x 128 x Z
+crop with its own affine (:meth:`Geometry.processed_affine`), would lose the base's slice grid
+(1.5 mm resampled pixels instead of the native ones), which downstream tools and the evaluation
+compare against.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, NUM_CLASSES, RV_CA
 TARGET_SPACING_MM = 1.5
 CROP_SIZE = 128
 PERCENTILES = (1.0, 99.0)
+FEATHER_MM = 12.0  # width of the seam ramp inside the crop border (8 resampled pixels)
 
 SliceOrder = Literal["auto", "base_first", "apex_first"]
 
@@ -259,6 +275,59 @@ def restore_image(
         out = (out + 1.0) * 0.5 * (hi - lo) + lo
     restored: npt.NDArray[np.float32] = out.astype(np.float32)
     return restored
+
+
+def crop_weight(geometry: Geometry, feather_mm: float = FEATHER_MM) -> npt.NDArray[np.float64]:
+    """Blending weight of the synthetic crop per native pixel, ``(X, Y)`` in [0, 1].
+
+    0 outside the crop, 1 deeper than ``feather_mm`` inside it, and a smoothstep ramp
+    (``3t² - 2t³``: no kink at either end) in between, by the distance in mm from the outermost
+    crop pixel centres. The ramp starts at those centres because linear interpolation beyond them
+    mixes in the constant fill of :func:`restore_image`.
+
+    Raises:
+        ValueError: ``feather_mm`` negative.
+    """
+    if not feather_mm >= 0:
+        raise ValueError(f"feather_mm must be >= 0, got {feather_mm}")
+    sx, sy = geometry.scale
+    last = geometry.crop_size - 1
+    # native index i -> processed continuous index (i + 0.5) / scale - 0.5 - start (as restore_*)
+    u = (np.arange(geometry.native_shape[0]) + 0.5) / sx - 0.5 - geometry.crop_start[0]
+    v = (np.arange(geometry.native_shape[1]) + 0.5) / sy - 0.5 - geometry.crop_start[1]
+    inside_mm = np.minimum(np.minimum(u, last - u)[:, None], np.minimum(v, last - v)[None, :])
+    inside_mm = inside_mm * geometry.target_spacing
+    if feather_mm == 0:
+        hard: npt.NDArray[np.float64] = (inside_mm >= 0).astype(np.float64)
+        return hard
+    t = np.clip(inside_mm / feather_mm, 0.0, 1.0)
+    weight: npt.NDArray[np.float64] = t * t * (3.0 - 2.0 * t)
+    return weight
+
+
+def composite_image(
+    stack: npt.NDArray[np.floating[Any]],
+    geometry: Geometry,
+    base_image: npt.NDArray[np.generic],
+    window: tuple[float, float],
+    *,
+    feather_mm: float = FEATHER_MM,
+) -> npt.NDArray[np.float32]:
+    """A synthetic ``(Z, S, S)`` image stack in [-1, 1] composited into the base subject's native
+    image ``(X, Y, Z)`` (same phase) with a feathered seam; returns ``(X, Y, Z)`` float32 on the
+    native grid, on the base's intensity scale (``window`` maps [-1, 1] back, as in
+    :func:`restore_image`). See the module docstring for why.
+
+    Raises:
+        ValueError: ``base_image`` not of the geometry's native shape, a bad stack or ``feather_mm``.
+    """
+    base = np.asarray(base_image, dtype=np.float64)
+    if base.shape != geometry.native_shape:
+        raise ValueError(f"base image shape {base.shape} differs from the geometry's {geometry.native_shape}")
+    synthetic = restore_image(stack, geometry, window).astype(np.float64)
+    weight = crop_weight(geometry, feather_mm)[:, :, None]
+    out: npt.NDArray[np.float32] = (weight * synthetic + (1.0 - weight) * base).astype(np.float32)
+    return out
 
 
 def one_hot(stack: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:

@@ -22,7 +22,14 @@ from cardiosynth.data.acdc import Subject
 from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers
 from cardiosynth.data.classify import classify
 from cardiosynth.data.labels import Group
-from cardiosynth.data.preprocess import Geometry, PreprocessedSubject, restore_image, restore_labels
+from cardiosynth.data.preprocess import (
+    Geometry,
+    PreprocessedSubject,
+    composite_image,
+    restore_image,
+    restore_labels,
+)
+from cardiosynth.data.topology import clean_labels as clean_label_stack
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.storage.base import ObjectStore
@@ -232,6 +239,11 @@ def choose_bases(nor: Sequence[sources.SubjectRef], request: SynthesisRequest) -
     return order[: request.n]
 
 
+def _native_image(subject: Subject, phase: str) -> npt.NDArray[Any]:
+    """The base subject's own native image ``(X, Y, Z)`` of ``phase`` (the composite's backdrop)."""
+    return subject.ed_image if phase == "ED" else subject.es_image
+
+
 class Synthesizer:
     """Pathology synthesis with a loaded VAE and SPADE over one ACDC-layout data folder."""
 
@@ -244,8 +256,12 @@ class Synthesizer:
         model_versions: dict[str, str] | None = None,
         cache_dir: Path | None = None,
         cache_store: ObjectStore | None = None,
+        clean_labels: bool = True,
     ) -> None:
+        """``clean_labels``: apply :func:`cardiosynth.data.topology.clean_labels` to every decoded
+        stack in :meth:`assemble` (off only to measure what it does)."""
         self.vae = vae.eval()
+        self.clean_labels = clean_labels
         self.spade = spade.eval() if spade is not None else None
         self.data_root = Path(data_root)
         self.model_versions = model_versions or {}
@@ -366,7 +382,14 @@ class Synthesizer:
         return images
 
     def assemble(self, batch: LabelBatch, images: npt.NDArray[np.float32] | None) -> list[SyntheticSubject]:
-        """Restore every stack to its base subject's native grid; biomarkers and the rule diagnosis."""
+        """Restore every stack to its base subject's native grid; biomarkers and the rule diagnosis.
+
+        Decoded label stacks are cleaned first (:mod:`cardiosynth.data.topology`, unless
+        ``clean_labels`` is off), on the processed grid where the decoder made them. Images are
+        composited into the base subject's own native image with a feathered seam
+        (:func:`cardiosynth.data.preprocess.composite_image`); without SPADE images there is no image
+        to composite and the native image is the constant low end of the base's window.
+        """
         request = batch.request
         started = time.perf_counter()
         out: list[SyntheticSubject] = []
@@ -376,6 +399,8 @@ class Synthesizer:
             base = self._base(self._ref(batch.base_ids[index]))
             geometry = base.processed.geometry
             lab = batch.labels[offset : offset + z_count]
+            if self.clean_labels:
+                lab = clean_label_stack(lab)
             img = (
                 images[offset : offset + z_count]
                 if images is not None
@@ -387,7 +412,11 @@ class Synthesizer:
                 labels=lab,
                 images=img,
                 native_labels=restore_labels(lab, geometry),
-                native_image=restore_image(img, geometry, window),
+                native_image=(
+                    composite_image(img, geometry, _native_image(base.subject, phase), window)
+                    if images is not None
+                    else restore_image(img, geometry, window)
+                ),
             )
         for index, base_id in enumerate(batch.base_ids):
             base = self._base(self._ref(base_id))
