@@ -23,10 +23,9 @@ from cardiosynth.models.registry import load_model
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.correlation import correlation_factor
-from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, choose_bases
+from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, choose_bases, target_latents
 from cardiosynth.synthesis.equalise import equalise, resample_slices
-from cardiosynth.synthesis.sampling import correlate, interpolate, truncated_normal
+from cardiosynth.synthesis.sampling import interpolate
 from cardiosynth.synthesis.stages import decode_latents, encode_slices, translate_slices
 
 
@@ -46,8 +45,8 @@ def naive(synth: Synthesizer, request: SynthesisRequest) -> float:
             stats = synth.class_stats(request.pathology, phase)
             rng = np.random.default_rng([request.seed, index])
             base_eq = equalise(latents, request.ns)
-            target = correlate(truncated_normal(stats, rng), stats, request.correlation,
-                               correlation_factor(base_eq.T), rng)  # fmt: skip
+            nor = synth.class_stats(Group.NOR, phase) if request.interpolation == "shift" else None
+            target = target_latents(request, stats, nor, base_eq, rng)
             z = resample_slices(interpolate(base_eq, target, 1.0), len(labels))
             for k in range(len(labels)):
                 lab = decode_latents(vae, z[k : k + 1])

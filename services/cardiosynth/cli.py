@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cardiosynth import __version__
 from cardiosynth.log import configure_logging
+from cardiosynth.synthesis.modes import CORRELATION_MODES, INTERPOLATIONS
 
 log = logging.getLogger("cardiosynth")
 
@@ -240,8 +241,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     from cardiosynth.data.labels import parse_group
     from cardiosynth.models.registry import load_model
     from cardiosynth.synthesis.engine import PHASES, SynthesisRequest, Synthesizer
+    from cardiosynth.synthesis.modes import check_interpolation, check_mode
     from cardiosynth.synthesis.output import format_table, write_subject
-    from cardiosynth.synthesis.sampling import check_mode
 
     severities = SynthesisRequest.trajectory(args.trajectory) if args.trajectory else (args.severity,)
     request = SynthesisRequest(
@@ -250,6 +251,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         seed=args.seed,
         severities=severities,
         correlation=check_mode(args.correlation),
+        interpolation=check_interpolation(args.interpolation),
         phases=tuple(args.phases.split(",")) if args.phases else PHASES,
         base_subjects=tuple(args.base.split(",")) if args.base else (),
     )
@@ -436,7 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     sev.add_argument("--severity", type=_severity, default=1.0, help="in (0, 1]; default 1.0")
     sev.add_argument("--trajectory", type=_positive_int, default=None, metavar="K",
                      help="K severities 1/K, 2/K, ..., 1")  # fmt: skip
-    p.add_argument("--correlation", default="both", help="none, latent, slices, both (default), population")
+    p.add_argument("--correlation", default="both", choices=CORRELATION_MODES,
+                   help="correlation of the sampled latents (default both)")  # fmt: skip
+    p.add_argument("--interpolation", default="sample", choices=INTERPOLATIONS,
+                   help="sample: towards a class sample (the paper's, default); shift: the base moved by "
+                   "the class shift, keeping its identity")  # fmt: skip
     p.add_argument("--phases", default=None, help="ED,ES (default both)")
     p.add_argument("--base", default=None, help="comma-separated NOR subject ids to start from")
     p.add_argument(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -123,6 +124,10 @@ def test_request_validation() -> None:
         SynthesisRequest(Group.HCM, phases=("ED", "XX"))
     with pytest.raises(ValueError, match="correlation"):
         SynthesisRequest(Group.HCM, correlation="diag")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown interpolation 'linear'"):
+        SynthesisRequest(Group.HCM, interpolation="linear")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shift_residual"):
+        SynthesisRequest(Group.HCM, interpolation="shift", shift_residual=-0.1)
     assert SynthesisRequest.trajectory(4) == (0.25, 0.5, 0.75, 1.0)
     with pytest.raises(ValueError, match="trajectory"):
         SynthesisRequest.trajectory(0)
@@ -178,3 +183,89 @@ def test_the_two_halves_equal_the_whole_through_bytes(data: Path, models: Path) 
                 assert np.array_equal(
                     a.phases[severity][phase].native_image, b.phases[severity][phase].native_image
                 )
+
+
+def test_label_batch_round_trip_keeps_the_interpolation() -> None:
+    from cardiosynth.synthesis.engine import LabelBatch
+
+    request = SynthesisRequest(Group.DCM, n=2, seed=4, correlation="paper", interpolation="shift",
+                               shift_residual=0.25, base_subjects=("patient001",))  # fmt: skip
+    labels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) % 4
+    batch = LabelBatch(request, ["patient001", "patient001"], [(0, 1.0, "ED", 1), (1, 1.0, "ED", 1)], labels)
+    again = LabelBatch.from_bytes(batch.to_bytes())
+    assert again.request == request
+    assert again.request.interpolation == "shift"
+    assert again.request.shift_residual == 0.25
+    assert request.provenance()["interpolation"] == "shift"
+    # A batch written before the field existed was made by ``sample``.
+    old = LabelBatch(SynthesisRequest(Group.DCM), ["patient001"], [(0, 1.0, "ED", 1)], labels[:1])
+    with np.load(io.BytesIO(old.to_bytes()), allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    for key in ("interpolation", "shift_residual"):
+        del meta["request"][key]
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, labels=labels[:1], meta=np.array(json.dumps(meta)))
+    assert LabelBatch.from_bytes(buffer.getvalue()).request.interpolation == "sample"
+
+
+def test_shift_and_paper_through_the_engine(data: Path, models: Path) -> None:
+    """``shift`` without a residual is a deterministic transport of each base (the seed does not
+    matter); with one, or with ``sample``, the seed does. ``paper`` runs with the base's factor."""
+    from cardiosynth.synthesis.engine import target_latents
+    from cardiosynth.synthesis.equalise import equalise
+    from cardiosynth.synthesis.stages import encode_stacks
+
+    synthesizer = _synth(data, models)
+    bases = ("patient901", "patient902")
+    requests = [
+        SynthesisRequest(
+            Group.HCM, n=2, seed=seed, severities=(0.5, 1.0), interpolation="shift", base_subjects=bases
+        )
+        for seed in (0, 5)
+    ]
+    batches = [synthesizer.make_labels(r) for r in requests]
+    assert batches[0].plan == batches[1].plan
+    assert np.array_equal(batches[0].labels, batches[1].labels)
+    paper_request = SynthesisRequest(Group.HCM, n=1, correlation="paper", base_subjects=bases)
+    paper = synthesizer.make_labels(paper_request)
+    assert len(paper.labels) == sum(z for *_, z in paper.plan)
+    hcm, nor = synthesizer.class_stats(Group.HCM, "ED"), synthesizer.class_stats(Group.NOR, "ED")
+    base = synthesizer._base(synthesizer._ref("patient902")).processed.ed_label
+    base_eq = equalise(encode_stacks(synthesizer.vae, [base])[0], hcm.ns)
+    targets = []
+    for seed in (0, 5):
+        for residual in (0.0, 0.3):
+            request = SynthesisRequest(Group.HCM, seed=seed, interpolation="shift", shift_residual=residual)
+            # NOR to NOR: the fixture's HCM class has one subject (no spread for a residual to use).
+            t = target_latents(request, nor, nor, base_eq, np.random.default_rng(seed))
+            assert np.all((t >= nor.min) & (t <= nor.max))
+            targets.append(t)
+    assert np.array_equal(targets[0], targets[2])  # no residual: the seed does not matter
+    assert not np.array_equal(targets[1], targets[3])  # with one, it does
+    with pytest.raises(ValueError, match="NOR class statistics"):
+        target_latents(SynthesisRequest(Group.HCM, interpolation="shift"), hcm, None, base_eq,
+                       np.random.default_rng(0))  # fmt: skip
+
+
+def test_cli_choices_come_from_the_modes() -> None:
+    from cardiosynth.cli import build_parser
+    from cardiosynth.synthesis.modes import CORRELATION_MODES, INTERPOLATIONS
+
+    parser = build_parser()
+    args = parser.parse_args(["synthesize", "--pathology", "HCM", "--out", "x", "--interpolation", "shift",
+                              "--correlation", "paper"])  # fmt: skip
+    assert (args.interpolation, args.correlation) == ("shift", "paper")
+    sub = next(a for a in parser._subparsers._group_actions if a.dest == "command")  # type: ignore[union-attr]
+    synth = sub.choices["synthesize"]  # type: ignore[index]
+    options = {a.dest: a.choices for a in synth._actions}
+    assert tuple(options["correlation"]) == CORRELATION_MODES
+    assert tuple(options["interpolation"]) == INTERPOLATIONS
+    with pytest.raises(SystemExit):
+        parser.parse_args(["synthesize", "--pathology", "HCM", "--out", "x", "--interpolation", "linear"])
+    # The API's schema offers the same choices.
+    from cardiosynth.gateway.schemas import SynthesizeRequest
+
+    schema = SynthesizeRequest.model_json_schema()["properties"]
+    assert tuple(schema["correlation"]["enum"]) == CORRELATION_MODES
+    assert tuple(schema["interpolation"]["enum"]) == INTERPOLATIONS
+    assert SynthesizeRequest(pathology="HCM", n=1).interpolation == "sample"

@@ -6,8 +6,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from cardiosynth.synthesis.modes import CorrelationMode, Interpolation
+
 Pathology = Literal["NOR", "DCM", "HCM", "RV", "MINF"]
-Correlation = Literal["none", "latent", "slices", "both", "population"]
+# The sampler's choices come from one place (cardiosynth.synthesis.modes, no numerics imported).
+Correlation = CorrelationMode
 Phase = Literal["ED", "ES"]
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 # A subject folder name (ACDC: patientNNN); bounded so that a request cannot carry megabytes of text
@@ -31,6 +34,11 @@ class SynthesizeRequest(BaseModel):
     severity: float | None = Field(default=None, gt=0.0, le=1.0, description="one severity in (0, 1]")
     trajectory: int | None = Field(default=None, ge=1, le=20, description="severities 1/K, 2/K, ..., 1")
     correlation: Correlation = "both"
+    interpolation: Interpolation = Field(
+        default="sample",
+        description="sample: towards a sample of the class (the paper's); shift: the base NOR subject moved "
+        "by the class shift, keeping its identity",
+    )
     phases: list[Phase] = Field(default=["ED", "ES"], min_length=1, max_length=2)
     base_subjects: list[SubjectId] = Field(default_factory=list, max_length=100)
     model: str = Field(default="phantom-v1", pattern=r"^[A-Za-z0-9._-]{1,64}$")

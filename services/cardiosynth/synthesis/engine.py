@@ -1,9 +1,9 @@
 """The method end to end over a data folder and two loaded models (used by the CLI and evaluation;
 the service's workers call the same stages one queue at a time).
 
-encode -> equalise -> class statistics (cached) -> truncated-normal sample -> correlate ->
-interpolate by severity -> resample to the base subject's slices -> decode -> translate -> restore
-to the base subject's native geometry.
+encode -> equalise -> class statistics (cached) -> correlated Gaussian-copula sample (or the base
+shifted into the class) -> interpolate by severity -> resample to the base subject's slices -> decode
+-> translate -> restore to the base subject's native geometry.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.correlation import correlation_factor
 from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
+from cardiosynth.synthesis.modes import CorrelationMode, Interpolation, check_interpolation, check_mode
 from cardiosynth.synthesis.sampling import (
-    CorrelationMode,
-    check_mode,
-    correlate,
+    gaussian_scores,
     interpolate,
-    truncated_normal,
+    paper_slice_factor,
+    sample_pathology,
+    shift_target,
 )
 from cardiosynth.synthesis.stages import decode_latents, encode_stacks, translate_slices
 from cardiosynth.synthesis.stats import ClassStats, compute_class_stats, stats_key
@@ -55,7 +55,13 @@ MAX_TRAJECTORY = 20
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    """What to make. ``severities`` in (0, 1]; ``base_subjects`` pins the NOR subjects used."""
+    """What to make. ``severities`` in (0, 1]; ``base_subjects`` pins the NOR subjects used.
+
+    ``interpolation``: ``sample`` (the paper's, towards a fresh class sample) or ``shift`` (the base
+    transported into the class's distribution, keeping its identity); ``shift_residual`` in [0, 1]:
+    the share of a sampled copula residual mixed into ``shift`` (0: deterministic per base subject,
+    seed and correlation mode then do not matter). See :mod:`cardiosynth.synthesis.sampling`.
+    """
 
     pathology: Group
     n: int = 1
@@ -65,6 +71,8 @@ class SynthesisRequest:
     phases: tuple[str, ...] = PHASES
     base_subjects: tuple[str, ...] = ()
     ns: int = NS_DEFAULT
+    interpolation: Interpolation = "sample"
+    shift_residual: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_SUBJECTS:
@@ -74,6 +82,9 @@ class SynthesisRequest:
         if not self.severities or any(not 0.0 < s <= 1.0 for s in self.severities):
             raise ValueError(f"severities must be in (0, 1], got {list(self.severities)}")
         check_mode(self.correlation)
+        check_interpolation(self.interpolation)
+        if not 0.0 <= self.shift_residual <= 1.0:
+            raise ValueError(f"shift_residual must be in [0, 1], got {self.shift_residual}")
         if (
             not self.phases
             or any(p not in PHASES for p in self.phases)
@@ -98,6 +109,8 @@ class SynthesisRequest:
             "correlation": self.correlation,
             "phases": list(self.phases),
             "ns": self.ns,
+            "interpolation": self.interpolation,
+            "shift_residual": self.shift_residual,
         }
 
 
@@ -182,6 +195,9 @@ class LabelBatch:
             phases=tuple(r["phases"]),
             base_subjects=tuple(r["base_subjects"]),
             ns=int(r["ns"]),
+            # Batches written before these fields existed were made by ``sample``.
+            interpolation=r.get("interpolation", "sample"),
+            shift_residual=float(r.get("shift_residual", 0.0)),
         )
         plan = [(int(i), float(a), str(ph), int(z)) for i, a, ph, z in meta["plan"]]
         return cls(request, list(meta["base_ids"]), plan, labels)
@@ -237,6 +253,25 @@ def choose_bases(nor: Sequence[sources.SubjectRef], request: SynthesisRequest) -
     while len(order) < request.n:
         order.extend(nor[i] for i in rng.permutation(len(nor)))
     return order[: request.n]
+
+
+def target_latents(
+    request: SynthesisRequest,
+    stats: ClassStats,
+    nor_stats: ClassStats | None,
+    base: npt.NDArray[np.float64],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float64]:
+    """The severity-1 end point ``(ns, nz)`` for one base subject's equalised latents ``base`` and one
+    phase: a copula sample of the class (``sample``) or the base transported into it (``shift``, which
+    needs the NOR statistics ``nor_stats`` of the same phase)."""
+    paper = paper_slice_factor(base) if request.correlation == "paper" else None
+    if request.interpolation == "sample":
+        return sample_pathology(stats, request.correlation, paper, rng)
+    if nor_stats is None:
+        raise ValueError("interpolation 'shift' needs the NOR class statistics")
+    scores = gaussian_scores(stats, request.correlation, paper, rng) if request.shift_residual > 0 else None
+    return shift_target(base, nor_stats, stats, scores, request.shift_residual)
 
 
 def _native_image(subject: Subject, phase: str) -> npt.NDArray[Any]:
@@ -324,8 +359,13 @@ class Synthesizer:
         raise ValueError(f"subject {subject_id!r} is not in {self.data_root}")
 
     def make_labels(self, request: SynthesisRequest, progress: Progress = _no_progress) -> LabelBatch:
-        """The VAE half: encode -> stats -> sample and correlate -> interpolate -> decode."""
+        """The VAE half: encode -> stats -> copula sample or shift -> interpolate -> decode."""
         stats = {ph: self.class_stats(request.pathology, ph, request.ns) for ph in request.phases}
+        nor = (
+            {ph: self.class_stats(Group.NOR, ph, request.ns) for ph in request.phases}
+            if request.interpolation == "shift"
+            else {}
+        )
         progress("stats", 1, 1)
         bases = choose_bases(sources.by_group(self.refs, Group.NOR), request)
         loaded = {ref.subject_id: self._base(ref) for ref in bases}
@@ -338,21 +378,18 @@ class Synthesizer:
         self._timed("encode", started)
         progress("encode", 1, 1)
 
-        # Sample, correlate and interpolate: latents for every (subject, severity, phase) slice.
+        # Sample (or shift) and interpolate: latents for every (subject, severity, phase) slice.
         started = time.perf_counter()
         plan: list[tuple[int, float, str, int]] = []  # (subject, severity, phase, n slices)
         blocks: list[npt.NDArray[np.float64]] = []
         for index, ref in enumerate(bases):
-            # ED and ES share one stream of uniforms (a comonotone coupling): a heart drawn large at
-            # ED is large at ES, so ejection fractions stay within the class's range.
+            # ED and ES share one stream of Gaussian scores (the same seeded generator per subject
+            # index): a heart drawn large at ED is large at ES, so ejection fractions stay within the
+            # class's range (independent phases would pair a small ED with a large ES).
             for phase in request.phases:
                 rng = np.random.default_rng([request.seed, index])
                 base_eq = equalise(base_latents[(ref.subject_id, phase)], request.ns)
-                slice_factor = (
-                    correlation_factor(base_eq.T) if request.correlation in ("slices", "both") else None
-                )
-                target = correlate(truncated_normal(stats[phase], rng), stats[phase], request.correlation,
-                                   slice_factor, rng)  # fmt: skip
+                target = target_latents(request, stats[phase], nor.get(phase), base_eq, rng)
                 z_count = len(base_latents[(ref.subject_id, phase)])
                 for severity in request.severities:
                     blocks.append(resample_slices(interpolate(base_eq, target, severity), z_count))

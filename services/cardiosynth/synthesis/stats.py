@@ -1,10 +1,20 @@
 """Class statistics in latent space: per pathology and phase, over equalised subjects.
 
-``mean``, ``std``, ``min``, ``max`` are ``(ns, nz)``; ``latent_factor`` is the Cholesky factor of
-the class's latent correlation ``(nz, nz)`` (Kendall over every slice row of every subject), and
-``population_basis`` the low-rank slice model per latent dimension ``(nz, ns, k)`` used by the
-``population`` correlation mode. Statistics are an artefact: computed once per model version,
-data fingerprint, pathology and phase, stored as ``.npz`` and reused.
+``mean``, ``std``, ``min``, ``max`` are ``(ns, nz)``. Correlations are estimated on the class's
+per-slice standardised residuals ``u = (x - mean[slice]) / std[slice]``, the quantity the sampler
+correlates (raw pooled rows would mix the differences between slice means into the latent
+correlation):
+
+- ``latent_factor`` ``(nz, nz)``: Cholesky factor of the latent correlation ``Cz``, Kendall tau over
+  the residual rows of every slice of every subject;
+- ``slice_factor`` ``(ns, ns)``: Cholesky factor of the slice correlation ``Cs``, Kendall tau between
+  slices with subjects as observations (see :func:`slice_correlation_factor`);
+- ``population_basis`` ``(nz, ns, k)``: the low-rank slice model per latent dimension used by the
+  ``population`` correlation mode.
+
+Statistics are an artefact: computed once per model version, data fingerprint, pathology and phase,
+stored as ``.npz`` and reused; :data:`STATS_FORMAT` is part of the cache key so that artefacts of an
+older estimator are never read back.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ FloatArray = npt.NDArray[np.float64]
 # Below this, a latent coordinate is treated as constant over the class (standardising would divide
 # by zero); its samples are the mean.
 MIN_STD = 1e-8
+# Version of the estimator and of the artefact's fields. 1: latent correlation on raw pooled rows, no
+# class slice correlation. 2: both on standardised residuals, ``slice_factor`` stored.
+STATS_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class ClassStats:
     min: FloatArray
     max: FloatArray
     latent_factor: FloatArray
+    slice_factor: FloatArray
     population_basis: FloatArray
 
     @property
@@ -53,6 +67,7 @@ class ClassStats:
         buffer = io.BytesIO()
         np.savez(
             buffer,
+            format=np.array(STATS_FORMAT),
             pathology=np.array(self.pathology),
             phase=np.array(self.phase),
             n_subjects=np.array(self.n_subjects),
@@ -61,6 +76,7 @@ class ClassStats:
             min=self.min,
             max=self.max,
             latent_factor=self.latent_factor,
+            slice_factor=self.slice_factor,
             population_basis=self.population_basis,
         )
         return buffer.getvalue()
@@ -68,6 +84,9 @@ class ClassStats:
     @classmethod
     def from_bytes(cls, data: bytes) -> ClassStats:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            version = int(z["format"]) if "format" in z.files else 1
+            if version != STATS_FORMAT:
+                raise ValueError(f"class statistics of format {version}, expected {STATS_FORMAT}: recompute")
             return cls(
                 pathology=str(z["pathology"]),
                 phase=str(z["phase"]),
@@ -77,8 +96,51 @@ class ClassStats:
                 min=z["min"],
                 max=z["max"],
                 latent_factor=z["latent_factor"],
+                slice_factor=z["slice_factor"],
                 population_basis=z["population_basis"],
             )
+
+
+def standardise(x: npt.NDArray[np.floating[Any]], mean: FloatArray, std: FloatArray) -> FloatArray:
+    """``(x - mean) / std`` over the trailing ``(ns, nz)`` axes; 0 where ``std`` is (near) 0."""
+    live = std > MIN_STD
+    safe = np.where(live, std, 1.0)
+    out: FloatArray = np.where(live, (np.asarray(x, dtype=np.float64) - mean) / safe, 0.0)
+    return out
+
+
+def latent_correlation_factor(standardised: FloatArray) -> FloatArray:
+    """Cholesky factor ``(nz, nz)`` of the latent correlation of residuals ``(n_subjects, ns, nz)``.
+
+    Observations are the ``n_subjects * ns`` residual rows: after standardising per slice, every
+    slice row of every subject is a draw of the same ``nz``-vector of unit-variance residuals, so
+    pooling them is what the sampler's ``g Lz^T`` assumes (raw rows are not: their slice-to-slice
+    mean differences would dominate the rank order).
+    """
+    n, ns, nz = standardised.shape
+    if n < 2:
+        return np.eye(nz)
+    return correlation_factor(standardised.reshape(n * ns, nz))
+
+
+def slice_correlation_factor(standardised: FloatArray) -> FloatArray:
+    """Cholesky factor ``(ns, ns)`` of the slice correlation of residuals ``(n_subjects, ns, nz)``.
+
+    Variables are the ``ns`` slices; observations are the ``n_subjects * nz`` (subject, latent
+    dimension) pairs ``u[i, :, d]``. Why pool the latent dimensions: the sampler's model is separable,
+    ``v = Ls g Lz^T`` has ``Cov(vec v) = Cz (x) Cs``, i.e. one slice correlation shared by every latent
+    dimension, and under it each ``u[i, :, d]`` is a draw with correlation ``Cs``. A class has ~20
+    subjects, fewer than its 32 slices: a per-dimension estimate would be rank-deficient and noisy,
+    pooling gives ``20 * 16`` observations. Dimensions of one subject are not independent of each
+    other (they co-vary through ``Cz``); that leaves Kendall's tau consistent and only widens its
+    sampling error. Subjects, not one subject's latent values, are the observations: the paper's
+    single-subject estimate measures how alike that subject's slice profiles are, not how slices
+    co-vary in the class (it is kept as the ``paper`` mode in the sampler).
+    """
+    n, ns, nz = standardised.shape
+    if n < 2:
+        return np.eye(ns)
+    return correlation_factor(standardised.transpose(0, 2, 1).reshape(n * nz, ns))
 
 
 def population_basis(standardised: FloatArray, rank: int = 4) -> FloatArray:
@@ -116,9 +178,7 @@ def compute_class_stats(
     n, ns, nz = x.shape
     mean = x.mean(axis=0)
     std = x.std(axis=0, ddof=1) if n > 1 else np.zeros((ns, nz))
-    safe = np.where(std > MIN_STD, std, 1.0)
-    standardised = np.where(std > MIN_STD, (x - mean) / safe, 0.0)
-    factor = correlation_factor(x.reshape(n * ns, nz)) if n * ns >= 2 else np.eye(nz)
+    residuals = standardise(x, mean, std)
     return ClassStats(
         pathology=pathology,
         phase=phase,
@@ -127,12 +187,14 @@ def compute_class_stats(
         std=std,
         min=x.min(axis=0),
         max=x.max(axis=0),
-        latent_factor=factor,
-        population_basis=population_basis(standardised, population_rank),
+        latent_factor=latent_correlation_factor(residuals),
+        slice_factor=slice_correlation_factor(residuals),
+        population_basis=population_basis(residuals, population_rank),
     )
 
 
 def stats_key(model_version: str, data_fingerprint: str, pathology: str, phase: str, ns: int) -> str:
-    """Cache key of a class-statistics artefact (a path-safe string)."""
-    digest = hashlib.sha256(f"{model_version}|{data_fingerprint}|{ns}".encode()).hexdigest()[:16]
-    return f"stats/{model_version}/{digest}/{pathology}_{phase}.npz"
+    """Cache key of a class-statistics artefact (a path-safe string); changes with :data:`STATS_FORMAT`."""
+    text = f"{STATS_FORMAT}|{model_version}|{data_fingerprint}|{ns}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"stats/{model_version}/v{STATS_FORMAT}-{digest}/{pathology}_{phase}.npz"

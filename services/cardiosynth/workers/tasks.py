@@ -62,6 +62,7 @@ def request_of(job_request: dict[str, Any]) -> Any:
         seed=int(job_request.get("seed", 0)),
         severities=severities,
         correlation=job_request.get("correlation", "both"),
+        interpolation=job_request.get("interpolation", "sample"),
         phases=tuple(job_request.get("phases", ("ED", "ES"))),
         base_subjects=tuple(job_request.get("base_subjects", ())),
     )
