@@ -521,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", type=Path)
     p.add_argument("--out", type=Path, required=True, metavar="PNG")
     p.set_defaults(func=cmd_preview)
+
+    from cardiosynth.export.commands import add_dataset_commands
+
+    add_dataset_commands(sub)  # dataset build / dataset export
     return parser
 
 
