@@ -153,3 +153,20 @@ def test_bad_input_is_a_value_error() -> None:
         topology_errors(np.full((2, 4, 4), 7, np.uint8))
     with pytest.raises(ValueError, match="8"):
         clean_labels(np.zeros((2, 4, 4), np.uint8), connectivity=8)  # type: ignore[arg-type]
+
+
+def test_the_apical_myocardial_cap_is_no_island() -> None:
+    # below the last cavity slice, a disc of myocardium touches the wall only through the cavity
+    # above it: a separate myocardial component, but part of the LV; a myocardial speck in the
+    # background is an island
+    h = heart(z=5)
+    r, _ = polar()
+    h[4] = BACKGROUND
+    h[4][r < 6.0] = LV_MYOCARDIUM
+    assert topology_errors(h).components[LV_MYOCARDIUM] == 2
+    assert topology_errors(h).islands[LV_MYOCARDIUM] == 0
+    np.testing.assert_array_equal(clean_labels(h), h)
+    specked = h.copy()
+    specked[4, 60:62, 60:62] = LV_MYOCARDIUM
+    assert topology_errors(specked).islands[LV_MYOCARDIUM] == 1
+    np.testing.assert_array_equal(clean_labels(specked), h)

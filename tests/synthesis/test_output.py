@@ -1,0 +1,162 @@
+"""Written synthetic subjects: the base's grid and affine, no constant fill, a feathered seam,
+labels that are the cleaned decoded stacks restored to the native grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardiosynth.data.labels import Group
+from cardiosynth.data.nifti import load_volume
+from cardiosynth.data.preprocess import crop_weight, restore_image, restore_labels
+from cardiosynth.data.topology import clean_labels, topology_errors
+from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
+from cardiosynth.models.vae import LabelVAE, VAEConfig
+from cardiosynth.synthesis.engine import LabelBatch, SynthesisRequest, Synthesizer, SyntheticSubject
+from cardiosynth.synthesis.output import file_names, write_subject
+
+SPADE_SMALL = SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4)
+
+
+@dataclass
+class Run:
+    synth: Synthesizer
+    request: SynthesisRequest
+    batch: LabelBatch
+    images: np.ndarray
+    subject: SyntheticSubject
+
+
+@pytest.fixture(scope="module")
+def run(phantom_root: Path) -> Run:
+    """One HCM subject from untrained but fixed models (writing does not depend on training)."""
+    torch.manual_seed(0)
+    synth = Synthesizer(LabelVAE(VAEConfig()), SpadeTranslator(SPADE_SMALL), phantom_root)
+    request = SynthesisRequest(Group.HCM, n=1, seed=0)
+    batch = synth.make_labels(request)
+    images = synth.translate(batch)
+    (subject,) = synth.assemble(batch, images)
+    return Run(synth, request, batch, images, subject)
+
+
+def most_frequent_share(volume: np.ndarray) -> float:
+    _, counts = np.unique(volume, return_counts=True)
+    return float(counts.max() / volume.size)
+
+
+def test_written_files_have_the_base_grid_and_affine(run: Run, tmp_path: Path) -> None:
+    folder = write_subject(run.subject, run.request, tmp_path, models={"vae": "t0"}, preview=False)
+    base = run.subject.base
+    for phase in ("ED", "ES"):
+        image_name, label_name = file_names(run.subject.name, 1.0, phase)
+        image, labels = load_volume(folder / image_name), load_volume(folder / label_name)
+        for written in (image, labels):
+            # every voxel index points at the same world position as in the base subject
+            assert written.array.shape == base.ed_label.shape
+            np.testing.assert_allclose(written.affine, base.affine, atol=1e-4)
+        np.testing.assert_array_equal(labels.array, run.subject.phases[1.0][phase].native_labels)
+        np.testing.assert_allclose(image.array, run.subject.phases[1.0][phase].native_image, rtol=1e-6)
+
+
+def test_no_constant_fill_and_the_base_outside_the_crop(run: Run) -> None:
+    base = run.subject.base
+    weight = crop_weight(run.subject.geometry)
+    for phase, native in (("ED", base.ed_image), ("ES", base.es_image)):
+        out = run.subject.phases[1.0][phase]
+        # the old paste into a constant: most of the volume is one value
+        window = (float(np.percentile(native, 1)), float(np.percentile(native, 99)))
+        assert most_frequent_share(restore_image(out.images, run.subject.geometry, window)) > 0.3
+        assert most_frequent_share(out.native_image) < 0.05
+        # outside the crop the written image is the base's own (its body at its world position)
+        np.testing.assert_array_equal(out.native_image[weight == 0], native[weight == 0])
+        assert (weight == 0).mean() > 0.2  # the phantom's field of view is larger than the crop
+
+
+def test_the_seam_is_feathered(run: Run) -> None:
+    weight = crop_weight(run.subject.geometry)
+    hard = crop_weight(run.subject.geometry, 0.0)
+    out = run.subject.phases[1.0]["ED"]
+    base = run.subject.base.ed_image
+    pasted = restore_image(out.images, run.subject.geometry, run.synth._base(run.synth._ref(
+        run.subject.base.subject_id)).processed.ed_window)  # fmt: skip
+    hard_composite = hard[:, :, None] * pasted + (1 - hard[:, :, None]) * base
+
+    def worst_step(volume: np.ndarray, w: np.ndarray) -> float:
+        dx = np.abs(np.diff(volume, axis=0))
+        lo, hi = w[:-1], w[1:]
+        level = np.round(np.minimum(lo, hi), 3)
+        seam = lo != hi
+        return max(float(dx[seam & (level == v)].mean()) for v in np.unique(level[seam]))
+
+    feathered, pasted_edge = worst_step(out.native_image, weight), worst_step(hard_composite, hard)
+    inside = float(np.abs(np.diff(out.native_image, axis=0))[(weight[:-1] == 1) & (weight[1:] == 1)].mean())
+    # an untrained translator differs from the base at the border far more than a trained one, and
+    # still the feathered seam steps less than half as much as a hard paste would
+    assert feathered < 0.5 * pasted_edge
+    assert pasted_edge > inside
+
+
+def replay(run: Run) -> tuple[LabelBatch, np.ndarray, list[np.ndarray]]:
+    """The base subject's own processed labels (with decoder-like islands added) and images as a
+    batch: what comes out must be the base itself, at its own voxels."""
+    loaded = run.synth._base(run.synth._ref(run.batch.base_ids[0]))
+    labels, images, noisy = [], [], []
+    rng = np.random.default_rng(0)
+    for _, _, phase, _ in run.batch.plan:
+        lab = (loaded.processed.ed_label if phase == "ED" else loaded.processed.es_label).copy()
+        labels.append(lab.copy())
+        for _ in range(5):  # RV specks in the background, far from the heart
+            k, a, b = rng.integers(0, len(lab)), rng.integers(2, 12), rng.integers(2, 12)
+            lab[k, a : a + 2, b : b + 2] = 1
+        noisy.append(lab)
+        images.append(loaded.processed.ed_image if phase == "ED" else loaded.processed.es_image)
+    batch = LabelBatch(run.request, run.batch.base_ids, run.batch.plan, np.concatenate(noisy))
+    return batch, np.concatenate(images), labels
+
+
+def test_labels_are_the_cleaned_stacks_restored_at_the_base_voxels(run: Run) -> None:
+    batch, images, clean_base = replay(run)
+    (subject,) = run.synth.assemble(batch, images)
+    base = subject.base
+    offset = 0
+    for (_, severity, phase, z), expected in zip(batch.plan, clean_base, strict=True):
+        decoded = batch.labels[offset : offset + z]
+        offset += z
+        out = subject.phases[severity][phase]
+        assert topology_errors(decoded).islands[1] > 0
+        np.testing.assert_array_equal(out.labels, clean_labels(decoded))
+        # the added specks are gone and the heart is the base's own, up to its own rasterisation specks
+        np.testing.assert_array_equal(out.labels, clean_labels(expected))
+        assert np.sum(out.labels != expected) < 0.01 * np.sum(expected > 0)
+        errors = topology_errors(out.labels)
+        assert sum(errors.islands.values()) == 0
+        assert errors.holes == 0
+        assert errors.lv_contacts == 0
+        # inside the crop the native labels are exactly restore_labels of the cleaned stack ...
+        np.testing.assert_array_equal(out.native_labels, restore_labels(out.labels, subject.geometry))
+        # ... and they sit on the base's own voxels: the round trip of the base's own labels
+        native = base.ed_label if phase == "ED" else base.es_label
+        for c in (1, 2, 3):
+            both = np.sum((out.native_labels == c) & (native == c))
+            assert 2 * both / (np.sum(out.native_labels == c) + np.sum(native == c)) > 0.95
+        # the base's own image stack composited into the base gives the base back in the heart
+        heart = native > 0
+        image = base.ed_image if phase == "ED" else base.es_image
+        np.testing.assert_allclose(out.native_image[heart].mean(), image[heart].mean(), rtol=0.05)
+
+
+def test_clean_up_can_be_switched_off(run: Run) -> None:
+    batch, images, _ = replay(run)
+    run.synth.clean_labels = False
+    try:
+        (raw,) = run.synth.assemble(batch, images)
+    finally:
+        run.synth.clean_labels = True
+    z = batch.plan[0][3]
+    np.testing.assert_array_equal(raw.phases[1.0]["ED"].labels, batch.labels[:z])
+    assert topology_errors(raw.phases[1.0]["ED"].labels).islands[1] > 0
+    assert Synthesizer.__init__.__kwdefaults__["clean_labels"] is True
