@@ -210,3 +210,37 @@ def test_assign_folds_balances_groups_and_never_splits_a_family() -> None:
     assert sizes.max() - sizes.min() <= 6
     with pytest.raises(ValueError, match="cannot fill 5 folds"):
         assign_folds(cases[:8], 5)
+
+
+def test_a_plain_synthesize_folder_exports_and_too_few_bases_are_refused(built: Path, tmp_path: Path) -> None:
+    """``--from`` may be ``cardiosynth synthesize`` output; two base subjects cannot fill five folds."""
+    cases = collect_cases(built / "synthetic")
+    assert {c.source for c in cases} == {"synthetic"}
+    assert {c.family for c in cases} == {"patient004", "patient901"}
+    base = ["dataset", "export", "--from", str(built / "synthetic"), "--format", "nnunet", "--out",
+            str(tmp_path), "--quiet"]  # fmt: skip
+    assert main(base) == 2
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+    assert main([*base, "--folds", "2"]) == 0
+    folds = json.loads((tmp_path / "Dataset501_CardioSynth" / "splits_final.json").read_text())
+    assert [len(f["val"]) for f in folds] != [0, 0]
+    assert all(len({c.split("_s")[0] for c in f["val"]}) >= 1 for f in folds)
+
+
+def test_symlinked_real_subjects_are_checksummed_and_exported(export_data: Path, tmp_path: Path) -> None:
+    from cardiosynth.export.build import _copy_real
+    from cardiosynth.export.card import checksums
+    from cardiosynth.synthesis import sources
+
+    refs = sources.scan(export_data)[:2]
+    (linked,) = _copy_real(refs[:1], tmp_path / "ds" / "real", "symlink")[:1]
+    assert linked.is_symlink()
+    sums = checksums(tmp_path / "ds")
+    assert len(sums) == len(list(refs[0].path.iterdir()))
+    (tmp_path / "ds" / "dataset.json").write_text("{}")  # a built dataset holding one linked subject
+    cases = [c for c in collect_cases(tmp_path / "ds", export_data) if c.source == "real"]
+    assert sorted({c.subject for c in cases}) == sorted(r.subject_id for r in sources.scan(export_data))
+    from_dataset = [c for c in cases if c.subject == refs[0].subject_id]
+    assert all(
+        tmp_path / "ds" / "real" in c.image.parents for c in from_dataset
+    )  # taken once, from the dataset

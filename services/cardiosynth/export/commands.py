@@ -89,7 +89,10 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
                 progress=progress,
             )
         _echo(f"nnU-Net v2 raw dataset: {target}")
-        _echo(f"  copy {target / 'splits_final.json'} to $nnUNet_preprocessed/{target.name}/ before training")
+        _echo(
+            f"  then: nnUNetv2_plan_and_preprocess -d {args.id} --verify_dataset_integrity (it copies"
+            " splits_final.json into nnUNet_preprocessed, so folds keep each base with its descendants)"
+        )
     else:
         from cardiosynth.export.monai_datalist import export_monai
 

@@ -10,9 +10,11 @@ Layout (nnU-Net v2 documentation, ``dataset_format.md``)::
     ROOT/Dataset501_CardioSynth/splits_final.json                          5 folds, no leakage
     ROOT/Dataset501_CardioSynth/cases.json                                 source, group, base per case
 
-ED and ES are separate cases. nnU-Net reads ``splits_final.json`` from its *preprocessed* folder:
-copy it to ``$nnUNet_preprocessed/Dataset501_CardioSynth/`` after ``nnUNetv2_plan_and_preprocess``
-(else nnU-Net draws random folds, which put a base subject and its descendants on both sides).
+ED and ES are separate cases. ``splits_final.json`` sits in the raw folder, where nnU-Net's planner
+(``nnUNetv2_plan_and_preprocess``, v2.8 checked) copies it into ``$nnUNet_preprocessed/DatasetNNN_Name/``
+and training uses it; without it nnU-Net draws random folds, which put a base subject and its
+descendants on both sides. Checked here with nnU-Net 2.8.1's ``verify_dataset_integrity``, fingerprint
+extraction and planning (tests/export/test_nnunet_tool.py, which runs where nnunetv2 is installed).
 """
 
 from __future__ import annotations
