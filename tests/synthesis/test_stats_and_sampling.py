@@ -137,7 +137,7 @@ def test_copula_entries_are_the_mean_where_the_class_does_not_vary() -> None:
         copula_transform(np.zeros((NZ, NS)), flat)
 
 
-def test_truncated_normal_and_population_stay_in_bounds() -> None:
+def test_truncated_normal_stays_in_bounds_and_is_independent() -> None:
     stats = _stats(low=1.0, high=1.0)
     rng = np.random.default_rng(0)
     draws = np.stack([truncated_normal(stats, rng) for _ in range(500)])
