@@ -21,7 +21,7 @@ normal wall thickness, mass and RV function (thresholds and sources at the const
 
 The MINF rule's "abnormal contraction" is regional and relative to the subject's own global
 function (see :func:`cardiosynth.data.biomarkers.hypokinetic_sectors`): a sector that contracts
-less than half as much as the subject's median sector AND clearly less in absolute terms. A
+less than 60 % as much as the subject's median sector AND at least 0.10 less in absolute FAC. A
 globally failing heart that contracts homogeneously (DCM, LVEF 13-21 %) has no such sector and
 stays DCM; the earlier rule (one sector below half the BEST one) turned such hearts into MINF,
 because at a FAC of ~0.15 label noise alone halves a sector.
