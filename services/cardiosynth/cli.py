@@ -172,25 +172,31 @@ def cmd_evaluate_models(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
-    from cardiosynth.evaluation.synthesis import evaluate_synthesis, synthesis_markdown
+    from cardiosynth.data.labels import parse_group
+    from cardiosynth.evaluation.synthesis import GROUPS, evaluate_synthesis, synthesis_markdown
     from cardiosynth.models.registry import load_model
-    from cardiosynth.synthesis.engine import Synthesizer
 
     vae = load_model("vae", args.model, args.model_root)
-    spade = load_model("spade", args.model, args.model_root) if args.images else None
     data = args.data if args.data is not None else _ensure_default_data()
-    synthesizer = Synthesizer(
+    groups = tuple(parse_group(g) for g in args.groups.split(",")) if args.groups else GROUPS
+    report = evaluate_synthesis(
         vae.module,  # type: ignore[arg-type]
-        spade.module if spade is not None else None,  # type: ignore[arg-type]
         data,
-        model_versions={"vae": vae.version},
+        args.out,
+        model_version=vae.version,
+        n=args.n,
+        trajectory_n=args.trajectories,
+        trajectory_steps=args.steps,
+        seed=args.seed,
+        train_fraction=args.train_fraction,
+        k=args.k,
+        groups=groups,
+        cross=args.cross,
+        modes=args.modes.split(",") if args.modes else None,
         cache_dir=args.cache,
     )
-    report = evaluate_synthesis(
-        synthesizer, args.out, n=args.n, trajectory_n=args.trajectories, seed=args.seed
-    )
     _echo(synthesis_markdown(report))
-    _echo(f"report: {args.out}/synthesis.json, synthesis.md, ef_distributions.png")
+    _echo(f"report: {args.out}/synthesis.json, synthesis.md, precision_recall.png, identity_fidelity.png")
     return 0
 
 
@@ -495,15 +501,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_evaluate_models)
 
-    q = ev.add_parser("synthesis", help="fidelity, progression, identity, 3D consistency, EF, sampler checks")
+    q = ev.add_parser(
+        "synthesis",
+        help="precision/recall, normalised W1, fidelity, topology, memorisation, identity vs severity: "
+        "method and baselines against held-out subjects",
+    )
     q.add_argument("--data", type=Path, default=None, help="ACDC-layout data (default: the phantom)")
     q.add_argument("--out", type=Path, required=True, help="report folder")
     q.add_argument("--model", default="phantom-v1")
     q.add_argument("--model-root", type=Path, default=None)
-    q.add_argument("-n", type=_positive_int, default=20, help="synthetic subjects per target (default 20)")
-    q.add_argument("--trajectories", type=_positive_int, default=10, help="trajectories per target")
+    q.add_argument(
+        "-n", type=_positive_int, default=20, help="synthetic subjects per class and row (default 20)"
+    )
+    q.add_argument("--trajectories", type=_positive_int, default=10, help="trajectories per class and family")
+    q.add_argument("--steps", type=_positive_int, default=5, help="severities per trajectory (default 5)")
     q.add_argument("--seed", type=_seed, default=0)
-    q.add_argument("--images", action="store_true", help="also translate images (slower; labels suffice)")
+    q.add_argument(
+        "--train-fraction",
+        type=_positive_float,
+        default=0.6,
+        help="share of each group for the class statistics; the rest is held out (default 0.6)",
+    )
+    q.add_argument("-k", type=_positive_int, default=3, help="neighbours for precision / recall (default 3)")
+    q.add_argument("--groups", default=None, help="comma-separated classes (default: DCM,HCM,MINF,NOR,RV)")
+    q.add_argument(
+        "--cross", action="store_true", help="every correlation mode with every interpolation family"
+    )
+    q.add_argument("--modes", default=None, help="comma-separated correlation modes (default: every mode)")
     q.add_argument("--cache", type=Path, default=_default_cache())
     q.set_defaults(func=cmd_evaluate_synthesis)
 

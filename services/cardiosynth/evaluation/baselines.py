@@ -1,0 +1,132 @@
+"""Baselines that the synthesis evaluation must be able to tell from the method.
+
+Each makes, for one base NOR subject, an (ED, ES) pair of processed label stacks ``(Z, S, S)``
+that is measured exactly like the method's output (restored to the base's native grid, biomarkers
+with the base's spacing, height and weight, rule diagnosis):
+
+- :func:`class_mean_decode`: the class mean latent, resampled to the base's slice count, decoded.
+  No sampling, no correlation: if this passes the evaluation, the evaluation measures nothing.
+- :func:`nearest_replay`: the training subject of the class nearest to the base in latent space,
+  returned as it is (memorisation: perfect realism, no novelty).
+- :func:`elastic_nor`: the base's own labels under a random elastic deformation (MONAI
+  ``Rand3DElasticd``, nearest interpolation, one field for both phases): realistic shapes, but NOR.
+- :func:`shuffle_slices`: the method's stacks with their slices in random order. Decoding is per
+  slice, so this is exactly the decode of slice-shuffled latents: the volumes stay, the 3D
+  consistency goes.
+- :func:`shuffle_dims`: the method's stacks re-encoded, each slice's latent dimensions permuted,
+  decoded (a broken sampler: off the class manifold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cardiosynth.models.vae import LabelVAE
+from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
+from cardiosynth.synthesis.stages import decode_latents, encode_stacks
+from cardiosynth.synthesis.stats import ClassStats
+
+LabelStack = npt.NDArray[np.uint8]
+Pair = tuple[LabelStack, LabelStack]  # (ED, ES), each (Z, S, S)
+
+BASELINES: tuple[str, ...] = (
+    "class_mean",
+    "nearest_replay",
+    "elastic_nor",
+    "shuffled_slices",
+    "shuffled_dims",
+)
+
+
+def class_mean_decode(
+    vae: LabelVAE, stats_ed: ClassStats, stats_es: ClassStats, slice_counts: Sequence[int]
+) -> list[Pair]:
+    """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``."""
+    if any(z < 1 for z in slice_counts):
+        raise ValueError(f"slice counts must be positive, got {list(slice_counts)}")
+    if not slice_counts:
+        return []
+    blocks = [resample_slices(s.mean, z) for z in slice_counts for s in (stats_ed, stats_es)]
+    labels = decode_latents(vae, np.concatenate(blocks))
+    bounds = np.cumsum([0, *(len(b) for b in blocks)])
+    stacks = [labels[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]
+    return [(stacks[2 * i], stacks[2 * i + 1]) for i in range(len(slice_counts))]
+
+
+def nearest_indices(
+    vae: LabelVAE, bases: Sequence[LabelStack], candidates: Sequence[LabelStack], ns: int = NS_DEFAULT
+) -> list[int]:
+    """For each base ED stack, the index of the candidate ED stack nearest in equalised latent space
+    (Euclidean over the ``(ns, nz)`` posterior means)."""
+    if not candidates:
+        raise ValueError("no candidate subjects to replay")
+    encoded = encode_stacks(vae, [*bases, *candidates])
+    flat = np.stack([equalise(z, ns).ravel() for z in encoded])
+    b, c = flat[: len(bases)], flat[len(bases) :]
+    distance = ((b[:, None, :] - c[None, :, :]) ** 2).sum(axis=-1)
+    return [int(i) for i in distance.argmin(axis=1)]
+
+
+def elastic_nor(
+    pairs: Sequence[Pair],
+    seed: int,
+    *,
+    sigma_range: tuple[float, float] = (6.0, 8.0),
+    magnitude_range: tuple[float, float] = (100.0, 200.0),
+    scale: float = 0.1,
+) -> list[Pair]:
+    """Each (ED, ES) pair under one random elastic deformation (and a scale of up to ``scale``),
+    labels by nearest neighbour; deterministic by ``seed``."""
+    from monai.transforms import Rand3DElasticd
+
+    out: list[Pair] = []
+    for index, (ed, es) in enumerate(pairs):
+        if ed.shape != es.shape or ed.ndim != 3:
+            raise ValueError(f"ED and ES stacks must be 3D of one shape, got {ed.shape} and {es.shape}")
+        transform = Rand3DElasticd(
+            keys=("ed", "es"),
+            sigma_range=sigma_range,
+            magnitude_range=magnitude_range,
+            prob=1.0,
+            scale_range=(scale, scale, scale),
+            mode="nearest",
+            padding_mode="zeros",
+        )
+        transform.set_random_state(seed=int(np.random.default_rng([seed, index]).integers(2**31)))
+        result: dict[str, Any] = transform(
+            {"ed": ed[None].astype(np.float32), "es": es[None].astype(np.float32)}
+        )
+        out.append(
+            (
+                np.asarray(result["ed"])[0].round().astype(np.uint8),
+                np.asarray(result["es"])[0].round().astype(np.uint8),
+            )
+        )
+    return out
+
+
+def shuffle_slices(pairs: Sequence[Pair], seed: int) -> list[Pair]:
+    """Each pair with its slices in one random order (the same for ED and ES)."""
+    out: list[Pair] = []
+    for index, (ed, es) in enumerate(pairs):
+        order = np.random.default_rng([seed, index]).permutation(len(ed))
+        out.append((ed[order], es[order]))
+    return out
+
+
+def shuffle_dims(vae: LabelVAE, pairs: Sequence[Pair], seed: int) -> list[Pair]:
+    """Each pair re-encoded, its latent dimensions permuted per slice, decoded."""
+    if not pairs:
+        return []
+    stacks = [s for pair in pairs for s in pair]
+    encoded = encode_stacks(vae, stacks)
+    rng = np.random.default_rng(seed)
+    shuffled = [np.stack([row[rng.permutation(len(row))] for row in z]) for z in encoded]
+    labels = decode_latents(vae, np.concatenate(shuffled))
+    bounds = np.cumsum([0, *(len(s) for s in stacks)])
+    decoded = [labels[bounds[i] : bounds[i + 1]] for i in range(len(stacks))]
+    return [(decoded[2 * i], decoded[2 * i + 1]) for i in range(len(pairs))]

@@ -1,0 +1,167 @@
+"""Distribution match between synthetic and real subjects, on biomarker vectors (pure numpy).
+
+- :func:`knn_precision_recall`: improved precision and recall (Kynkäänniemi et al., NeurIPS 2019).
+  Each point of a set gets a ball whose radius is the distance to its ``k``-th nearest neighbour in
+  that set; precision is the share of synthetic points inside some real ball (realistic samples),
+  recall the share of real points inside some synthetic ball (coverage of the real class). A
+  generator that always returns the class mean scores high precision and low recall: its balls
+  have radius ~0.
+- :func:`normalised_w1`: 1-D Wasserstein distance of each biomarker to held-out real subjects,
+  divided by the distance between the training and the held-out real subjects (the sampling floor:
+  what a perfect generator that replays new real subjects would score, about 1).
+- :func:`range_share`: share of subjects whose every biomarker lies in the real class's range.
+
+Vectors are standardised with the mean and standard deviation of the real reference set, so that
+ml, % and mm weigh alike. Rows with a non-finite entry are left out (and counted by the callers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+from cardiosynth.data.biomarkers import Biomarkers
+
+FloatArray = npt.NDArray[np.float64]
+
+# The biomarkers that define the ACDC groups (indexed volumes, EFs, mass, wall thickness) and the
+# regional one that tells MINF from DCM.
+BIOMARKERS: tuple[str, ...] = (
+    "lv_edv_index",
+    "lv_ef",
+    "rv_edv_index",
+    "rv_ef",
+    "mass_index",
+    "max_wall_thickness",
+    "regional_heterogeneity",
+)
+K_DEFAULT = 3
+
+
+def biomarker_matrix(bms: Sequence[Biomarkers | None], names: Sequence[str] = BIOMARKERS) -> FloatArray:
+    """``(n, len(names))`` biomarker values; a missing subject or value is NaN."""
+    out = np.full((len(bms), len(names)), np.nan)
+    for i, b in enumerate(bms):
+        if b is None:
+            continue
+        for j, name in enumerate(names):
+            value = getattr(b, name)
+            out[i, j] = np.nan if value is None else float(value)
+    return out
+
+
+def finite_rows(x: FloatArray) -> FloatArray:
+    """The rows of ``x`` ``(n, d)`` without a non-finite entry."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a matrix (n, d), got shape {arr.shape}")
+    out: FloatArray = arr[np.isfinite(arr).all(axis=1)]
+    return out
+
+
+def standardiser(reference: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Mean and standard deviation (ddof 1; 1 where a column is constant) of ``reference`` ``(n, d)``."""
+    ref = finite_rows(reference)
+    if len(ref) < 2:
+        raise ValueError(f"need at least 2 finite reference rows to standardise, got {len(ref)}")
+    std = ref.std(axis=0, ddof=1)
+    return ref.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def _distances(a: FloatArray, b: FloatArray) -> FloatArray:
+    out: FloatArray = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1))
+    return out
+
+
+def knn_radii(points: FloatArray, k: int = K_DEFAULT) -> FloatArray:
+    """Distance of each point ``(n, d)`` to its ``k``-th nearest other point of the set ``(n,)``."""
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    if len(points) <= k:
+        raise ValueError(f"need more than k = {k} points for k-NN radii, got {len(points)}")
+    d = np.sort(_distances(points, points), axis=1)
+    out: FloatArray = d[:, k]  # column 0 is the point itself
+    return out
+
+
+def knn_precision_recall(
+    real: FloatArray,
+    synthetic: FloatArray,
+    k: int = K_DEFAULT,
+    *,
+    scale: tuple[FloatArray, FloatArray] | None = None,
+) -> tuple[float, float]:
+    """Improved precision and recall of ``synthetic`` ``(m, d)`` against ``real`` ``(n, d)``.
+
+    Both are standardised by ``scale`` (mean, std), by default the real set's. NaN when either set
+    has no more than ``k`` finite rows.
+    """
+    r, s = finite_rows(real), finite_rows(synthetic)
+    if r.shape[1:] != s.shape[1:]:
+        raise ValueError(f"real and synthetic vectors differ in dimension: {r.shape} vs {s.shape}")
+    if len(r) <= k or len(s) <= k:
+        return float("nan"), float("nan")
+    mean, std = scale if scale is not None else standardiser(r)
+    r, s = (r - mean) / std, (s - mean) / std
+    cross = _distances(s, r)  # (m, n)
+    precision = float((cross <= knn_radii(r, k)[None, :]).any(axis=1).mean())
+    recall = float((cross <= knn_radii(s, k)[:, None]).any(axis=0).mean())
+    return precision, recall
+
+
+def normalised_w1(
+    synthetic: FloatArray, held_out: FloatArray, train: FloatArray, names: Sequence[str] = BIOMARKERS
+) -> dict[str, float]:
+    """Per biomarker: ``W1(synthetic, held_out) / W1(train, held_out)`` (finite values of each column).
+
+    NaN where a column has no finite value in a set; ``inf`` where the floor is 0 and the distance not.
+    """
+    out: dict[str, float] = {}
+    for j, name in enumerate(names):
+        cols = [np.asarray(x, dtype=np.float64)[:, j] for x in (synthetic, held_out, train)]
+        syn, held, tr = (c[np.isfinite(c)] for c in cols)
+        if not (syn.size and held.size and tr.size):
+            out[name] = float("nan")
+            continue
+        distance = float(sps.wasserstein_distance(syn, held))
+        floor = float(sps.wasserstein_distance(tr, held))
+        out[name] = distance / floor if floor > 0 else (0.0 if distance == 0 else float("inf"))
+    return out
+
+
+def range_share(reference: FloatArray, values: FloatArray) -> float:
+    """Share of rows of ``values`` ``(m, d)`` with every entry inside ``reference``'s column range.
+
+    A non-finite entry is outside. NaN for no rows.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    val = np.asarray(values, dtype=np.float64)
+    if ref.ndim != 2 or val.ndim != 2 or ref.shape[1] != val.shape[1]:
+        raise ValueError(f"need matrices of one width, got {ref.shape} and {val.shape}")
+    if len(val) == 0:
+        return float("nan")
+    lo, hi = np.nanmin(ref, axis=0), np.nanmax(ref, axis=0)
+    with np.errstate(invalid="ignore"):
+        inside = np.isfinite(val) & (val >= lo) & (val <= hi)
+    return float(inside.all(axis=1).mean())
+
+
+def distribution_figures(
+    synthetic: FloatArray, held_out: FloatArray, train: FloatArray, k: int = K_DEFAULT
+) -> dict[str, Any]:
+    """Precision, recall, normalised W1 per biomarker (and its maximum), range share, for one class."""
+    precision, recall = knn_precision_recall(held_out, synthetic, k)
+    w1 = normalised_w1(synthetic, held_out, train)
+    measured = [v for v in w1.values() if not np.isnan(v)]  # inf (a zero floor) counts as a failure
+    return {
+        "precision": precision,
+        "recall": recall,
+        "w1_normalised": w1,
+        "w1_normalised_max": float(max(measured)) if measured else float("nan"),
+        "range_share": range_share(held_out, synthetic),
+        "finite_rows": len(finite_rows(synthetic)),
+    }
