@@ -39,6 +39,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PydanticSchemaGenerationError,
+    TypeAdapter,
     ValidationError,
     create_model,
     field_validator,
@@ -77,9 +79,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _validatable(annotation: Any) -> Any:
+    """``annotation`` when pydantic can validate it, else ``Any`` (the engine's own checks still run)."""
+    try:
+        TypeAdapter(annotation)
+    except PydanticSchemaGenerationError:
+        return Any
+    return annotation
+
+
 def _options_model(name: str) -> type[BaseModel]:
     """A pydantic model holding the engine options (each optional, default from the dataclass)."""
-    fields: dict[str, Any] = {k: (t, d) for k, (t, d) in request_options().items()}
+    fields: dict[str, Any] = {k: (_validatable(t), d) for k, (t, d) in request_options().items()}
     return create_model(name, __base__=_Strict, **fields)
 
 
