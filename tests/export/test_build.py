@@ -202,3 +202,18 @@ def test_a_failed_build_leaves_nothing(
         main([*build_args(spec, out, export_data, export_models), "--overwrite"])
     assert [p.name for p in out.parent.iterdir()] == ["ds"]  # no staging folder left
     assert [p.name for p in out.iterdir()] == ["keep.txt"]  # the old dataset untouched
+
+
+def test_the_documented_example_spec_is_valid() -> None:
+    import textwrap
+
+    import yaml
+
+    from cardiosynth.export import spec as module
+
+    doc = module.__doc__ or ""
+    block = doc.split("A spec is YAML (or JSON)::\n")[1].split("\n\nThe engine options")[0]
+    spec = parse_spec(yaml.safe_load(textwrap.dedent(block)))
+    assert [(g.pathology.value, g.n) for g in spec.pathologies] == [("HCM", 20), ("DCM", 10), ("RV", 5)]
+    assert spec.options(1)["correlation"] == "latent"
+    assert spec.subject_severities(2) == [(0.5, 1.0)] * 5
