@@ -1,15 +1,22 @@
 """Chaos suite: each fault scenario of issue 15 against a real stack on loopback, as a table.
 
-.venv/bin/python bench/chaos.py --data /tmp/chaos-phantom            # full: about 10 minutes
-.venv/bin/python bench/chaos.py --data /tmp/chaos-phantom --quick    # fewer rows: about 5 minutes
-.venv/bin/python bench/chaos.py --data /tmp/chaos-phantom --only cap_race,oversized
+.venv/bin/cardiosynth phantom --out /tmp/chaos-phantom --subjects 10 --seed 0   # small data, once
+.venv/bin/python bench/chaos.py --data /tmp/chaos-phantom --out reports/chaos   # every row: ~12 min
+.venv/bin/python bench/chaos.py --data /tmp/chaos-phantom --quick    # Redis-mode rows: ~5-8 min
+.venv/bin/python bench/chaos.py --data /tmp/chaos-phantom --only cap_race,kill_vae:redis --keep
+
+Times are for 2 CPU cores. The stack runs the code that ``cardiosynth`` imports; to test a commit
+while the working tree changes, unpack it and point ``PYTHONPATH`` at it (children inherit it):
+``git archive HEAD services | tar -x -C /tmp/snap && PYTHONPATH=/tmp/snap/services .venv/bin/python
+bench/chaos.py ...``.
 
 Black box: the suite talks HTTP to the gateway, SIGKILLs and restarts its own processes, stops its
 own redis-server, locks its own SQLite file, and looks at its own storage folder; it imports nothing
 of the service but the stack launcher (bench/stack.py). Everything runs under a temporary folder on
 127.0.0.1; every loop is bounded in count and time, and an alarm ends the run past ``--limit-s``.
 
-One row per scenario and mode: tries, jobs lost (accepted, then 404), jobs stuck (not finished
+One row per scenario and mode: tries (the scenario's unit: requests, POSTs, probes, jobs or kill
+attempts), jobs lost (accepted, then 404), jobs stuck (not finished
 within the scenario's bound), partial files left (stored files no result lists), 500 and 503
 answers, dropped connections (no HTTP answer at all), and PASS/FAIL against the issue's targets:
 0 lost, 0 stuck, 0 partial files, 0 dropped, 503 and never 500 for a dependency outage, and the
@@ -30,6 +37,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -592,35 +600,54 @@ def readyz_busy(suite: Suite, row: Row) -> None:
 
 
 def error_details(suite: Suite, row: Row) -> None:
-    """A job failing on bad input, and the gateway's own problems: no server paths, internal URLs
-    or tracebacks in what a client reads."""
+    """Two failing jobs (bad input: an unknown base subject; an internal error: the storage folder's
+    ``jobs`` replaced by a file for a moment) and the gateway's own problems: no server paths,
+    internal URLs or tracebacks in what a client reads."""
     stack = suite.full()
     tally = Tally(row)
     texts: dict[str, str] = {}
+    ids: list[str] = []
     with stack.client(key("errors")) as client:
-        job_id = submit(tally, client, {"pathology": "HCM", "n": 1, "base_subjects": ["patient999"]})
-        jobs = wait_jobs(tally, client, [job_id] if job_id else [], 120)
-        job = jobs.get(job_id or "", {})
-        texts["job error"] = json.dumps(job.get("error"))
+        bad = submit(tally, client, {"pathology": "HCM", "n": 1, "base_subjects": ["patient999"]})
+        ids += [bad] if bad else []
+        jobs = wait_jobs(tally, client, ids, 120)
+        folder = stack.storage / "jobs"
+        aside = stack.storage / "jobs.aside"
+        folder.rename(aside)
+        folder.write_text("not a folder")
+        try:
+            broken = submit(tally, client, {"pathology": "HCM", "n": 1, "seed": 3})
+            ids += [broken] if broken else []
+            jobs.update(wait_jobs(tally, client, [broken] if broken else [], 120))
+        finally:
+            folder.unlink()
+            aside.rename(folder)
+        for job_id in ids:
+            texts[f"job {job_id[:6]}"] = json.dumps(jobs.get(job_id, {}).get("error"))
         for label, method, path, body in (
             ("404", "GET", "/jobs/0123", None),
             ("422", "POST", "/synthesize", {"pathology": "XX", "n": 0}),
-            ("409", "GET", f"/jobs/{job_id}/results", None),
+            ("409", "GET", f"/jobs/{bad}/results", None),
             ("404 file", "GET", "/files/jobs/x/../../etc/passwd?expires=1&signature=x", None),
         ):
             response = tally.call(client, method, path, json=body)
             texts[label] = response.text if response is not None else ""
     leaks = {label: LEAKS.findall(text) for label, text in texts.items() if LEAKS.search(text)}
     row.tries = len(texts)
-    outcome(row, jobs, [job_id] if job_id else [])
-    row.partial = len(stack.job_files(job_id)) if job_id else None  # a failed job leaves nothing
-    row.notes.append(f"job error: {(job.get('error') or {}).get('detail')!r}"[:160])
+    outcome(row, jobs, ids)
+    row.partial = sum(len(stack.job_files(i)) for i in ids)  # failed jobs leave nothing
+    for job_id in ids:
+        row.notes.append(f"job error: {(jobs.get(job_id, {}).get('error') or {}).get('detail')!r}"[:160])
     if leaks:
         row.notes.append(f"leaks: {leaks}"[:300])
     row.standard()
     row.check(
-        "job failed with a reason",
-        job.get("state") == "failed" and bool((job.get("error") or {}).get("detail")),
+        "jobs failed with a reason",
+        len(ids) == 2
+        and all(
+            jobs.get(i, {}).get("state") == "failed" and (jobs[i].get("error") or {}).get("detail")
+            for i in ids
+        ),
     )
     row.check("no paths, URLs or tracebacks", not leaks)
 
@@ -629,7 +656,7 @@ def spade_wait(suite: Suite, row: Row) -> None:
     """A job whose VAE stage is done waits for the SPADE queue (no SPADE worker) three times longer
     than the reaper's staleness limit (4 s here): it is not reaped, and succeeds once a SPADE worker
     comes."""
-    stack = suite.full()
+    stack = suite.full(row.mode)
     tally = Tally(row)
     stale = 4
     stack.stop_worker("spade")
@@ -730,7 +757,7 @@ def kill_worker(queue: str) -> Callable[[Suite, Row], None]:
 def cancel_spade(suite: Suite, row: Row) -> None:
     """Cancel once the SPADE stage has stored its first file: no file appears 2 s after the cancel,
     every file of the job is gone within 15 s (8 s with --quick), the SPADE worker takes the next job."""
-    stack = suite.full()
+    stack = suite.full(row.mode)
     tally = Tally(row)
     with stack.client(key("cancel")) as client:
         job_id = submit(tally, client, {"pathology": "DCM", "n": 6, "seed": 21})
@@ -831,9 +858,18 @@ def up_restart(suite: Suite, row: Row) -> None:
         again = tally.call(client, "GET", f"/jobs/{job_id}")
         download = tally.call(client, "GET", link.removeprefix(up.url)) if link else None
         post = tally.call(client, "POST", "/synthesize", json={"pathology": "NOR", "n": 1, "seed": 41})
+    # Where the key is kept in the state folder, only its owner may read it (0600).
+    exposed = []
+    for path in up.state.rglob("*"):
+        top = path.relative_to(up.state).parts[0]
+        small = path.is_file() and top not in ("storage", "broker", "logs") and path.stat().st_size < 1e6
+        if small and first_key.encode() in path.read_bytes() and path.stat().st_mode & 0o077:
+            exposed.append(f"{path.name} {oct(path.stat().st_mode & 0o777)}")
     row.tries = 1
     outcome(row, jobs, [job_id] if job_id else [])
     row.partial = None
+    if exposed:
+        row.notes.append(f"key readable by others: {exposed}")
     codes = {
         "job": again.status_code if again else 0,
         "link": download.status_code if download else 0,
@@ -847,6 +883,7 @@ def up_restart(suite: Suite, row: Row) -> None:
     row.check("old key: job 200", codes["job"] == 200)
     row.check("old link: 200", codes["link"] == 200)
     row.check("old key: POST 202", codes["post"] == 202)
+    row.check("stored key 0600", not exposed)
 
 
 def up_worker_dies(suite: Suite, row: Row) -> None:
@@ -969,6 +1006,8 @@ SCENARIOS: list[tuple[str, str, Callable[[Suite, Row], None], bool]] = [
     ("kill_vae", "redis", kill_worker("vae"), True),
     ("kill_spade", "redis", kill_worker("spade"), True),
     ("cancel_spade", "redis", cancel_spade, True),
+    ("spade_wait", "embedded", spade_wait, False),
+    ("cancel_spade", "embedded", cancel_spade, False),
     ("redis_restart", "redis+aof", redis_restart(True), True),
     ("redis_restart", "redis-nodisk", redis_restart(False), False),
     ("up_restart", "embedded", up_restart, False),
@@ -1089,7 +1128,17 @@ def main() -> None:
     )
     text = table(rows)
     passed = sum(r.verdict == "PASS" for r in rows)
-    summary = f"{passed} of {len(rows)} rows PASS in {time.monotonic() - started:.0f} s"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent, check=False).stdout.strip()  # fmt: skip
+    summary = (
+        f"{passed} of {len(rows)} rows PASS in {time.monotonic() - started:.0f} s "
+        f"({'--quick, ' if args.quick else ''}commit {commit or '?'}"
+        f"{', code from ' + os.environ['PYTHONPATH'] if os.environ.get('PYTHONPATH') else ''}; "
+        f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n"
+        f"settings: {' '.join(f'{k}={v}' for k, v in SETTINGS.items())}; redelivery bound "
+        f"{REDELIVERY_BOUND_S} s"
+    )
     print(text + "\n\n" + summary)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,17 +59,16 @@ class Proc:
             self.popen.wait(timeout=10)
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM, then SIGKILL of the whole group after ``timeout_s``."""
+        """SIGTERM, then SIGKILL of the whole group after ``timeout_s`` (``cardiosynth up``'s workers
+        with it). The group is signalled only while its leader is unreaped, so its id is still ours."""
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=10)
-        # Anything the child left in its group (``cardiosynth up``'s workers) goes with it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
 
     def tail(self, lines: int = 20) -> str:
         try:
