@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from cardiosynth.gateway.app import create_app
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
+from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.storage.local import LocalStore
 from cardiosynth.workers.app import make_celery
 from tests.gateway.conftest import KEY_A
@@ -87,7 +88,8 @@ def test_broker_down_is_503_and_recovers(
         (tmp_path / "models" / kind / "phantom-v1" / "config.json").write_text("{}")
     monkeypatch.setenv("CARDIOSYNTH_MODELS", str(tmp_path / "models"))
     settings = GatewaySettings(redis_url=own_redis.url, api_keys=SecretStr(KEY_A), storage_dir=tmp_path / "s")
-    dispatcher = CeleryDispatcher(make_celery(settings, visibility_timeout_s=60))
+    liveness = open_job_store(settings.job_store(), prefix=settings.job_prefix)
+    dispatcher = CeleryDispatcher(make_celery(settings, visibility_timeout_s=60), liveness)
     store = LocalStore(tmp_path / "s", signing_key=b"s" * 32)
     client = TestClient(create_app(settings, dispatcher, storage=store), raise_server_exceptions=False)
     headers = {"X-API-Key": KEY_A}

@@ -1,60 +1,39 @@
+"""What only the SQLite store has; the shared behaviour is in test_contract.py."""
+
 from __future__ import annotations
 
 import multiprocessing
-import time
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from cardiosynth.jobs.base import JobState
+from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.jobs.sqlite_store import SqliteJobStore
-from cardiosynth.jobs.store import (
-    IdempotencyConflictError,
-    JobState,
-    TransitionRefusedError,
-    open_job_store,
-)
 
 
-def test_lifecycle_listing_and_positions(tmp_path: Path) -> None:
-    store = open_job_store(f"sqlite:///{tmp_path / 'jobs.db'}")
-    assert isinstance(store, SqliteJobStore)
-    a, _ = store.create("alice", {"n": 1})
-    b, _ = store.create("alice", {"n": 2})
-    assert [store.queue_position(a.id), store.queue_position(b.id)] == [0, 1]
-    store.transition(a.id, JobState.RUNNING)
-    assert store.queue_position(a.id) is None
-    assert store.queue_position(b.id) == 0
-    store.update(a.id, progress={"decode": {"done": 1, "total": 1}})
-    store.transition(a.id, JobState.SUCCEEDED, result={"files": []})
-    with pytest.raises(TransitionRefusedError):
-        store.transition(a.id, JobState.CANCELLED)
-    got = store.get(a.id)
-    assert got is not None
-    assert got.result == {"files": []}
-    assert got.progress == {"decode": {"done": 1, "total": 1}}
-    assert store.count_queued("alice") == 1
-    page, total = store.list_jobs("alice", state=JobState.SUCCEEDED)
-    assert total == 1
-    assert page[0].id == a.id
-    store.ping()
+def test_open_job_store_by_url(tmp_path: Path) -> None:
+    assert isinstance(open_job_store(f"sqlite:///{tmp_path / 'jobs.db'}"), SqliteJobStore)
     with pytest.raises(ValueError, match="unsupported job store"):
         open_job_store("memcached://x")
 
 
-def test_idempotency_and_reaper(tmp_path: Path) -> None:
-    store = SqliteJobStore(tmp_path / "jobs.db")
-    first, created = store.create("alice", {"n": 1}, idempotency_key="k")
-    again, created_again = store.create("alice", {"n": 1}, idempotency_key="k")
-    assert created
-    assert not created_again
-    assert again.id == first.id
-    with pytest.raises(IdempotencyConflictError):
-        store.create("alice", {"n": 2}, idempotency_key="k")
-    store.transition(first.id, JobState.RUNNING)
-    assert store.reap(60, now=time.time() + 120) == [first.id]
-    reaped = store.get(first.id)
-    assert reaped is not None
-    assert reaped.state is JobState.FAILED
+def test_a_database_of_the_earlier_schema_gains_the_stage_column(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, "
+            "request TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, progress TEXT NOT NULL "
+            "DEFAULT '{}', error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL)"
+        )
+        db.execute("INSERT INTO jobs (id, owner, state, request, created, updated) "
+                   "VALUES ('old', 'alice', 'running', '{}', 1.0, 1.0)")  # fmt: skip
+    store = SqliteJobStore(path)
+    old = store.get("old")
+    assert old is not None
+    assert (old.state, old.stage) == (JobState.RUNNING, "vae")
+    assert store.heartbeat("old", "vae")
 
 
 def _create(path: str, key: str, out: multiprocessing.Queue[str]) -> None:

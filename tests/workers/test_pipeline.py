@@ -16,7 +16,8 @@ import redis
 import torch
 
 from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
-from cardiosynth.jobs.store import JobState, JobStore
+from cardiosynth.jobs.base import JobState
+from cardiosynth.jobs.store import RedisJobStore
 from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
@@ -73,7 +74,7 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], sub
                 proc.kill()
 
 
-def _wait(store: JobStore, job_id: str, states: set[JobState], timeout: float = 180) -> JobState:
+def _wait(store: RedisJobStore, job_id: str, states: set[JobState], timeout: float = 180) -> JobState:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = store.get(job_id)
@@ -84,14 +85,15 @@ def _wait(store: JobStore, job_id: str, states: set[JobState], timeout: float = 
     raise AssertionError(f"job {job_id} still {job.state if job else None} after {timeout} s")
 
 
-def _setup(env: dict[str, str]) -> tuple[JobStore, CeleryDispatcher, Path]:
-    store = JobStore(redis.Redis.from_url(env["CARDIOSYNTH_REDIS_URL"]), prefix=env["CARDIOSYNTH_JOB_PREFIX"])
+def _setup(env: dict[str, str]) -> tuple[RedisJobStore, CeleryDispatcher, Path]:
+    client = redis.Redis.from_url(env["CARDIOSYNTH_REDIS_URL"])
+    store = RedisJobStore(client, prefix=env["CARDIOSYNTH_JOB_PREFIX"])
     app = make_celery(WorkerSettings(redis_url=env["CARDIOSYNTH_REDIS_URL"], visibility_timeout_s=5))
-    return store, CeleryDispatcher(app), Path(env["CARDIOSYNTH_STORAGE_DIR"])
+    return store, CeleryDispatcher(app, store), Path(env["CARDIOSYNTH_STORAGE_DIR"])
 
 
 def _succeed(
-    store: JobStore, dispatcher: CeleryDispatcher, request: dict[str, object]
+    store: RedisJobStore, dispatcher: CeleryDispatcher, request: dict[str, object]
 ) -> tuple[str, list[str]]:
     """Submit ``request``, wait for success, return the job id and its sorted output keys."""
     job, _ = store.create("owner", request)

@@ -18,7 +18,7 @@ from cardiosynth.gateway.problems import install, unexpected
 from cardiosynth.gateway.routes import jobs, meta
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
-from cardiosynth.jobs.store import open_job_store
+from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)

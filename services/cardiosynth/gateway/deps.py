@@ -11,15 +11,14 @@ from fastapi import Depends, Header, Request
 from cardiosynth.gateway.problems import ProblemError
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
-from cardiosynth.jobs.sqlite_store import SqliteJobStore
-from cardiosynth.jobs.store import JobStore, owner_id
+from cardiosynth.jobs.base import JobStore, owner_id
 from cardiosynth.storage.base import ObjectStore
 
 
 @dataclass
 class Services:
     settings: GatewaySettings
-    jobs: JobStore | SqliteJobStore
+    jobs: JobStore
     storage: ObjectStore
     dispatcher: Dispatcher
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery, chain
 
+from cardiosynth.jobs.base import JobStore
 from cardiosynth.workers.app import FAILURE_TASK, SPADE_QUEUE, SPADE_TASK, VAE_QUEUE, VAE_TASK
 
 
@@ -15,8 +16,11 @@ def task_ids(job_id: str) -> tuple[str, str]:
 
 
 class CeleryDispatcher:
-    def __init__(self, app: Celery) -> None:
+    """Sends jobs through Celery; counts live workers from their beats in ``liveness`` (the job store)."""
+
+    def __init__(self, app: Celery, liveness: JobStore) -> None:
         self.app = app
+        self.liveness = liveness
 
     def submit(self, job_id: str, request: dict[str, Any]) -> None:
         vae_id, spade_id = task_ids(job_id)
@@ -34,13 +38,10 @@ class CeleryDispatcher:
             self.app.control.revoke(task_id, terminate=True, signal="SIGTERM")
 
     def workers(self) -> dict[str, int]:
-        replies = self.app.control.inspect(timeout=1.0).active_queues() or {}
-        counts = {VAE_QUEUE: 0, SPADE_QUEUE: 0}
-        for queues in replies.values():
-            for queue in queues:
-                if queue.get("name") in counts:
-                    counts[queue["name"]] += 1
-        return counts
+        # Not a broker ``inspect`` ping: a solo-pool worker running a stage cannot answer one, and the
+        # queue's only worker being busy is no reason to say "not ready". Workers beat from a thread of
+        # their own into the job store (cardiosynth.workers.liveness), busy or idle.
+        return self.liveness.live_workers()
 
     def ping(self) -> None:
         with self.app.connection_for_write() as connection:

@@ -1,6 +1,8 @@
 """The job store in one SQLite file, for the embedded mode (no Redis): the same records, states,
-idempotency rules and reaper as :class:`cardiosynth.jobs.store.JobStore`, shared by the gateway and
-worker processes through SQLite's locking (WAL journal)."""
+idempotency rules, queue cap, reaper and worker liveness as the Redis store (one
+:class:`cardiosynth.jobs.base.JobStore` protocol, one contract test), shared by the gateway and
+worker processes through SQLite's locking (WAL journal). Every check-then-write runs inside
+``BEGIN IMMEDIATE``, which serialises writers across processes."""
 
 from __future__ import annotations
 
@@ -9,25 +11,31 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cardiosynth.jobs.store import (
+from cardiosynth.jobs.base import (
+    STAGES,
     TERMINAL,
     TRANSITIONS,
     IdempotencyConflictError,
-    IdempotencyInProgressError,
     Job,
     JobState,
+    QueueFullError,
     TransitionRefusedError,
+    idempotency_digest,
     request_hash,
+    stale_error,
 )
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, request TEXT NOT NULL,
     created REAL NOT NULL, updated REAL NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
-    error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL
+    error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL,
+    stage TEXT NOT NULL DEFAULT 'vae'
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
@@ -35,19 +43,25 @@ CREATE TABLE IF NOT EXISTS idempotency (
     owner TEXT NOT NULL, key TEXT NOT NULL, job_id TEXT NOT NULL, digest TEXT NOT NULL,
     PRIMARY KEY (owner, key)
 );
+CREATE TABLE IF NOT EXISTS workers (
+    queue TEXT NOT NULL, name TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (queue, name)
+);
 """
 
 
 class SqliteJobStore:
-    """Job records in a SQLite database file."""
+    """Job records in a SQLite database file (implements :class:`cardiosynth.jobs.base.JobStore`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        db = self._db()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+        if "stage" not in columns:  # a database of an earlier version
+            db.execute("ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT 'vae'")
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread (sqlite3 connections must not cross threads).
@@ -57,6 +71,19 @@ class SqliteJobStore:
             db.row_factory = sqlite3.Row
             self._local.db = db
         return db
+
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken before the first read: check and write are one step."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def ping(self) -> None:
         self._db().execute("SELECT 1")
@@ -75,45 +102,52 @@ class SqliteJobStore:
             timings=json.loads(row["timings"]),
             result=json.loads(row["result"]) if row["result"] else None,
             heartbeat=row["heartbeat"],
+            stage=row["stage"] or STAGES[0],
         )
 
     def create(
-        self, owner: str, request: dict[str, Any], *, idempotency_key: str | None = None
+        self,
+        owner: str,
+        request: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        max_queued: int | None = None,
     ) -> tuple[Job, bool]:
         digest = request_hash(request)
-        db = self._db()
+        key = idempotency_digest(idempotency_key) if idempotency_key else None
         now = time.time()
         job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now)
-        db.execute("BEGIN IMMEDIATE")  # serialises creators: the idempotency check and insert are one step
-        try:
-            if idempotency_key:
+        with self._immediate() as db:
+            if key is not None:  # before the cap: a retry of an accepted job is never refused
                 row = db.execute(
-                    "SELECT job_id, digest FROM idempotency WHERE owner = ? AND key = ?",
-                    (owner, idempotency_key),
+                    "SELECT job_id, digest FROM idempotency WHERE owner = ? AND key = ?", (owner, key)
                 ).fetchone()
                 if row is not None:
-                    db.execute("COMMIT")
                     if row["digest"] != digest:
                         raise IdempotencyConflictError(
                             f"idempotency key reused with a different body (job {row['job_id']})"
                         )
-                    existing = self.get(row["job_id"])
-                    if existing is None:
-                        raise IdempotencyInProgressError(f"job {row['job_id']} is still being created")
-                    return existing, False
+                    found = db.execute("SELECT * FROM jobs WHERE id = ?", (row["job_id"],)).fetchone()
+                    if found is not None:
+                        return self._job(found), False
+                    # The key's job is gone: release the key and create the job anew (as Redis does).
+                    db.execute("DELETE FROM idempotency WHERE owner = ? AND key = ?", (owner, key))
+            if max_queued is not None:
+                queued = db.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE owner = ? AND state = ?", (owner, JobState.QUEUED.value)
+                ).fetchone()[0]
+                if queued >= max_queued:
+                    raise QueueFullError(f"{max_queued} jobs already queued for this key")
+            if key is not None:
                 db.execute(
                     "INSERT INTO idempotency (owner, key, job_id, digest) VALUES (?, ?, ?, ?)",
-                    (owner, idempotency_key, job.id, digest),
+                    (owner, key, job.id, digest),
                 )
             db.execute(
-                "INSERT INTO jobs (id, owner, state, request, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, owner, job.state.value, json.dumps(request), now, now),
+                "INSERT INTO jobs (id, owner, state, request, created, updated, stage) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, owner, job.state.value, json.dumps(request), now, now, job.stage),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return job, True
 
     def get(self, job_id: str) -> Job | None:
@@ -157,9 +191,7 @@ class SqliteJobStore:
         return int(row[0])
 
     def transition(self, job_id: str, to: JobState, **fields: Any) -> Job:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise KeyError(job_id)
@@ -170,21 +202,15 @@ class SqliteJobStore:
             job.updated = time.time()
             for name, value in fields.items():
                 setattr(job, name, value)
-            if to is JobState.RUNNING:
-                job.heartbeat = job.updated
+            job.heartbeat = job.updated if to is JobState.RUNNING else None
             self._write(db, job)
-            db.execute("COMMIT")
-            return job
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        return job
 
     @staticmethod
     def _write(db: sqlite3.Connection, job: Job) -> None:
         db.execute(
             "UPDATE jobs SET state = ?, updated = ?, progress = ?, error = ?, timings = ?, result = ?, "
-            "heartbeat = ? WHERE id = ?",
+            "heartbeat = ?, stage = ? WHERE id = ?",
             (
                 job.state.value,
                 job.updated,
@@ -193,29 +219,29 @@ class SqliteJobStore:
                 json.dumps(job.timings),
                 json.dumps(job.result) if job.result is not None else None,
                 job.heartbeat,
+                job.stage,
                 job.id,
             ),
         )
 
-    def update(self, job_id: str, **fields: Any) -> None:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+    def update(self, job_id: str, **fields: Any) -> bool:
+        with self._immediate() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is not None and JobState(row["state"]) not in TERMINAL:
-                job = self._job(row)
-                for name, value in fields.items():
-                    setattr(job, name, value)
-                job.updated = time.time()
-                self._write(db, job)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            if row is None or JobState(row["state"]) in TERMINAL:
+                return False
+            job = self._job(row)
+            for name, value in fields.items():
+                setattr(job, name, value)
+            job.updated = time.time()
+            self._write(db, job)
+        return True
 
-    def heartbeat(self, job_id: str) -> None:
-        self._db().execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time(), job_id))
+    def heartbeat(self, job_id: str, stage: str) -> bool:
+        cursor = self._db().execute(
+            "UPDATE jobs SET heartbeat = ? WHERE id = ? AND state = ? AND stage = ?",
+            (time.time(), job_id, JobState.RUNNING.value, stage),
+        )
+        return cursor.rowcount > 0
 
     def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -228,14 +254,30 @@ class SqliteJobStore:
         for row in rows:
             beat = row["heartbeat"] or row["updated"]
             if now - beat > stale_after_s:
-                error = {
-                    "title": "worker lost",
-                    "detail": f"no heartbeat for {now - beat:.0f} s",
-                    "status": 500,
-                }
                 try:
-                    self.transition(row["id"], JobState.FAILED, error=error)
+                    self.transition(row["id"], JobState.FAILED, error=stale_error(now - beat))
                     reaped.append(row["id"])
-                except TransitionRefusedError:
+                except (TransitionRefusedError, KeyError):
                     pass
         return reaped
+
+    def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:
+        now = time.time()  # one machine in the embedded mode: one clock
+        with self._immediate() as db:
+            db.execute("DELETE FROM workers WHERE expires <= ?", (now,))
+            db.execute(
+                "INSERT INTO workers (queue, name, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (queue, name) DO UPDATE SET expires = excluded.expires",
+                (queue, worker, now + ttl_s),
+            )
+
+    def worker_gone(self, queue: str, worker: str) -> None:
+        self._db().execute("DELETE FROM workers WHERE queue = ? AND name = ?", (queue, worker))
+
+    def live_workers(self) -> dict[str, int]:
+        rows = self._db().execute(
+            "SELECT queue, COUNT(*) AS n FROM workers WHERE expires > ? GROUP BY queue", (time.time(),)
+        )
+        counts = dict.fromkeys(STAGES, 0)
+        counts.update({row["queue"]: int(row["n"]) for row in rows})
+        return counts

@@ -1,95 +1,151 @@
-"""A Redis hash per job, with per-owner listings, queue positions, idempotency keys and a reaper.
+"""A Redis hash per job, with per-owner listings, queue positions, idempotency keys, worker liveness
+and a reaper. Every write that checks something runs in one Lua script or a WATCH/MULTI transaction.
 
 Keys (``prefix`` defaults to ``cs``)::
 
-    cs:job:<id>                 hash: id, owner, state, request, progress, error, created, updated,
-                                heartbeat, timings, result
+    cs:job:<id>                 hash: id, owner, state, stage, request, progress, error, created,
+                                updated, heartbeat, timings, result
     cs:owner:<owner>            sorted set of the owner's job ids by creation time
     cs:queued                   sorted set of queued job ids by creation time (queue positions)
     cs:queued:<owner>           the owner's queued job ids (the per-key cap)
     cs:running                  set of running job ids (the reaper's worklist)
-    cs:idem:<owner>:<key>       "<job id> <request hash>" for Idempotency-Key
+    cs:idem:<owner>:<sha256>    "<job id> <request hash>" for Idempotency-Key
+    cs:workers:<queue>          sorted set: worker name -> expiry (Redis server time) of its last beat
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import redis
 
+from cardiosynth.jobs.base import (
+    STAGES,
+    TERMINAL,
+    TRANSITIONS,
+    IdempotencyConflictError,
+    IdempotencyInProgressError,
+    Job,
+    JobState,
+    QueueFullError,
+    TransitionRefusedError,
+    idempotency_digest,
+    owner_id,
+    request_hash,
+    stale_error,
+)
 
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+__all__ = [
+    "TERMINAL",
+    "TRANSITIONS",
+    "IdempotencyConflictError",
+    "IdempotencyInProgressError",
+    "Job",
+    "JobState",
+    "QueueFullError",
+    "RedisJobStore",
+    "TransitionRefusedError",
+    "owner_id",
+    "request_hash",
+]
+
+log = logging.getLogger(__name__)
+
+# The idempotency lookup, the cap and the insert in one step: no two creators can both see room for
+# one more job, and a retry of an existing job is answered before the cap is looked at.
+# KEYS: idem, job, owner set, queued set, owner's queued set.
+# ARGV: use idem (1/0), job id, request digest, now, ttl, cap (-1: none), then field/value pairs.
+_CREATE = """
+if ARGV[1] == '1' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing then return {'existing', existing} end
+end
+local cap = tonumber(ARGV[6])
+if cap >= 0 and redis.call('ZCARD', KEYS[5]) >= cap then return {'full', ''} end
+local fields = {}
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3], 'EX', ARGV[5]) end
+return {'created', ''}
+"""
+
+# Release an idempotency key only if it still names the job that is gone (compare and delete).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# A heartbeat touches only an existing record of a job running at the beating stage: it never
+# recreates a hash that expired or was lost (a hash holding only "heartbeat" is a 500 waiting to happen).
+_HEARTBEAT = """
+local v = redis.call('HMGET', KEYS[1], 'state', 'stage')
+if v[1] ~= 'running' then return 0 end
+if (v[2] or 'vae') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'heartbeat', ARGV[2])
+return 1
+"""
+
+# Progress and timings of a live job only (not terminal, not gone).
+_UPDATE = """
+local s = redis.call('HGET', KEYS[1], 'state')
+if (not s) or s == 'succeeded' or s == 'failed' or s == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# Worker liveness on the Redis server's clock (no skew between worker and gateway machines).
+_WORKER_BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+_LIVE_WORKERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf') end
+return out
+"""
+
+_JSON_FIELDS = ("request", "progress", "error", "timings", "result")
 
 
-TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-# Which states a job may move to from each state; anything else is refused.
-TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
-    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
-    JobState.SUCCEEDED: frozenset(),
-    JobState.FAILED: frozenset(),
-    JobState.CANCELLED: frozenset(),
-}
+def _field(name: str, value: Any) -> str:
+    """One hash field as stored."""
+    if name in _JSON_FIELDS:
+        return json.dumps(value)
+    if name in ("created", "updated"):
+        return repr(float(value))
+    if name == "heartbeat":
+        return repr(float(value)) if value is not None else ""
+    if name == "state":
+        return JobState(value).value
+    return str(value)
 
 
-class IdempotencyConflictError(Exception):
-    """The idempotency key was used with another request body (HTTP 422)."""
-
-
-class IdempotencyInProgressError(Exception):
-    """The first request with this idempotency key is still being created (HTTP 409)."""
-
-
-class TransitionRefusedError(Exception):
-    """The job is not in a state that allows the change (e.g. cancelling a finished job)."""
-
-
-@dataclass
-class Job:
-    """A job record as the API shows it."""
-
-    id: str
-    owner: str
-    state: JobState
-    request: dict[str, Any]
-    created: float
-    updated: float
-    progress: dict[str, Any] = field(default_factory=dict)
-    error: dict[str, Any] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    result: dict[str, Any] | None = None
-    heartbeat: float | None = None
-
-
-def request_hash(request: dict[str, Any]) -> str:
-    """Canonical hash of a request body (key order and whitespace do not matter)."""
-    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def owner_id(api_key: str) -> str:
-    """The stored owner of a key's jobs: a hash, so the store never holds the key itself."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
-
-
-class JobStore:
-    """Job records in Redis. All writes that check a state do so atomically (WATCH/MULTI)."""
+class RedisJobStore:
+    """Job records in Redis (implements :class:`cardiosynth.jobs.base.JobStore`)."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "cs", ttl_s: int = 7 * 24 * 3600) -> None:
         self.r = client
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self._create = client.register_script(_CREATE)
+        self._release = client.register_script(_RELEASE)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._update = client.register_script(_UPDATE)
+        self._worker_beat = client.register_script(_WORKER_BEAT)
+        self._live_workers = client.register_script(_LIVE_WORKERS)
 
     def ping(self) -> None:
         self.r.ping()
@@ -100,72 +156,63 @@ class JobStore:
     # -- creation ---------------------------------------------------------------------------------
 
     def create(
-        self, owner: str, request: dict[str, Any], *, idempotency_key: str | None = None
+        self,
+        owner: str,
+        request: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        max_queued: int | None = None,
     ) -> tuple[Job, bool]:
-        """Create a queued job; return ``(job, created)``.
-
-        With an idempotency key, a repeat of the same request returns the first job (``created`` False);
-        another body raises :class:`IdempotencyConflictError`, a first request still being created
-        :class:`IdempotencyInProgressError` (the IETF draft's 422 and 409)."""
         digest = request_hash(request)
-        idem = (
-            self._k("idem", owner, hashlib.sha256(idempotency_key.encode()).hexdigest())
-            if idempotency_key
-            else None
-        )
-        job_id = uuid.uuid4().hex
-        # Claim the key first; a concurrent duplicate sees the claim and gets 409 until it is done.
-        if idem is not None and not self.r.set(idem, f"{job_id} {digest} pending", nx=True, ex=self.ttl_s):
-            existing = self.r.get(idem)
-            if existing is None:  # expired between the two calls: claim again
-                return self.create(owner, request, idempotency_key=idempotency_key)
-            other_id, other_digest, status = existing.decode().split(" ")
+        idem = self._k("idem", owner, idempotency_digest(idempotency_key)) if idempotency_key else ""
+        for _ in range(3):  # a released key (its job gone) is claimed again at most twice
+            now = time.time()
+            job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now)
+            flat = [item for pair in self._encode(job).items() for item in pair]
+            keys = [idem or self._k("idem", "-"), self._k("job", job.id), self._k("owner", owner),
+                    self._k("queued"), self._k("queued", owner)]  # fmt: skip
+            args = ["1" if idem else "0", job.id, digest, repr(now), self.ttl_s,
+                    -1 if max_queued is None else max_queued, *flat]  # fmt: skip
+            status, value = self._create(keys=keys, args=args)
+            status = status.decode()
+            if status == "created":
+                return job, True
+            if status == "full":
+                raise QueueFullError(f"{max_queued} jobs already queued for this key")
+            existing = value.decode()
+            other_id, other_digest, *rest = existing.split(" ")
             if other_digest != digest:
                 raise IdempotencyConflictError(
                     f"idempotency key reused with a different body (job {other_id})"
                 )
-            if status == "pending":
+            if rest and rest[0] == "pending":  # written by an earlier version that claimed first
                 raise IdempotencyInProgressError(
                     f"job {other_id} for this idempotency key is still being created"
                 )
-            job = self.get(other_id)
-            if job is None:
-                raise IdempotencyConflictError(f"job {other_id} of this idempotency key no longer exists")
-            return job, False
-        now = time.time()
-        job = Job(job_id, owner, JobState.QUEUED, request, now, now)
-        pipe = self.r.pipeline()
-        pipe.hset(self._k("job", job_id), mapping=self._encode(job))
-        pipe.expire(self._k("job", job_id), self.ttl_s)
-        pipe.zadd(self._k("owner", owner), {job_id: now})
-        pipe.zadd(self._k("queued"), {job_id: now})
-        pipe.zadd(self._k("queued", owner), {job_id: now})
-        if idem is not None:
-            pipe.set(idem, f"{job_id} {digest} done", ex=self.ttl_s)
-        pipe.execute()
-        return job, True
+            found = self.get(other_id)
+            if found is not None:
+                return found, False
+            # The key's job is gone (expired or lost): release the key and create the job anew.
+            log.warning("idempotency key of owner %s names job %s, which is gone: released", owner, other_id)
+            self._release(keys=[idem], args=[existing])
+        raise IdempotencyInProgressError("idempotency key contended; retry")
 
     # -- reading ----------------------------------------------------------------------------------
 
     @staticmethod
     def _encode(job: Job) -> dict[str, str]:
         return {
-            "id": job.id,
-            "owner": job.owner,
-            "state": job.state.value,
-            "request": json.dumps(job.request),
-            "created": repr(job.created),
-            "updated": repr(job.updated),
-            "progress": json.dumps(job.progress),
-            "error": json.dumps(job.error),
-            "timings": json.dumps(job.timings),
-            "result": json.dumps(job.result),
-            "heartbeat": repr(job.heartbeat) if job.heartbeat is not None else "",
-        }
+            name: _field(name, getattr(job, name))
+            for name in ("id", "owner", "state", "stage", "request", "created", "updated", "progress",
+                         "error", "timings", "result", "heartbeat")
+        }  # fmt: skip
 
     @staticmethod
-    def _decode(raw: dict[bytes, bytes]) -> Job:
+    def _decode(raw: dict[bytes, bytes]) -> Job | None:
+        """The job, or ``None`` for a hash that is not a whole record (written by a stray write)."""
         d = {k.decode(): v.decode() for k, v in raw.items()}
+        if not {"id", "owner", "state", "request", "created", "updated"} <= d.keys():
+            return None
         return Job(
             id=d["id"],
             owner=d["owner"],
@@ -178,21 +225,25 @@ class JobStore:
             timings=json.loads(d.get("timings", "{}")),
             result=json.loads(d.get("result", "null")),
             heartbeat=float(d["heartbeat"]) if d.get("heartbeat") else None,
+            stage=d.get("stage") or STAGES[0],
         )
 
     def get(self, job_id: str) -> Job | None:
         raw = self.r.hgetall(self._k("job", job_id))
-        return self._decode(raw) if raw else None
+        if not raw:
+            return None
+        job = self._decode(raw)
+        if job is None:
+            log.error("job %s has an incomplete record (fields %s): reported as gone", job_id, sorted(raw))
+        return job
 
     def queue_position(self, job_id: str) -> int | None:
-        """0-based position among queued jobs (oldest first), or ``None`` when not queued."""
         rank = self.r.zrank(self._k("queued"), job_id)
         return int(rank) if rank is not None else None
 
     def list_jobs(
         self, owner: str, *, state: JobState | None = None, offset: int = 0, limit: int = 20
     ) -> tuple[list[Job], int]:
-        """The owner's jobs, newest first, filtered by state; returns ``(page, total matching)``."""
         if state is None:  # page in Redis; no need to read every record
             key = self._k("owner", owner)
             total = int(self.r.zcard(key))
@@ -202,28 +253,24 @@ class JobStore:
             page = [j for j in (self.get(i) for i in page_ids) if j is not None]
             return page, total
         ids = [i.decode() for i in self.r.zrevrange(self._k("owner", owner), 0, -1)]
-        jobs = [
-            j for j in (self.get(i) for i in ids) if j is not None and (state is None or j.state is state)
-        ]
+        jobs = [j for j in (self.get(i) for i in ids) if j is not None and j.state is state]
         return jobs[offset : offset + limit], len(jobs)
 
     def count_queued(self, owner: str) -> int:
-        """Queued jobs of ``owner`` (O(1): a per-owner queued set, kept with the global one)."""
         return int(self.r.zcard(self._k("queued", owner)))
 
     # -- updates ----------------------------------------------------------------------------------
 
     def transition(self, job_id: str, to: JobState, **fields: Any) -> Job:
-        """Move ``job_id`` to state ``to`` (checked against :data:`TRANSITIONS`), setting ``fields``."""
         key = self._k("job", job_id)
         with self.r.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)
                     raw = pipe.hgetall(key)
-                    if not raw:
+                    job = self._decode(raw) if raw else None
+                    if job is None:
                         raise KeyError(job_id)
-                    job = self._decode(raw)
                     if to not in TRANSITIONS[job.state]:
                         raise TransitionRefusedError(
                             f"job {job_id} is {job.state.value}; cannot become {to.value}"
@@ -232,12 +279,15 @@ class JobStore:
                     job.updated = time.time()
                     for name, value in fields.items():
                         setattr(job, name, value)
-                    if to is JobState.RUNNING:
-                        job.heartbeat = job.updated
+                    job.heartbeat = job.updated if to is JobState.RUNNING else None
                     pipe.multi()
                     pipe.hset(key, mapping=self._encode(job))
-                    pipe.zrem(self._k("queued"), job_id)
-                    pipe.zrem(self._k("queued", job.owner), job_id)
+                    if to is JobState.QUEUED:  # handed to the next stage: back in line, by creation time
+                        pipe.zadd(self._k("queued"), {job_id: job.created})
+                        pipe.zadd(self._k("queued", job.owner), {job_id: job.created})
+                    else:
+                        pipe.zrem(self._k("queued"), job_id)
+                        pipe.zrem(self._k("queued", job.owner), job_id)
                     if to is JobState.RUNNING:
                         pipe.sadd(self._k("running"), job_id)
                     else:
@@ -247,22 +297,16 @@ class JobStore:
                 except redis.WatchError:
                     continue
 
-    def update(self, job_id: str, **fields: Any) -> None:
-        """Progress, timings and heartbeat of a running job (no state change; ignored once terminal)."""
-        job = self.get(job_id)
-        if job is None or job.state in TERMINAL:
-            return
-        for name, value in fields.items():
-            setattr(job, name, value)
-        job.updated = time.time()
-        mapping = {k: v for k, v in self._encode(job).items() if k in {*fields, "updated"}}
-        self.r.hset(self._k("job", job_id), mapping=mapping)
+    def update(self, job_id: str, **fields: Any) -> bool:
+        mapping = {name: _field(name, value) for name, value in fields.items()}
+        mapping["updated"] = repr(time.time())
+        flat = [item for pair in mapping.items() for item in pair]
+        return bool(self._update(keys=[self._k("job", job_id)], args=flat))
 
-    def heartbeat(self, job_id: str) -> None:
-        self.r.hset(self._k("job", job_id), "heartbeat", repr(time.time()))
+    def heartbeat(self, job_id: str, stage: str) -> bool:
+        return bool(self._heartbeat(keys=[self._k("job", job_id)], args=[stage, repr(time.time())]))
 
     def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
-        """Fail running jobs whose heartbeat is older than ``stale_after_s``; return their ids."""
         now = time.time() if now is None else now
         reaped = []
         for raw_id in self.r.smembers(self._k("running")):
@@ -273,25 +317,21 @@ class JobStore:
                 continue
             beat = job.heartbeat or job.updated
             if job.state is JobState.RUNNING and now - beat > stale_after_s:
-                error = {
-                    "title": "worker lost",
-                    "detail": f"no heartbeat for {now - beat:.0f} s",
-                    "status": 500,
-                }
                 try:
-                    self.transition(job_id, JobState.FAILED, error=error)
+                    self.transition(job_id, JobState.FAILED, error=stale_error(now - beat))
                     reaped.append(job_id)
-                except TransitionRefusedError:
+                except (TransitionRefusedError, KeyError):
                     pass
         return reaped
 
+    # -- worker liveness --------------------------------------------------------------------------
 
-def open_job_store(url: str, *, prefix: str = "cs") -> Any:
-    """``redis://...`` -> :class:`JobStore`; ``sqlite:///path/jobs.db`` -> the embedded SQLite store."""
-    if url.startswith("sqlite:///"):
-        from cardiosynth.jobs.sqlite_store import SqliteJobStore
+    def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:
+        self._worker_beat(keys=[self._k("workers", queue)], args=[worker, repr(float(ttl_s))])
 
-        return SqliteJobStore(Path(url.removeprefix("sqlite:///")))
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return JobStore(redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10), prefix=prefix)
-    raise ValueError(f"unsupported job store URL {url!r}: use redis://... or sqlite:///path")
+    def worker_gone(self, queue: str, worker: str) -> None:
+        self.r.zrem(self._k("workers", queue), worker)
+
+    def live_workers(self) -> dict[str, int]:
+        counts = self._live_workers(keys=[self._k("workers", q) for q in STAGES])
+        return {q: int(n) for q, n in zip(STAGES, counts, strict=True)}

@@ -12,12 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
-from cardiosynth.jobs.sqlite_store import SqliteJobStore
-from cardiosynth.jobs.store import JobStore, open_job_store
+from cardiosynth.jobs.base import JobStore
+from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+
+class JobCancelledError(Exception):
+    """The job this worker works on was cancelled, finished elsewhere or is gone: stop, clean up."""
 
 
 @cache
@@ -26,10 +30,9 @@ def settings() -> WorkerSettings:
 
 
 @cache
-def jobs() -> JobStore | SqliteJobStore:
+def jobs() -> JobStore:
     s = settings()
-    store: JobStore | SqliteJobStore = open_job_store(s.job_store(), prefix=s.job_prefix)
-    return store
+    return open_job_store(s.job_store(), prefix=s.job_prefix)
 
 
 @cache
@@ -64,22 +67,41 @@ def synthesizer(model: str, with_vae: bool, with_spade: bool) -> object:
     )
 
 
+class StageLease:
+    """The stage a worker holds: a thread beats the job's heartbeat for that stage only, and notes when
+    the job stops being held (cancelled, finished elsewhere, gone) so the work can stop between batches."""
+
+    def __init__(self, job_id: str, stage: str) -> None:
+        self.job_id, self.stage = job_id, stage
+        self.lost = threading.Event()
+
+    def check(self) -> None:
+        """Raise :class:`JobCancelledError` once the job is no longer held by this stage."""
+        if self.lost.is_set() or not jobs().heartbeat(self.job_id, self.stage):
+            self.lost.set()
+            raise JobCancelledError(self.job_id)
+
+
 @contextmanager
-def heartbeat(job_id: str, every_s: float) -> Iterator[None]:
-    """Beat the job's heartbeat from a thread while the body runs (the reaper fails silent jobs)."""
+def heartbeat(job_id: str, stage: str, every_s: float) -> Iterator[StageLease]:
+    """Beat ``job_id``'s heartbeat at ``stage`` from a thread while the body runs (the reaper fails
+    held stages that go silent); the lease says when the job is no longer held."""
+    lease = StageLease(job_id, stage)
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(every_s):
             try:
-                jobs().heartbeat(job_id)
+                if not jobs().heartbeat(job_id, stage):
+                    lease.lost.set()
+                    return
             except Exception as exc:  # a missed beat is logged, never fatal to the job
                 log.warning("heartbeat of %s failed: %s", job_id, exc)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
     thread.start()
     try:
-        yield
+        yield lease
     finally:
         stop.set()
         thread.join(timeout=every_s)

@@ -17,12 +17,14 @@ import redis
 from celery import Celery, Task
 
 from cardiosynth.errors import public_detail
-from cardiosynth.jobs.store import TERMINAL, JobState, TransitionRefusedError
+from cardiosynth.jobs.base import TERMINAL, Job, JobState, TransitionRefusedError
 from cardiosynth.storage.base import StorageError
-from cardiosynth.workers import runtime
+from cardiosynth.workers import liveness, runtime
 from cardiosynth.workers.app import FAILURE_TASK, SPADE_TASK, VAE_TASK, make_celery
+from cardiosynth.workers.runtime import JobCancelledError, StageLease
 
 log = logging.getLogger(__name__)
+LIVENESS = liveness.LivenessBeat  # imported for its signal handlers: every worker beats its liveness
 
 celery_app: Celery = make_celery(runtime.settings())
 
@@ -68,19 +70,55 @@ def request_of(job_request: dict[str, Any]) -> Any:
     )
 
 
-def _active(job_id: str) -> Any:
+def _active(job_id: str) -> Job | None:
     """The job, or ``None`` when it is gone or already finished (cancelled, say): nothing to do."""
     job = runtime.jobs().get(job_id)
     if job is None or job.state in TERMINAL:
         log.info("job %s is %s: skipping", job_id, job.state.value if job else "gone")
+        if job is None or job.state is JobState.CANCELLED:
+            _discard(job_id)  # what an earlier stage wrote (the work file) goes with the job
         return None
     return job
 
 
-def _progress(job_id: str, progress: dict[str, Any]) -> Any:
+def _hold(job: Job, stage: str) -> bool:
+    """Take ``stage`` of ``job``: ``queued`` there -> ``running``; a stage already ``running`` is a
+    redelivery after its worker died (taken over). ``False`` when the job was cancelled meanwhile."""
+    try:
+        if job.state is JobState.QUEUED:
+            runtime.jobs().transition(job.id, JobState.RUNNING, stage=stage)
+        elif job.stage != stage:  # a record from before stages were handed over: move it along
+            runtime.jobs().update(job.id, stage=stage)
+    except (TransitionRefusedError, KeyError):
+        return False
+    return runtime.jobs().heartbeat(job.id, stage)
+
+
+def _move(job_id: str, to: JobState, **fields: Any) -> None:
+    """A transition by the stage holder; a job cancelled or gone meanwhile stops the stage."""
+    try:
+        runtime.jobs().transition(job_id, to, **fields)
+    except (TransitionRefusedError, KeyError):
+        raise JobCancelledError(job_id) from None
+
+
+def _discard(job_id: str) -> None:
+    """Remove everything a cancelled (or lost) job wrote: outputs and work files."""
+    store = runtime.storage()
+    keys = store.list_keys(f"jobs/{job_id}/")
+    for key in keys:
+        store.delete(key)
+    if keys:
+        log.info("job %s: removed %d stored files", job_id, len(keys))
+
+
+def _progress(job_id: str, progress: dict[str, Any], lease: StageLease) -> Any:
+    """The engine's progress callback; also the cooperative cancellation point between batches."""
+
     def report(stage: str, done: int, total: int) -> None:
         progress[stage] = {"done": done, "total": total}
-        runtime.jobs().update(job_id, progress=dict(progress))
+        if lease.lost.is_set() or not runtime.jobs().update(job_id, progress=dict(progress)):
+            raise JobCancelledError(job_id)
 
     return report
 
@@ -89,19 +127,26 @@ def _progress(job_id: str, progress: dict[str, Any]) -> Any:
     name=VAE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, **RETRY
 )
 def vae_stage(self: Task, job_id: str) -> None:
-    """encode -> stats -> correlate -> interpolate -> decode; the label batch goes to storage."""
+    """encode -> stats -> correlate -> interpolate -> decode; the label batch goes to storage; the job
+    is then ``queued`` at the SPADE stage (waiting for that queue is not running, and never reaped)."""
     job = _active(job_id)
     if job is None:
         return
-    if job.state is JobState.QUEUED:
-        runtime.jobs().transition(job_id, JobState.RUNNING)
     started = time.perf_counter()
-    with runtime.heartbeat(job_id, runtime.settings().heartbeat_s):
-        synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, False)
-        progress: dict[str, Any] = dict(job.progress)
-        batch = synth.make_labels(request_of(job.request), _progress(job_id, progress))
-        runtime.storage().put_bytes(work_key(job_id), batch.to_bytes())
-    runtime.jobs().update(job_id, timings={"vae": time.perf_counter() - started})
+    try:
+        if not _hold(job, "vae"):
+            raise JobCancelledError(job_id)
+        with runtime.heartbeat(job_id, "vae", runtime.settings().heartbeat_s) as lease:
+            synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, False)
+            progress: dict[str, Any] = dict(job.progress)
+            batch = synth.make_labels(request_of(job.request), _progress(job_id, progress, lease))
+            lease.check()
+            runtime.storage().put_bytes(work_key(job_id), batch.to_bytes())
+            timings = {**job.timings, "vae": time.perf_counter() - started}
+            _move(job_id, JobState.QUEUED, stage="spade", timings=timings)
+    except JobCancelledError:
+        log.info("job %s was cancelled (or is gone) during its VAE stage: stopped", job_id)
+        _discard(job_id)
 
 
 @celery_app.task(  # type: ignore[untyped-decorator]
@@ -117,36 +162,42 @@ def spade_stage(self: Task, job_id: str) -> None:
         return
     started = time.perf_counter()
     store = runtime.storage()
-    with runtime.heartbeat(job_id, runtime.settings().heartbeat_s):
-        synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, True)
-        batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
-        images = synth.translate(batch)
-        subjects = synth.assemble(batch, images)
-        progress: dict[str, Any] = dict(job.progress)
-        report = _progress(job_id, progress)
-        report("translate", 1, 1)
-        files: list[dict[str, Any]] = []
-        biomarkers: dict[str, Any] = {}
-        models = dict(synth.model_versions)
-        with tempfile.TemporaryDirectory() as tmp:
-            for count, subject in enumerate(subjects, start=1):
-                folder = write_subject(subject, batch.request, Path(tmp), models=models)
-                for path in sorted(folder.iterdir()):
-                    key = output_key(job_id, subject.name, path.name)
-                    store.put_bytes(key, path.read_bytes())
-                    files.append({"subject": subject.name, "key": key, **_describe(path.name)})
-                biomarkers[subject.name] = {
-                    f"{a:.2f}": (b.to_dict() if b is not None else None)
-                    for a, b in subject.biomarkers.items()
-                }
-                report("store", count, len(subjects))
-    timings = {**job.timings, "spade": time.perf_counter() - started}
     try:
-        runtime.jobs().transition(
-            job_id, JobState.SUCCEEDED, result={"files": files, "biomarkers": biomarkers}, timings=timings
-        )
-    except TransitionRefusedError:
-        log.info("job %s was cancelled while its last stage ran", job_id)
+        if not _hold(job, "spade"):
+            raise JobCancelledError(job_id)
+        with runtime.heartbeat(job_id, "spade", runtime.settings().heartbeat_s) as lease:
+            synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, True)
+            batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
+            images = synth.translate(batch)
+            lease.check()
+            subjects = synth.assemble(batch, images)
+            progress: dict[str, Any] = dict(job.progress)
+            report = _progress(job_id, progress, lease)
+            report("translate", 1, 1)
+            files: list[dict[str, Any]] = []
+            biomarkers: dict[str, Any] = {}
+            models = dict(synth.model_versions)
+            with tempfile.TemporaryDirectory() as tmp:
+                for count, subject in enumerate(subjects, start=1):
+                    lease.check()  # between subjects: a cancel stops the writing here
+                    folder = write_subject(subject, batch.request, Path(tmp), models=models)
+                    for path in sorted(folder.iterdir()):
+                        key = output_key(job_id, subject.name, path.name)
+                        store.put_bytes(key, path.read_bytes())
+                        files.append({"subject": subject.name, "key": key, **_describe(path.name)})
+                    biomarkers[subject.name] = {
+                        f"{a:.2f}": (b.to_dict() if b is not None else None)
+                        for a, b in subject.biomarkers.items()
+                    }
+                    report("store", count, len(subjects))
+            timings = {**job.timings, "spade": time.perf_counter() - started}
+            _move(
+                job_id, JobState.SUCCEEDED, result={"files": files, "biomarkers": biomarkers}, timings=timings
+            )
+        store.delete(work_key(job_id))  # the outputs are all stored; the intermediate is not one
+    except JobCancelledError:
+        log.info("job %s was cancelled (or is gone) during its SPADE stage: stopped", job_id)
+        _discard(job_id)
 
 
 def _describe(name: str) -> dict[str, Any]:
@@ -175,3 +226,4 @@ def job_failed(request: Any, exc: Any, traceback: Any, job_id: str) -> None:
     log.error("job %s failed: %s: %s", job_id, type(exc).__name__, exc)
     with contextlib.suppress(TransitionRefusedError, KeyError):
         runtime.jobs().transition(job_id, JobState.FAILED, error=error)
+        _discard(job_id)  # a failed job leaves no partial outputs behind

@@ -18,12 +18,13 @@ from cardiosynth.gateway.schemas import (
     State,
     SynthesizeRequest,
 )
-from cardiosynth.jobs.store import (
+from cardiosynth.jobs.base import (
     TERMINAL,
     IdempotencyConflictError,
     IdempotencyInProgressError,
     Job,
     JobState,
+    QueueFullError,
     TransitionRefusedError,
 )
 from cardiosynth.models.catalog import find_model
@@ -61,7 +62,9 @@ def job_out(job: Job, svc: Services) -> JobOut:
 def _own_job(job_id: str, who: str, svc: Services) -> Job:
     job = svc.jobs.get(job_id)
     if job is None or job.owner != who:  # another key's job is as absent as a missing one
-        raise ProblemError(404, f"no job {job_id!r}")
+        # Also what a job whose record is gone (expired, or lost with a Redis that kept nothing on
+        # disk) answers: never a 500 for a half record.
+        raise ProblemError(404, f"no job {job_id!r} for this key (never created, expired or its record lost)")
     return job
 
 
@@ -87,14 +90,14 @@ def synthesize(
                 422, f"model: {exc}", errors=[{"field": "model", "message": str(exc)}]
             ) from None
     request = body.model_dump(mode="json")
-    if svc.jobs.count_queued(who) >= svc.settings.max_queued_per_key:
-        raise ProblemError(
-            429,
-            f"{svc.settings.max_queued_per_key} jobs already queued for this key",
-            headers={"Retry-After": "30"},
-        )
     try:
-        job, created = svc.jobs.create(who, request, idempotency_key=idempotency_key)
+        # The store looks the idempotency key up first (a retry of an accepted job is answered even
+        # when the queue is full), then counts and inserts in one atomic step (the cap holds under races).
+        job, created = svc.jobs.create(
+            who, request, idempotency_key=idempotency_key, max_queued=svc.settings.max_queued_per_key
+        )
+    except QueueFullError as exc:
+        raise ProblemError(429, str(exc), headers={"Retry-After": "30"}) from None
     except IdempotencyConflictError as exc:
         raise ProblemError(422, str(exc)) from None
     except IdempotencyInProgressError as exc:

@@ -1,0 +1,171 @@
+"""What every job store is: the records, states and rules, and the :class:`JobStore` protocol that the
+Redis store (:mod:`cardiosynth.jobs.store`) and the SQLite store (:mod:`cardiosynth.jobs.sqlite_store`)
+implement. Both import this module; neither imports the other.
+
+Delivery model (what the states mean):
+
+- a job is at one stage at a time (``vae``, then ``spade``); ``queued`` means its stage waits for a
+  worker of that queue, ``running`` means a worker holds the stage and beats its heartbeat;
+- only a held stage beats, and the reaper fails only ``running`` jobs whose heartbeat went stale, so a
+  job that waits for a busy queue is never reaped as "worker lost";
+- a heartbeat never creates a record: a job whose record is gone (expired, or lost with a Redis that
+  kept nothing on disk) stays gone, the API answers 404 for it and the worker stops its work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+STAGES = ("vae", "spade")  # in order; a job starts queued at the first
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+# Which states a job may move to from each state; anything else is refused. running -> queued is the
+# hand-over from one stage to the next (the next stage waits for its queue, not held by anyone).
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.QUEUED, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+
+class IdempotencyConflictError(Exception):
+    """The idempotency key was used with another request body (HTTP 422)."""
+
+
+class IdempotencyInProgressError(Exception):
+    """The first request with this idempotency key is still being created (HTTP 409)."""
+
+
+class QueueFullError(Exception):
+    """The owner already has ``max_queued`` queued jobs (HTTP 429)."""
+
+
+class TransitionRefusedError(Exception):
+    """The job is not in a state that allows the change (e.g. cancelling a finished job)."""
+
+
+@dataclass
+class Job:
+    """A job record as the API shows it; ``stage`` is the stage it is queued at or running."""
+
+    id: str
+    owner: str
+    state: JobState
+    request: dict[str, Any]
+    created: float
+    updated: float
+    progress: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    heartbeat: float | None = None
+    stage: str = STAGES[0]
+
+
+def request_hash(request: dict[str, Any]) -> str:
+    """Canonical hash of a request body (key order and whitespace do not matter)."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def owner_id(api_key: str) -> str:
+    """The stored owner of a key's jobs: a hash, so the store never holds the key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
+
+
+def idempotency_digest(key: str) -> str:
+    """What a store keeps of a client's Idempotency-Key: a hash (bounded size, nothing echoed back)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def stale_error(silent_s: float) -> dict[str, Any]:
+    """The problem a reaped job records."""
+    return {"title": "worker lost", "detail": f"no heartbeat for {silent_s:.0f} s", "status": 500}
+
+
+class JobStore(Protocol):
+    """Job records, queue positions, idempotency, the per-key queue cap, heartbeats and worker liveness.
+
+    Every write that checks something (a state, the cap, an idempotency key) does so atomically."""
+
+    def ping(self) -> None:
+        """Raise when the store does not answer."""
+
+    def create(
+        self,
+        owner: str,
+        request: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        max_queued: int | None = None,
+    ) -> tuple[Job, bool]:
+        """Create a job queued at the first stage; return ``(job, created)``.
+
+        The idempotency key is looked up first: a repeat of the same request returns the first job
+        (``created`` False) even when the queue is full; another body raises
+        :class:`IdempotencyConflictError`. A key whose job record is gone is released and a new job is
+        created. Then, in the same atomic step, :class:`QueueFullError` when ``owner`` already has
+        ``max_queued`` queued jobs."""
+        ...
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or ``None`` when there is no (complete) record of it."""
+        ...
+
+    def queue_position(self, job_id: str) -> int | None:
+        """0-based position among queued jobs (oldest first), or ``None`` when not queued."""
+        ...
+
+    def list_jobs(
+        self, owner: str, *, state: JobState | None = None, offset: int = 0, limit: int = 20
+    ) -> tuple[list[Job], int]:
+        """The owner's jobs, newest first, filtered by state; returns ``(page, total matching)``."""
+        ...
+
+    def count_queued(self, owner: str) -> int:
+        """Queued jobs of ``owner`` (at any stage)."""
+        ...
+
+    def transition(self, job_id: str, to: JobState, **fields: Any) -> Job:
+        """Move ``job_id`` to ``to`` (checked against :data:`TRANSITIONS`), setting ``fields``;
+        ``KeyError`` when the job is gone. Becoming ``running`` starts the heartbeat."""
+        ...
+
+    def update(self, job_id: str, **fields: Any) -> bool:
+        """Set progress or timings of a live job; ``False`` (nothing written) once it is terminal or gone."""
+        ...
+
+    def heartbeat(self, job_id: str, stage: str) -> bool:
+        """Beat the heartbeat of a job that is ``running`` at ``stage``; ``False`` (nothing written, no
+        record created) when it is not: cancelled, finished, gone, or at another stage."""
+        ...
+
+    def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
+        """Fail ``running`` jobs whose heartbeat is older than ``stale_after_s``; return their ids."""
+        ...
+
+    def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:
+        """Record that ``worker`` consumes ``queue`` for the next ``ttl_s`` seconds."""
+        ...
+
+    def worker_gone(self, queue: str, worker: str) -> None:
+        """Forget ``worker`` (it stopped)."""
+        ...
+
+    def live_workers(self) -> dict[str, int]:
+        """Workers whose beat has not expired, per queue (every stage's queue present, maybe 0)."""
+        ...

@@ -1,0 +1,191 @@
+"""One contract, both job stores (Redis on the tests' own redis-server, and SQLite): what the gateway
+and the workers rely on, including the faults of issue 15 (records recreated by a heartbeat, a queue
+cap that was not atomic, jobs waiting for a queue reaped as "worker lost")."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+
+from cardiosynth.jobs.base import (
+    IdempotencyConflictError,
+    JobState,
+    JobStore,
+    QueueFullError,
+    TransitionRefusedError,
+)
+from cardiosynth.jobs.factory import open_job_store
+from cardiosynth.jobs.sqlite_store import SqliteJobStore
+from cardiosynth.jobs.store import RedisJobStore
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        return open_job_store(url, prefix=request.getfixturevalue("redis_prefix"))
+    return open_job_store(f"sqlite:///{tmp_path / 'jobs.db'}")
+
+
+def _drop(store: JobStore, job_id: str) -> None:
+    """Lose a job's record the way an expiry or a Redis restart without persistence does."""
+    if isinstance(store, RedisJobStore):
+        store.r.delete(store._k("job", job_id))
+    else:
+        assert isinstance(store, SqliteJobStore)
+        store._db().execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+def test_lifecycle_positions_listing(store: JobStore) -> None:
+    a, created = store.create("alice", {"pathology": "HCM", "n": 5})
+    b, _ = store.create("alice", {"pathology": "DCM", "n": 1})
+    c, _ = store.create("bob", {"pathology": "RV", "n": 1})
+    assert created
+    assert [store.queue_position(j.id) for j in (a, b, c)] == [0, 1, 2]
+    assert store.count_queued("alice") == 2
+    running = store.transition(a.id, JobState.RUNNING, stage="vae")
+    assert running.heartbeat is not None
+    assert store.queue_position(a.id) is None
+    assert store.queue_position(b.id) == 0
+    assert store.update(a.id, progress={"decode": {"done": 1, "total": 2}}, timings={"vae": 0.5})
+    got = store.get(a.id)
+    assert got is not None
+    assert got.progress == {"decode": {"done": 1, "total": 2}}
+    assert got.timings == {"vae": 0.5}
+    done = store.transition(a.id, JobState.SUCCEEDED, result={"files": []})
+    assert done.result == {"files": []}
+    with pytest.raises(TransitionRefusedError, match="succeeded; cannot become cancelled"):
+        store.transition(a.id, JobState.CANCELLED)
+    assert not store.update(a.id, progress={"late": 1})  # ignored once terminal
+    final = store.get(a.id)
+    assert final is not None
+    assert final.progress == {"decode": {"done": 1, "total": 2}}
+    page, total = store.list_jobs("alice")
+    assert (total, [j.id for j in page]) == (2, [b.id, a.id])  # newest first
+    queued, n_queued = store.list_jobs("alice", state=JobState.QUEUED)
+    assert (n_queued, [j.id for j in queued]) == (1, [b.id])
+    assert store.get("nope") is None
+    with pytest.raises(KeyError):
+        store.transition("nope", JobState.RUNNING)
+
+
+def test_a_heartbeat_never_recreates_a_job_whose_record_is_gone(store: JobStore) -> None:
+    job, _ = store.create("alice", {"n": 1})
+    store.transition(job.id, JobState.RUNNING, stage="vae")
+    assert store.heartbeat(job.id, "vae")
+    _drop(store, job.id)
+    assert not store.heartbeat(job.id, "vae")
+    assert not store.update(job.id, progress={"decode": {"done": 1, "total": 1}})
+    assert store.get(job.id) is None  # gone, and reported as gone: never a half record
+    with pytest.raises(KeyError):
+        store.transition(job.id, JobState.SUCCEEDED)
+    assert store.reap(1, now=time.time() + 1000) == []
+
+
+def test_a_partial_redis_hash_reads_as_gone(redis_url: str, redis_prefix: str) -> None:
+    """What the old heartbeat left behind (a hash holding only ``heartbeat``) is no KeyError."""
+    store = RedisJobStore(redis.Redis.from_url(redis_url), prefix=redis_prefix)
+    store.r.hset(store._k("job", "half"), "heartbeat", "1.0")
+    assert store.get("half") is None
+
+
+def test_the_queue_cap_holds_under_50_simultaneous_creates(store: JobStore) -> None:
+    cap, outcomes = 10, Counter[str]()
+    start = threading.Barrier(50)
+
+    def create(i: int) -> None:
+        start.wait()
+        try:
+            store.create("alice", {"n": 1, "seed": i}, max_queued=cap)
+            outcomes["created"] += 1
+        except QueueFullError:
+            outcomes["full"] += 1
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes == {"created": cap, "full": 50 - cap}
+    assert store.count_queued("alice") == cap
+    assert store.count_queued("bob") == 0
+    store.create("bob", {"n": 1}, max_queued=cap)  # the cap is per key
+
+
+def test_an_idempotent_retry_is_answered_even_when_the_queue_is_full(store: JobStore) -> None:
+    first, created = store.create("alice", {"n": 1}, idempotency_key="k", max_queued=1)
+    again, created_again = store.create("alice", {"n": 1}, idempotency_key="k", max_queued=1)
+    assert created
+    assert not created_again
+    assert again.id == first.id
+    with pytest.raises(QueueFullError):
+        store.create("alice", {"n": 2}, idempotency_key="other", max_queued=1)
+    with pytest.raises(IdempotencyConflictError, match="different body"):
+        store.create("alice", {"n": 2}, idempotency_key="k", max_queued=5)
+    other, created_other = store.create("bob", {"n": 1}, idempotency_key="k")  # keys are per owner
+    assert created_other
+    assert other.id != first.id
+
+
+def test_a_key_whose_job_is_gone_creates_a_new_job_in_both_stores(store: JobStore) -> None:
+    first, _ = store.create("alice", {"n": 1}, idempotency_key="k")
+    _drop(store, first.id)
+    again, created = store.create("alice", {"n": 1}, idempotency_key="k")
+    assert created
+    assert again.id != first.id
+    assert store.create("alice", {"n": 1}, idempotency_key="k") == (again, False)
+
+
+def test_idempotency_keys_are_stored_hashed(store: JobStore) -> None:
+    store.create("alice", {"n": 1}, idempotency_key="client-secret-key")
+    if isinstance(store, RedisJobStore):
+        stored = [k.decode() for k in store.r.scan_iter(f"{store.prefix}:idem:*")]
+    else:
+        assert isinstance(store, SqliteJobStore)
+        stored = [r["key"] for r in store._db().execute("SELECT key FROM idempotency")]
+    assert len(stored) == 1
+    assert "client-secret-key" not in stored[0]
+
+
+def test_a_job_waiting_for_the_next_queue_is_queued_there_and_never_reaped(store: JobStore) -> None:
+    job, _ = store.create("alice", {"n": 1})
+    store.transition(job.id, JobState.RUNNING, stage="vae")
+    assert store.heartbeat(job.id, "vae")
+    assert not store.heartbeat(job.id, "spade")  # only the stage a worker holds beats
+    store.update(job.id, timings={"vae": 1.0})
+    waiting = store.transition(job.id, JobState.QUEUED, stage="spade")  # VAE done, SPADE queue busy
+    assert (waiting.state, waiting.stage, waiting.heartbeat) == (JobState.QUEUED, "spade", None)
+    assert store.queue_position(job.id) == 0
+    assert store.count_queued("alice") == 1
+    assert not store.heartbeat(job.id, "vae")  # a late beat of the finished stage changes nothing
+    assert store.reap(60, now=time.time() + 3600) == []  # an hour in line: not "worker lost"
+    got = store.get(job.id)
+    assert got is not None
+    assert (got.state, got.stage, got.timings) == (JobState.QUEUED, "spade", {"vae": 1.0})
+    store.transition(job.id, JobState.RUNNING, stage="spade")
+    assert store.heartbeat(job.id, "spade")
+    assert store.queue_position(job.id) is None
+    assert store.reap(60, now=time.time() + 3600) == [job.id]  # held and silent: reaped
+    reaped = store.get(job.id)
+    assert reaped is not None
+    assert reaped.state is JobState.FAILED
+    assert reaped.error is not None
+    assert reaped.error["title"] == "worker lost"
+
+
+def test_worker_liveness_expires_without_beats(store: JobStore) -> None:
+    assert store.live_workers() == {"vae": 0, "spade": 0}
+    store.worker_beat("vae", "vae@a", 30)
+    store.worker_beat("vae", "vae@b", 0.5)
+    store.worker_beat("spade", "spade@a", 30)
+    store.worker_beat("vae", "vae@a", 30)  # a beat refreshes, never counts twice
+    assert store.live_workers() == {"vae": 2, "spade": 1}
+    time.sleep(0.8)
+    assert store.live_workers() == {"vae": 1, "spade": 1}
+    store.worker_gone("spade", "spade@a")
+    assert store.live_workers() == {"vae": 1, "spade": 0}
