@@ -256,7 +256,7 @@ def restore_image(
     """Inverse of :func:`apply_image` (linear): ``(Z, S, S)`` in [-1, 1] back to ``(X, Y, Z)``.
 
     With ``window`` the intensities are mapped back to the native scale; outside the crop the value
-    is the window's low end (or -1).
+    is the window's low end (or -1). Written outputs use :func:`composite_image` instead.
     """
     volume = _from_stack(np.asarray(stack, dtype=np.float64), geometry)
     sx, sy = geometry.scale

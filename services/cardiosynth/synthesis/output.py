@@ -7,6 +7,12 @@ Layout (one folder per synthetic subject, replaced whole and atomically)::
     OUT/HCM_000/provenance.json              request, base subject, models, biomarkers, diagnosis
     OUT/HCM_000/preview.png                  mid slices across severities + a long-axis reformat
 
+Images and labels keep the base subject's native grid and affine unchanged (every voxel at its
+world position). The image is the synthetic 128 x 128 crop composited into the base's own image of
+the same phase with a 12 mm feathered seam (:func:`cardiosynth.data.preprocess.composite_image`),
+so there is no constant fill and no visible crop edge; the labels are the topology-cleaned decoded
+stacks restored to the native grid, background outside the crop as the base's own labels are there.
+
 Nothing time-dependent is written, so the same request and models give byte-identical files.
 """
 
@@ -63,6 +69,9 @@ def provenance(
             "name": subject.name,
             "index": subject.index,
             **request.provenance(),
+            # MINF: the territory whose statistics made this subject (None: pooled, or not MINF);
+            # ``territory`` above is what was requested (None: drawn per subject).
+            "infarct_territory": subject.territory,
             "base_subject": subject.base.subject_id,
             "base_group": subject.base.group.value if subject.base.group else None,
             "models": models,
