@@ -296,12 +296,13 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    import contextlib
     import signal as signals
 
     from cardiosynth.embedded import running_stack
 
     state = args.state or (_default_cache() / "embedded")
-    with running_stack(state, port=args.port, data=args.data) as stack:
+    with running_stack(state, port=args.port, data=args.data, api_key=args.api_key) as stack:
         _echo(f"cardiosynth is up at {stack.url} (docs: {stack.url}/docs)")
         _echo(f"API key: {stack.api_key}")
         _echo(f'try: curl -X POST {stack.url}/synthesize -H "X-API-Key: {stack.api_key}" '
@@ -313,15 +314,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             stop["now"] = True
 
         signals.signal(signals.SIGTERM, _stop)
-        try:
-            while not stop["now"]:
-                for name, proc in stack.processes.items():
-                    if proc.poll() is not None:
-                        log.error("%s exited with %s; stopping", name, proc.returncode)
-                        return 1
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        with contextlib.suppress(KeyboardInterrupt):
+            stack.supervise(lambda: stop["now"])  # a process that dies is restarted, with a backoff
     _echo("stopped")
     return 0
 
@@ -468,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_positive_int, default=8000)
     p.add_argument("--state", type=Path, default=None, help="state folder (default: the user cache)")
     p.add_argument("--data", type=Path, default=None, help="ACDC-layout data (default: the phantom)")
+    p.add_argument("--api-key", default=None,
+                   help="API key (default: $CARDIOSYNTH_API_KEY, else the state folder's own)")  # fmt: skip
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("demo", help="start the embedded stack, run one job through the API, download it")

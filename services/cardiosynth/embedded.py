@@ -3,6 +3,11 @@
 The same gateway and the same two worker kinds as in compose, as separate processes, with Kombu's
 filesystem transport as broker, a SQLite job store and a local storage folder, all under one state
 folder. :func:`demo` is the README's main command: start, submit, poll, download, stop.
+
+The stack keeps its identity across restarts: the API key and the signing key of download links live
+in ``<state>/identity.json`` (mode 0600), made on the first start and reused after, so earlier jobs,
+keys and links keep working. A process that dies is restarted by :class:`Supervisor` (with a backoff,
+and a log line) instead of the whole stack stopping.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,113 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+IDENTITY_FILE = "identity.json"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What must not change when the stack restarts on the same state folder."""
+
+    api_key: str
+    signing_key: str
+
+
+def load_identity(state: Path, *, api_key: str | None = None) -> Identity:
+    """The stack's identity from ``state/identity.json``, made (mode 0600) on first use.
+
+    ``api_key`` (the command line, or ``CARDIOSYNTH_API_KEY``) replaces the stored key and is stored."""
+    path = state / IDENTITY_FILE
+    stored: dict[str, str] = {}
+    if path.is_file():
+        if path.stat().st_mode & 0o077:
+            log.warning("%s was readable by others: made private (0600)", path)
+            path.chmod(0o600)
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    identity = Identity(
+        api_key=api_key or stored.get("api_key") or secrets.token_urlsafe(24),
+        signing_key=stored.get("signing_key") or secrets.token_hex(32),
+    )
+    if asdict(identity) != stored:
+        state.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        # Created private (never world-readable, not even for an instant), then renamed into place.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(asdict(identity), handle)
+        os.replace(tmp, path)
+    return identity
+
+
+class Supervisor:
+    """Starts the stack's processes and restarts one that died, after a backoff that grows while it
+    keeps dying (``backoff_s``; back to the first step once it has run ``healthy_after_s``)."""
+
+    def __init__(
+        self,
+        commands: dict[str, list[str]],
+        env: dict[str, str],
+        logs: Path,
+        *,
+        backoff_s: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+        healthy_after_s: float = 120.0,
+    ) -> None:
+        if not backoff_s or min(backoff_s) < 0:
+            raise ValueError(f"backoff_s must be non-negative delays, got {backoff_s}")
+        self.commands, self.env, self.logs = commands, env, logs
+        self.backoff_s, self.healthy_after_s = backoff_s, healthy_after_s
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = dict.fromkeys(commands, 0)
+        self._started: dict[str, float] = {}
+        self._due: dict[str, float] = {}
+
+    def start(self, name: str) -> None:
+        with (self.logs / f"{name}.log").open("ab") as handle:
+            self.processes[name] = subprocess.Popen(
+                self.commands[name], env=self.env, stdout=handle, stderr=subprocess.STDOUT
+            )
+        self._started[name] = time.monotonic()
+
+    def start_all(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for name in self.commands:
+            self.start(name)
+
+    def check(self) -> list[str]:
+        """Schedule a restart of each process that died; start those whose backoff is over; return
+        the names started now."""
+        now, started = time.monotonic(), []
+        for name, proc in list(self.processes.items()):
+            if proc.poll() is None:
+                continue
+            if name not in self._due:
+                if now - self._started[name] >= self.healthy_after_s:
+                    self.restarts[name] = 0  # it had been running fine: a fresh failure
+                delay = self.backoff_s[min(self.restarts[name], len(self.backoff_s) - 1)]
+                self._due[name] = now + delay
+                log.error(
+                    "%s exited with %s; restarting it in %.0f s (see %s)",
+                    name, proc.returncode, delay, self.logs / f"{name}.log",
+                )  # fmt: skip
+            if now >= self._due[name]:
+                del self._due[name]
+                self.restarts[name] += 1
+                self.start(name)
+                log.warning("%s restarted (restart %d)", name, self.restarts[name])
+                started.append(name)
+        return started
+
+    def stop_all(self, timeout_s: float = 30.0) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @dataclass
 class Stack:
     """A running embedded stack."""
@@ -41,6 +153,15 @@ class Stack:
     api_key: str
     state: Path
     processes: dict[str, subprocess.Popen[bytes]]
+    supervisor: Supervisor | None = field(default=None, repr=False)
+
+    def supervise(self, stopped: Callable[[], bool], *, poll_s: float = 1.0) -> None:
+        """Keep the stack running (restart what dies) until ``stopped()`` says so."""
+        if self.supervisor is None:
+            raise ValueError("this stack has no supervisor")
+        while not stopped():
+            self.supervisor.check()
+            time.sleep(poll_s)
 
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None
@@ -58,7 +179,9 @@ class Stack:
             return exc.code, json.loads(exc.read() or b"{}")
 
 
-def stack_env(state: Path, port: int, api_key: str, *, data: Path | None = None) -> dict[str, str]:
+def stack_env(
+    state: Path, port: int, api_key: str, *, data: Path | None = None, signing_key: str | None = None
+) -> dict[str, str]:
     """Environment of every process of an embedded stack rooted at ``state``."""
     env = {
         **os.environ,
@@ -67,7 +190,7 @@ def stack_env(state: Path, port: int, api_key: str, *, data: Path | None = None)
         "CARDIOSYNTH_JOB_STORE_URL": f"sqlite:///{state / 'jobs.db'}",
         "CARDIOSYNTH_STORAGE": "local",
         "CARDIOSYNTH_STORAGE_DIR": str(state / "storage"),
-        "CARDIOSYNTH_SIGNING_KEY": secrets.token_hex(32),
+        "CARDIOSYNTH_SIGNING_KEY": signing_key or secrets.token_hex(32),
         "CARDIOSYNTH_API_KEYS": api_key,
         "CARDIOSYNTH_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CARDIOSYNTH_HEARTBEAT_STALE_S": "300",
@@ -79,13 +202,21 @@ def stack_env(state: Path, port: int, api_key: str, *, data: Path | None = None)
 
 @contextmanager
 def running_stack(
-    state: Path, *, port: int | None = None, data: Path | None = None, ready_timeout_s: float = 180.0
+    state: Path,
+    *,
+    port: int | None = None,
+    data: Path | None = None,
+    ready_timeout_s: float = 180.0,
+    api_key: str | None = None,
 ) -> Iterator[Stack]:
-    """Start gateway + VAE worker + SPADE worker; yield once ``/readyz`` answers 200; stop them all."""
+    """Start gateway + VAE worker + SPADE worker; yield once ``/readyz`` answers 200; stop them all.
+
+    The API key and signing key are the state folder's (:func:`load_identity`); ``api_key`` or
+    ``CARDIOSYNTH_API_KEY`` sets the key."""
     state.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    api_key = secrets.token_urlsafe(24)
-    env = stack_env(state, port, api_key, data=data)
+    identity = load_identity(state, api_key=api_key or os.environ.get("CARDIOSYNTH_API_KEY"))
+    env = stack_env(state, port, identity.api_key, data=data, signing_key=identity.signing_key)
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
     python = sys.executable
@@ -97,12 +228,11 @@ def running_stack(
         "worker-spade": [python, "-m", "celery", "-A", "cardiosynth.workers.tasks", "worker", "-Q", "spade",
                          "--pool", "solo", "-n", "spade@%h", "--loglevel", "INFO"],
     }  # fmt: skip
-    processes: dict[str, subprocess.Popen[bytes]] = {}
+    supervisor = Supervisor(commands, env, logs)
+    processes = supervisor.processes
     try:
-        for name, cmd in commands.items():
-            with (logs / f"{name}.log").open("ab") as handle:
-                processes[name] = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
-        stack = Stack(f"http://127.0.0.1:{port}", api_key, state, processes)
+        supervisor.start_all()
+        stack = Stack(f"http://127.0.0.1:{port}", identity.api_key, state, processes, supervisor)
         deadline = time.monotonic() + ready_timeout_s
         while True:
             for name, proc in processes.items():
@@ -119,14 +249,7 @@ def running_stack(
             time.sleep(0.5)
         yield stack
     finally:
-        for proc in processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in processes.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        supervisor.stop_all()
 
 
 def run_job(

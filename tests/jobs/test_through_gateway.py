@@ -1,6 +1,6 @@
-"""The per-key queue cap through the gateway, for both job stores: 50 simultaneous POSTs for one key
-are accepted exactly up to the cap (issue 15, item 3), and an idempotent retry is answered, not
-refused with 429, when the queue is full (item 10)."""
+"""The job stores through the gateway, for both stores: 50 simultaneous POSTs for one key are
+accepted exactly up to the cap (issue 15, item 3); an idempotent retry is answered, not refused with
+429, when the queue is full (item 10); a cancel removes what the job wrote (item 9)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class NullDispatcher:
 
 @pytest.fixture(params=["redis", "sqlite"])
 def client(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """A gateway over one of the stores, local storage in ``tmp_path / "store"``."""
     for kind in ("vae", "spade"):
         folder = tmp_path / "models" / kind / "phantom-v1"
         folder.mkdir(parents=True)
@@ -97,3 +98,17 @@ def test_an_idempotent_retry_is_not_refused_when_the_queue_is_full(client: TestC
                             headers={**headers, "Idempotency-Key": "retry-me"})  # fmt: skip
     assert retry.status_code == 202
     assert retry.json()["id"] == first.json()["id"]
+
+
+def test_a_cancel_removes_what_the_job_wrote(client: TestClient, tmp_path: Path) -> None:
+    storage = LocalStore(tmp_path / "store", signing_key=b"s" * 32)
+    headers = {"X-API-Key": KEY}
+    with client:
+        doomed = client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=headers).json()["id"]
+        kept = client.post("/synthesize", json={"pathology": "HCM", "n": 2}, headers=headers).json()["id"]
+        for job_id in (doomed, kept):
+            storage.put_bytes(f"jobs/{job_id}/work/labels.npz", b"x")
+            storage.put_bytes(f"jobs/{job_id}/HCM_000/HCM_000_s1.00_ED.nii.gz", b"y")
+        assert client.delete(f"/jobs/{doomed}", headers=headers).status_code == 200
+    assert storage.list_keys(f"jobs/{doomed}/") == []
+    assert len(storage.list_keys(f"jobs/{kept}/")) == 2

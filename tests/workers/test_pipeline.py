@@ -15,8 +15,8 @@ import pytest
 import redis
 import torch
 
-from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
 from cardiosynth.jobs.base import JobState
+from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
 from cardiosynth.jobs.store import RedisJobStore
 from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
@@ -44,6 +44,8 @@ def env(phantom_root: Path, redis_url: str, tmp_path_factory: pytest.TempPathFac
         "CARDIOSYNTH_MODEL_ROOT": str(models),
         "CARDIOSYNTH_HEARTBEAT_S": "1",
         "CARDIOSYNTH_VISIBILITY_TIMEOUT_S": "5",
+        "CARDIOSYNTH_LIVENESS_S": "0.5",
+        "CARDIOSYNTH_LIVENESS_TTL_S": "3",
         "OMP_NUM_THREADS": "1",
     }
 
@@ -227,3 +229,39 @@ def test_cancel_revokes_and_no_outputs_appear(
     assert cancelled.state is JobState.CANCELLED
     assert cancelled.result is None
     assert _on_disk(storage, job.id) == []
+
+
+def test_a_busy_worker_is_live_and_a_job_waiting_for_spade_is_queued_not_reaped(
+    env: dict[str, str], workers: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    """Issue 15 items 4 and 6: the only VAE worker (solo pool) counts as live while it runs a stage;
+    the job then waits for the SPADE queue (no SPADE worker) as ``queued`` at that stage, is not
+    reaped however long it waits, and succeeds once a SPADE worker comes."""
+    store, dispatcher, _ = _setup(env)
+    workers("vae")
+    deadline = time.monotonic() + 120
+    while dispatcher.workers()["vae"] == 0:
+        assert time.monotonic() < deadline, "the VAE worker never beat its liveness"
+        time.sleep(0.2)
+    request = {"pathology": "DCM", "n": 2, "seed": 3, "model": "t0"}
+    job, _ = store.create("owner", request)
+    dispatcher.submit(job.id, request)
+    live_while_running: list[int] = []
+    deadline = time.monotonic() + 180
+    while (now := store.get(job.id)) is not None and (now.state, now.stage) != (JobState.QUEUED, "spade"):
+        assert now.state not in (JobState.FAILED, JobState.SUCCEEDED), now.error
+        assert time.monotonic() < deadline, f"the VAE stage did not finish: {now.state}"
+        if now.state is JobState.RUNNING:
+            live_while_running.append(dispatcher.workers()["vae"])
+        time.sleep(0.2)
+    assert live_while_running, "never saw the VAE stage running"
+    assert min(live_while_running) == 1  # busy, yet live: /readyz stays 200
+    assert dispatcher.workers()["spade"] == 0
+    time.sleep(3)
+    assert store.reap(2) == []  # waiting 3 s for a queue with a 2 s staleness limit: not "worker lost"
+    waiting = store.get(job.id)
+    assert waiting is not None
+    assert (waiting.state, waiting.stage, store.queue_position(job.id)) == (JobState.QUEUED, "spade", 0)
+    workers("spade")
+    assert _wait(store, job.id, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
+    assert dispatcher.workers() == {"vae": 1, "spade": 1}

@@ -147,6 +147,10 @@ def cancel_job(
     except TransitionRefusedError as exc:
         raise ProblemError(409, str(exc)) from None
     svc.dispatcher.cancel(job_id)
+    # What the job wrote so far goes with it. A worker in the middle of a stage notices the cancel at
+    # its next check (between batches and subjects) and removes what it wrote after this.
+    for key in svc.storage.list_keys(f"jobs/{job_id}/"):
+        svc.storage.delete(key)
     return job_out(job, svc)
 
 
