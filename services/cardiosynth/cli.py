@@ -177,6 +177,7 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
     from cardiosynth.models.registry import load_model
 
     vae = load_model("vae", args.model, args.model_root)
+    spade = load_model("spade", args.model, args.model_root) if args.images else None
     data = args.data if args.data is not None else _ensure_default_data()
     groups = tuple(parse_group(g) for g in args.groups.split(",")) if args.groups else GROUPS
     report = evaluate_synthesis(
@@ -194,6 +195,7 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
         cross=args.cross,
         modes=args.modes.split(",") if args.modes else None,
         cache_dir=args.cache,
+        spade=spade.module if spade is not None else None,  # type: ignore[arg-type]
     )
     _echo(synthesis_markdown(report))
     _echo(f"report: {args.out}/synthesis.json, synthesis.md, precision_recall.png, identity_fidelity.png")
@@ -524,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cross", action="store_true", help="every correlation mode with every interpolation family"
     )
     q.add_argument("--modes", default=None, help="comma-separated correlation modes (default: every mode)")
+    q.add_argument(
+        "--images", action="store_true", help="also image realism (C2ST, texture; needs SPADE, slower)"
+    )
     q.add_argument("--cache", type=Path, default=_default_cache())
     q.set_defaults(func=cmd_evaluate_synthesis)
 

@@ -58,6 +58,7 @@ from cardiosynth.evaluation.distribution import (
 )
 from cardiosynth.evaluation.split import Split, link_folder, split_subjects
 from cardiosynth.evaluation.stacks import components_3d, myo_ratio, nearest_dice, stack_dice
+from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, SyntheticSubject, choose_bases
@@ -423,8 +424,13 @@ def evaluate_synthesis(
     cross: bool = False,
     modes: Sequence[str] | None = None,
     cache_dir: Path | None = None,
+    spade: SpadeTranslator | None = None,
 ) -> dict[str, Any]:
-    """Run the evaluation; write ``synthesis.json``, ``synthesis.md`` and the figures to ``out_dir``."""
+    """Run the evaluation; write ``synthesis.json``, ``synthesis.md`` and the figures to ``out_dir``.
+
+    With ``spade``, also the image realism (:mod:`.realism`) of the default row's images of every
+    class against the held-out real images.
+    """
     groups = tuple(groups)
     if not groups:
         raise ValueError("no groups to evaluate")
@@ -501,6 +507,18 @@ def evaluate_synthesis(
                 "trajectories": trajectories,
             }
             log.info("%s done", target.value)
+        if spade is not None:
+            report["realism"] = _realism(
+                vae,
+                spade,
+                root,
+                real,
+                groups,
+                n=n,
+                seed=seed,
+                cache_dir=cache_dir,
+                model_version=model_version,
+            )
         report["timings_s"] = dict(synth.timings)
     report["best_mode"] = best_modes(report)
     report["targets"] = check_targets(report)
@@ -513,6 +531,44 @@ def evaluate_synthesis(
         tmp_path.write_text(text, encoding="utf-8")
         os.replace(tmp_path, out_dir / name)
     return report
+
+
+def _realism(
+    vae: LabelVAE,
+    spade: SpadeTranslator,
+    root: Path,
+    real: dict[Group, RealClass],
+    groups: Sequence[Group],
+    *,
+    n: int,
+    seed: int,
+    cache_dir: Path | None,
+    model_version: str,
+) -> dict[str, Any]:
+    """C2ST and texture of the default row's images (processed grid) against held-out real images."""
+    from cardiosynth.evaluation.realism import image_realism
+
+    synth = Synthesizer(vae, spade, root, model_versions={"vae": model_version}, cache_dir=cache_dir)
+    real_img, real_lab, real_ids, syn_img, syn_lab, syn_ids = [], [], [], [], [], []
+    for target in groups:
+        for x in real[target].held_out:
+            for img, lab in (
+                (x.processed.ed_image, x.processed.ed_label),
+                (x.processed.es_image, x.processed.es_label),
+            ):
+                real_img.append(img)
+                real_lab.append(lab)
+                real_ids += [x.subject.subject_id] * len(lab)
+        for s in synth.run(SynthesisRequest(target, n=n, seed=seed)):
+            for phase in s.phases[1.0].values():
+                syn_img.append(phase.images)
+                syn_lab.append(phase.labels)
+                syn_ids += [s.name] * len(phase.labels)
+    log.info("realism: %d real and %d synthetic slices", len(real_ids), len(syn_ids))
+    return image_realism(
+        np.concatenate(real_img), np.concatenate(real_lab), real_ids,
+        np.concatenate(syn_img), np.concatenate(syn_lab), syn_ids, seed=seed,
+    )  # fmt: skip
 
 
 def _json_default(value: Any) -> Any:
