@@ -262,6 +262,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         interpolation=check_interpolation(args.interpolation),
         phases=tuple(args.phases.split(",")) if args.phases else PHASES,
         base_subjects=tuple(args.base.split(",")) if args.base else (),
+        territory=args.territory,
     )
     existing = [
         p for p in (args.out / f"{request.pathology.value}_{i:03d}" for i in range(request.n)) if p.exists()
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the class shift, keeping its identity")  # fmt: skip
     p.add_argument("--phases", default=None, help="ED,ES (default both)")
     p.add_argument("--base", default=None, help="comma-separated NOR subject ids to start from")
+    p.add_argument("--territory", default=None, choices=["LAD", "LCx", "RCA"],
+                   help="MINF only: infarct territory (default: drawn per subject with the data's "
+                   "territory frequencies)")  # fmt: skip
     p.add_argument(
         "--data", type=Path, default=None, help="ACDC-layout data (default: the phantom, made once)"
     )

@@ -1,7 +1,13 @@
-"""The embedded default data: the 100-subject phantom (seed 0), generated once into the user cache."""
+"""The embedded default data: the 100-subject phantom (seed 0), generated once into the user cache.
+
+The cache folder is named after the phantom's anatomy version (:data:`PHANTOM_VERSION`), so a new
+generator makes a new folder instead of silently serving the data an older one left there; a folder
+whose manifest records another version (written by hand, or half-written) is regenerated too.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -18,12 +24,34 @@ def cache_root() -> Path:
     return Path(base) / "cardiosynth"
 
 
+def default_data_dir() -> Path:
+    """Where the default data set of the current phantom version lives (generated or not)."""
+    from cardiosynth.data.phantom import PHANTOM_VERSION
+
+    return cache_root() / f"phantom-v{PHANTOM_VERSION}-seed{DEFAULT_SEED}"
+
+
+def _is_current(root: Path) -> bool:
+    """The folder holds a complete data set of the current phantom version."""
+    from cardiosynth.data.phantom import PHANTOM_VERSION
+
+    manifest = root / "phantom.json"
+    last = root / "training" / f"patient{DEFAULT_SUBJECTS:03d}" / "Info.cfg"
+    if not manifest.is_file() or not last.is_file():
+        return False
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8")).get("phantom_version")
+    except (OSError, ValueError):
+        return False
+    return bool(recorded == PHANTOM_VERSION)
+
+
 def default_data() -> Path:
     """The phantom data set, generated on first use (deterministic, so every machine has the same)."""
     from cardiosynth.data.phantom import generate_dataset
 
-    root = cache_root() / f"phantom-seed{DEFAULT_SEED}"
-    if not (root / "training" / f"patient{DEFAULT_SUBJECTS:03d}" / "Info.cfg").is_file():
+    root = default_data_dir()
+    if not _is_current(root):
         log.info("generating the default phantom data set in %s (once)", root)
         generate_dataset(root, DEFAULT_SUBJECTS, DEFAULT_SEED, overwrite=True)
     return root

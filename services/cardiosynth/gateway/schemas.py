@@ -12,6 +12,8 @@ Pathology = Literal["NOR", "DCM", "HCM", "RV", "MINF"]
 # The sampler's choices come from one place (cardiosynth.synthesis.modes, no numerics imported).
 Correlation = CorrelationMode
 Phase = Literal["ED", "ES"]
+# Coronary territories of cardiosynth.data.territory (spelled out: the gateway imports no numerics).
+Territory = Literal["LAD", "LCx", "RCA"]
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 # A subject folder name (ACDC: patientNNN); bounded so that a request cannot carry megabytes of text
 # into the job record and every error or listing that echoes it.
@@ -40,6 +42,11 @@ class SynthesizeRequest(BaseModel):
         "by the class shift, keeping its identity",
     )
     phases: list[Phase] = Field(default=["ED", "ES"], min_length=1, max_length=2)
+    territory: Territory | None = Field(
+        default=None,
+        description="MINF only: infarct territory; default: drawn per subject with the data's territory "
+        "frequencies",
+    )
     base_subjects: list[SubjectId] = Field(default_factory=list, max_length=100)
     model: str = Field(default="phantom-v1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -49,6 +56,8 @@ class SynthesizeRequest(BaseModel):
             raise ValueError("give severity or trajectory, not both")
         if len(set(self.phases)) != len(self.phases):
             raise ValueError("phases must not repeat")
+        if self.territory is not None and self.pathology != "MINF":
+            raise ValueError(f"territory applies to MINF only, not to {self.pathology}")
         return self
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ from cardiosynth.data.preprocess import (
     restore_image,
     restore_labels,
 )
+from cardiosynth.data.territory import TERRITORIES, check_territory, estimate_territory
 from cardiosynth.data.topology import clean_labels as clean_label_stack
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 PHASES = ("ED", "ES")
 MAX_SUBJECTS = 100
 MAX_TRAJECTORY = 20
+# Fewer MINF subjects than this in a territory: its statistics would be noise, pool the class instead.
+MIN_TERRITORY_SUBJECTS = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class SynthesisRequest:
     transported into the class's distribution, keeping its identity); ``shift_residual`` in [0, 1]:
     the share of a sampled copula residual mixed into ``shift`` (0: deterministic per base subject,
     seed and correlation mode then do not matter). See :mod:`cardiosynth.synthesis.sampling`.
+
+    ``territory`` (MINF only): the coronary territory of the infarct, ``LAD``, ``LCx`` or ``RCA``
+    (:mod:`cardiosynth.data.territory`); the class statistics then come from the MINF subjects whose
+    territory, estimated from their labels, matches. ``None``: drawn per synthetic subject, seeded,
+    with the territory frequencies of the data set's MINF subjects.
     """
 
     pathology: Group
@@ -73,6 +81,7 @@ class SynthesisRequest:
     ns: int = NS_DEFAULT
     interpolation: Interpolation = "sample"
     shift_residual: float = 0.0
+    territory: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_SUBJECTS:
@@ -93,6 +102,12 @@ class SynthesisRequest:
             raise ValueError(f"phases must be a non-empty subset of {list(PHASES)}, got {list(self.phases)}")
         if self.ns < 2:
             raise ValueError(f"ns must be at least 2, got {self.ns}")
+        if self.territory is not None:
+            object.__setattr__(self, "territory", check_territory(self.territory))  # canonical case
+            if self.pathology is not Group.MINF:
+                raise ValueError(
+                    f"territory {self.territory!r} applies to MINF only, not to {self.pathology.value}"
+                )
 
     @staticmethod
     def trajectory(steps: int) -> tuple[float, ...]:
@@ -111,6 +126,7 @@ class SynthesisRequest:
             "ns": self.ns,
             "interpolation": self.interpolation,
             "shift_residual": self.shift_residual,
+            "territory": self.territory,
         }
 
 
@@ -137,6 +153,7 @@ class SyntheticSubject:
     base_stacks: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]]  # phase -> (images, labels)
     biomarkers: dict[float, Biomarkers | None] = field(default_factory=dict)
     diagnosis: dict[float, dict[str, Any]] = field(default_factory=dict)
+    territory: str | None = None  # MINF: the infarct territory whose statistics made this subject
 
 
 Progress = Callable[[str, int, int], None]
@@ -162,6 +179,7 @@ class LabelBatch:
     base_ids: list[str]
     plan: list[tuple[int, float, str, int]]  # (subject index, severity, phase, slices)
     labels: npt.NDArray[np.uint8]  # (N, S, S)
+    territories: list[str | None] = field(default_factory=list)  # per synthetic subject (MINF)
 
     def to_bytes(self) -> bytes:
         import io
@@ -173,6 +191,7 @@ class LabelBatch:
                         "base_subjects": list(self.request.base_subjects)},
             "base_ids": self.base_ids,
             "plan": [list(p) for p in self.plan],
+            "territories": self.territories,
         }  # fmt: skip
         np.savez_compressed(buffer, labels=self.labels, meta=np.array(json.dumps(meta)))
         return buffer.getvalue()
@@ -198,9 +217,10 @@ class LabelBatch:
             # Batches written before these fields existed were made by ``sample``.
             interpolation=r.get("interpolation", "sample"),
             shift_residual=float(r.get("shift_residual", 0.0)),
+            territory=r.get("territory"),
         )
         plan = [(int(i), float(a), str(ph), int(z)) for i, a, ph, z in meta["plan"]]
-        return cls(request, list(meta["base_ids"]), plan, labels)
+        return cls(request, list(meta["base_ids"]), plan, labels, list(meta.get("territories", [])))
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -302,29 +322,105 @@ class Synthesizer:
         self.model_versions = model_versions or {}
         self.cache = StatsCache(cache_dir, cache_store)
         self.refs = sources.scan(self.data_root)
-        self._fingerprints: dict[Group, str] = {}
-        self._stats: dict[tuple[Group, str, int], ClassStats] = {}
+        self._fingerprints: dict[tuple[Group, str | None], str] = {}
+        self._stats: dict[tuple[Group, str, int, str | None], ClassStats] = {}
+        self._territories: dict[str, str] | None = None  # MINF subject id -> estimated territory
+        self._pooled: set[str] = set()  # territories too rare for their own statistics
         self._loaded: dict[str, sources.LoadedSubject] = {}
         self.timings: dict[str, float] = {}
 
     def _timed(self, stage: str, started: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - started
 
-    def _cache_key(self, pathology: Group, phase: str, ns: int) -> str:
+    def _cache_key(self, pathology: Group, phase: str, ns: int, territory: str | None = None) -> str:
         version = self.model_versions.get("vae", "unversioned")
-        return stats_key(version, self._fingerprints[pathology], pathology.value, phase, ns)
+        group = (pathology, territory)
+        name = pathology.value if territory is None else f"{pathology.value}-{territory}"
+        return stats_key(version, self._fingerprints[group], name, phase, ns)
 
-    def class_stats(self, pathology: Group, phase: str, ns: int = NS_DEFAULT) -> ClassStats:
-        """Statistics of ``pathology`` at ``phase`` (memory, then disk cache, then computed)."""
-        key = (pathology, phase, ns)
-        if key in self._stats:
-            return self._stats[key]
+    def minf_territories(self) -> dict[str, str]:
+        """The infarct territory of every MINF subject of the data set, estimated from its labels
+        (:func:`cardiosynth.data.territory.estimate_territory`; real ACDC has no annotation).
+        Subjects whose labels allow no estimate (no RV, say) are left out, with a warning."""
+        if self._territories is None:
+            started = time.perf_counter()
+            found: dict[str, str] = {}
+            for ref in sources.by_group(self.refs, Group.MINF):
+                processed = sources.load(ref).processed
+                try:
+                    found[ref.subject_id] = estimate_territory(
+                        processed.ed_label, processed.es_label
+                    ).territory
+                except ValueError as exc:
+                    log.warning("no infarct territory for %s: %s", ref.subject_id, exc)
+            self._territories = found
+            self._timed("territory", started)
+            log.info("MINF territories: %s", {t: list(found.values()).count(t) for t in TERRITORIES})
+        return self._territories
+
+    def territory_frequencies(self) -> dict[str, float]:
+        """Share of the data set's MINF subjects in each territory (estimated; sums to 1).
+
+        Raises:
+            ValueError: no MINF subject with an estimable territory.
+        """
+        found = list(self.minf_territories().values())
+        if not found:
+            raise ValueError(f"the data set under {self.data_root} has no MINF subject with a territory")
+        return {t: found.count(t) / len(found) for t in TERRITORIES}
+
+    def subject_territories(self, request: SynthesisRequest) -> list[str | None]:
+        """The infarct territory of each synthetic subject: the requested one, or (MINF without one)
+        drawn, seeded, with :meth:`territory_frequencies`; ``None`` for other pathologies."""
+        if request.pathology is not Group.MINF:
+            return [None] * request.n
+        if request.territory is not None:
+            return [request.territory] * request.n
+        freq = self.territory_frequencies()
+        rng = np.random.default_rng([request.seed, 0x7E2217])  # its own stream: the latents do not move
+        drawn = rng.choice(len(TERRITORIES), size=request.n, p=[freq[t] for t in TERRITORIES])
+        return [TERRITORIES[int(i)] for i in drawn]
+
+    def _stats_refs(
+        self, pathology: Group, territory: str | None
+    ) -> tuple[list[sources.SubjectRef], str | None]:
+        """The subjects the statistics come from and the territory they stand for (``None``: pooled)."""
         refs = sources.by_group(self.refs, pathology)
         if not refs:
             raise ValueError(f"the data set under {self.data_root} has no {pathology.value} subject")
-        if pathology not in self._fingerprints:
-            self._fingerprints[pathology] = sources.fingerprint(refs)
-        stats = self.cache.get(self._cache_key(pathology, phase, ns))
+        if territory is None:
+            return refs, None
+        if pathology is not Group.MINF:
+            raise ValueError(f"territory {territory!r} applies to MINF only, not to {pathology.value}")
+        territory = cast(str, check_territory(territory))
+        members = self.minf_territories()
+        subset = [r for r in refs if members.get(r.subject_id) == territory]
+        if len(subset) < MIN_TERRITORY_SUBJECTS:
+            if territory not in self._pooled:
+                self._pooled.add(territory)
+                log.warning(
+                    "only %d MINF subject(s) in territory %s (< %d): using the pooled MINF statistics",
+                    len(subset), territory, MIN_TERRITORY_SUBJECTS,
+                )  # fmt: skip
+            return refs, None
+        return subset, territory
+
+    def class_stats(
+        self, pathology: Group, phase: str, ns: int = NS_DEFAULT, territory: str | None = None
+    ) -> ClassStats:
+        """Statistics of ``pathology`` at ``phase`` (memory, then disk cache, then computed).
+
+        ``territory`` (MINF only): over the MINF subjects whose estimated infarct territory matches;
+        with fewer than :data:`MIN_TERRITORY_SUBJECTS` of them, the pooled MINF statistics (logged).
+        """
+        refs, territory = self._stats_refs(pathology, territory)
+        key = (pathology, phase, ns, territory)
+        if key in self._stats:
+            return self._stats[key]
+        group = (pathology, territory)
+        if group not in self._fingerprints:
+            self._fingerprints[group] = sources.fingerprint(refs)
+        stats = self.cache.get(self._cache_key(pathology, phase, ns, territory))
         if stats is None:
             started = time.perf_counter()
             loaded = [sources.load(r) for r in refs]
@@ -337,9 +433,10 @@ class Synthesizer:
                 started = time.perf_counter()
                 computed = compute_class_stats(latents, pathology.value, ph)
                 self._timed("stats", started)
-                self.cache.put(self._cache_key(pathology, ph, ns), computed)
-                self._stats[(pathology, ph, ns)] = computed
-            log.info("computed %s statistics over %d subjects", pathology.value, len(refs))
+                self.cache.put(self._cache_key(pathology, ph, ns, territory), computed)
+                self._stats[(pathology, ph, ns, territory)] = computed
+            where = "" if territory is None else f" (territory {territory})"
+            log.info("computed %s statistics%s over %d subjects", pathology.value, where, len(refs))
             return self._stats[key]
         self._stats[key] = stats
         return stats
@@ -360,7 +457,12 @@ class Synthesizer:
 
     def make_labels(self, request: SynthesisRequest, progress: Progress = _no_progress) -> LabelBatch:
         """The VAE half: encode -> stats -> copula sample or shift -> interpolate -> decode."""
-        stats = {ph: self.class_stats(request.pathology, ph, request.ns) for ph in request.phases}
+        territories = self.subject_territories(request)
+        stats = {
+            (t, ph): self.class_stats(request.pathology, ph, request.ns, t)
+            for t in dict.fromkeys(territories)
+            for ph in request.phases
+        }
         nor = (
             {ph: self.class_stats(Group.NOR, ph, request.ns) for ph in request.phases}
             if request.interpolation == "shift"
@@ -389,7 +491,9 @@ class Synthesizer:
             for phase in request.phases:
                 rng = np.random.default_rng([request.seed, index])
                 base_eq = equalise(base_latents[(ref.subject_id, phase)], request.ns)
-                target = target_latents(request, stats[phase], nor.get(phase), base_eq, rng)
+                target = target_latents(
+                    request, stats[(territories[index], phase)], nor.get(phase), base_eq, rng
+                )
                 z_count = len(base_latents[(ref.subject_id, phase)])
                 for severity in request.severities:
                     blocks.append(resample_slices(interpolate(base_eq, target, severity), z_count))
@@ -401,7 +505,9 @@ class Synthesizer:
         labels = decode_latents(self.vae, np.concatenate(blocks))
         self._timed("decode", started)
         progress("decode", 1, 1)
-        return LabelBatch(request, [ref.subject_id for ref in bases], plan, labels)
+        # The territory whose statistics each subject was made from (None: pooled MINF statistics).
+        used = [self._stats_refs(request.pathology, t)[1] for t in territories]
+        return LabelBatch(request, [ref.subject_id for ref in bases], plan, labels, used)
 
     def translate(self, batch: LabelBatch) -> npt.NDArray[np.float32]:
         """The SPADE half: every decoded slice with its base subject's own slice as style."""
@@ -468,6 +574,7 @@ class Synthesizer:
                     ph: (label_stack(base.processed, ph, image=True), label_stack(base.processed, ph))
                     for ph in request.phases
                 },
+                territory=batch.territories[index] if index < len(batch.territories) else None,
             )
             for severity, phases in subject.phases.items():
                 if set(phases) == set(PHASES):

@@ -7,6 +7,6 @@
 - :mod:`.preview`: a montage PNG for a person to look at.
 """
 
-from cardiosynth.data.phantom.generator import generate_dataset, generate_subject
+from cardiosynth.data.phantom.generator import PHANTOM_VERSION, generate_dataset, generate_subject
 
-__all__ = ["generate_dataset", "generate_subject"]
+__all__ = ["PHANTOM_VERSION", "generate_dataset", "generate_subject"]

@@ -58,6 +58,7 @@ class Infarct:
     depth_end: float
     wall_kept: float  # fraction of the normal wall thickness left (thinning)
     contractility: float  # 0 akinetic ... 1 normal
+    territory: str | None = None  # coronary territory (LAD, LCx, RCA) it was drawn in; ground truth
 
     def indicator(self, theta: FloatArray, depth_fraction: float) -> FloatArray:
         angular = window(wrap_angle(theta - self.angle), self.width / 2.0, math.radians(15.0))

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 _INPLANE_SUPERSAMPLING = 2  # per axis, for partial volume at tissue boundaries
 _THROUGH_PLANE_SAMPLES = 3  # across the slice thickness
 _MAX_DRAWS = 20  # redraws when a sampled shape cannot reach its target volumes
+# Version of the phantom's anatomy model, recorded in every phantom.json and in the default data
+# set's cache folder name so that a changed generator never serves data made by an older one.
+# 1: MINF infarct at a uniformly random angle. 2: MINF infarct in a coronary territory (LAD, LCx, RCA).
+PHANTOM_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,14 @@ class PhantomSubject:
         acq = self.params.acquisition
         depths = acq.depths
         model = {phase: volumes_ml(self.shape, depths, acq.slice_spacing, phase) for phase in PHASES}
+        infarct = self.shape.infarct
         return {
             "generator": f"cardiosynth {__version__}",
+            "phantom_version": PHANTOM_VERSION,
             "seed": self.seed,
             "index": self.index,
             "group": self.params.group.value,
+            "territory": infarct.territory if infarct is not None else None,
             "style": self.params.style,
             "bsa_m2": self.params.bsa,
             "targets_ml": {
@@ -315,6 +322,7 @@ def generate_dataset(
                     progress(len(done), n_subjects)
     manifest = {
         "generator": f"cardiosynth {__version__}",
+        "phantom_version": PHANTOM_VERSION,
         "seed": seed,
         "subjects": n_subjects,
         "groups": {

@@ -12,6 +12,10 @@ HCM     50-78            62-78        55-85            48-62        13-16, septu
 MINF    85-115           20-36        58-90            42-58        8-10, infarct thinned
 RV      58-85            56-68        125-175          22-38        7-10 mm
 ======  ===============  ===========  ===============  ===========  =====================
+
+A MINF subject's infarct lies in one coronary territory (LAD, LCx or RCA, drawn 50/25/25 %) placed
+relative to its own septum, so the class has a few consistent infarct locations instead of one
+smeared over every angle (:data:`TERRITORY_EXTENTS`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from cardiosynth.data.labels import Group
 from cardiosynth.data.phantom.anatomy import FloatArray, HeartShape, Infarct
 from cardiosynth.data.phantom.appearance import STYLES, BodyLayout
 from cardiosynth.data.phantom.tissues import Columns, HeartExtras
+from cardiosynth.data.territory import TERRITORIES, TERRITORY_FREQUENCY
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,51 @@ def _columns(
     )
 
 
+@dataclass(frozen=True)
+class TerritoryExtent:
+    """Where an infarct of one coronary territory lies: its centre in degrees from the septum toward
+    anterior (see :mod:`cardiosynth.data.territory`), its angular width in degrees and its depth
+    extent as fractions of the LV cavity length (0 base, 1 cavity apex, up to 1.05 into the cap)."""
+
+    centre: tuple[float, float]
+    width: tuple[float, float]
+    depth_start: tuple[float, float]
+    depth_end: tuple[float, float]
+
+
+# LAD: anterior and anteroseptal, mid to apex (the apex is LAD territory in most hearts); LCx:
+# anterolateral and inferolateral, base to mid-apical; RCA: inferoseptal and inferior, basal and mid.
+# Centres jitter within their territory; every extent reaches the mid-ventricular slices on which
+# the rule classifier measures regional function.
+TERRITORY_EXTENTS: dict[str, TerritoryExtent] = {
+    "LAD": TerritoryExtent((40.0, 80.0), (100.0, 140.0), (0.12, 0.28), (0.95, 1.05)),
+    "LCx": TerritoryExtent((160.0, 200.0), (90.0, 130.0), (0.05, 0.2), (0.75, 0.9)),
+    "RCA": TerritoryExtent((-80.0, -40.0), (90.0, 130.0), (0.0, 0.1), (0.65, 0.8)),
+}
+
+
+def sample_infarct(septal_angle: float, rng: np.random.Generator) -> Infarct:
+    """A transmural infarct in a coronary territory drawn with :data:`TERRITORY_FREQUENCY`.
+
+    The phantom frame's angle grows counter-clockwise with ``y`` anterior and the septum at
+    ``septal_angle`` (about pi), so anterior is ``septal_angle - pi/2``: a territory angle ``psi``
+    (degrees from the septum toward anterior) sits at ``septal_angle - radians(psi)``.
+    """
+    names = list(TERRITORIES)
+    territory = names[int(rng.choice(len(names), p=[TERRITORY_FREQUENCY[t] for t in names]))]
+    extent = TERRITORY_EXTENTS[territory]
+    psi = math.radians(_u(rng, extent.centre))
+    return Infarct(
+        angle=septal_angle - psi,
+        width=math.radians(_u(rng, extent.width)),
+        depth_start=_u(rng, extent.depth_start),
+        depth_end=_u(rng, extent.depth_end),
+        wall_kept=_u(rng, (0.5, 0.7)),
+        contractility=_u(rng, (-0.15, 0.05)),  # akinetic to mildly dyskinetic
+        territory=territory,
+    )
+
+
 def sample_subject_params(group: Group, rng: np.random.Generator) -> SubjectParams:
     """Draw one subject of ``group``: targets within :data:`GROUP_RANGES`, anatomy, geometry, style."""
     ranges = GROUP_RANGES[group]
@@ -137,16 +187,7 @@ def sample_subject_params(group: Group, rng: np.random.Generator) -> SubjectPara
     if group is Group.HCM:
         septal_extra = _u(rng, (20.0, 28.0)) / wall - 1.0
         septal_width = math.radians(_u(rng, (80.0, 140.0)))
-    infarct = None
-    if group is Group.MINF:
-        infarct = Infarct(
-            angle=septal_angle + _u(rng, (-math.pi, math.pi)),
-            width=math.radians(_u(rng, (110.0, 160.0))),
-            depth_start=_u(rng, (0.05, 0.25)),
-            depth_end=_u(rng, (0.9, 1.05)),
-            wall_kept=_u(rng, (0.5, 0.7)),
-            contractility=_u(rng, (-0.15, 0.05)),  # akinetic to mildly dyskinetic
-        )
+    infarct = sample_infarct(septal_angle, rng) if group is Group.MINF else None
     rv_dilated = group is Group.RV
     shape = HeartShape(
         lv_length=aspect * radius0,
