@@ -16,7 +16,13 @@ from cardiosynth.data.preprocess import crop_weight, restore_image, restore_labe
 from cardiosynth.data.topology import clean_labels, topology_errors
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
-from cardiosynth.synthesis.engine import LabelBatch, SynthesisRequest, Synthesizer, SyntheticSubject
+from cardiosynth.synthesis.engine import (
+    LabelBatch,
+    SynthesisRequest,
+    Synthesizer,
+    SyntheticSubject,
+    clean_stacks,
+)
 from cardiosynth.synthesis.output import file_names, write_subject
 
 SPADE_SMALL = SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4)
@@ -120,7 +126,8 @@ def replay(run: Run) -> tuple[LabelBatch, np.ndarray, list[np.ndarray]]:
 
 def test_labels_are_the_cleaned_stacks_restored_at_the_base_voxels(run: Run) -> None:
     batch, images, clean_base = replay(run)
-    (subject,) = run.synth.assemble(batch, images)
+    cleaned = LabelBatch(batch.request, batch.base_ids, batch.plan, clean_stacks(batch.labels, batch.plan))
+    (subject,) = run.synth.assemble(cleaned, images)
     base = subject.base
     offset = 0
     for (_, severity, phase, z), expected in zip(batch.plan, clean_base, strict=True):
@@ -149,14 +156,17 @@ def test_labels_are_the_cleaned_stacks_restored_at_the_base_voxels(run: Run) -> 
         np.testing.assert_allclose(out.native_image[heart].mean(), image[heart].mean(), rtol=0.05)
 
 
-def test_clean_up_can_be_switched_off(run: Run) -> None:
-    batch, images, _ = replay(run)
+def test_clean_up_runs_before_translation_and_can_be_switched_off(run: Run) -> None:
+    # make_labels cleans what it decodes, so SPADE draws (and assemble writes) the cleaned labels
     run.synth.clean_labels = False
     try:
-        (raw,) = run.synth.assemble(batch, images)
+        raw = run.synth.make_labels(run.request)
     finally:
         run.synth.clean_labels = True
+    cleaned = run.synth.make_labels(run.request)
+    np.testing.assert_array_equal(cleaned.labels, clean_stacks(raw.labels, raw.plan))
+    batch, _, _ = replay(run)
     z = batch.plan[0][3]
-    np.testing.assert_array_equal(raw.phases[1.0]["ED"].labels, batch.labels[:z])
-    assert topology_errors(raw.phases[1.0]["ED"].labels).islands[1] > 0
+    assert topology_errors(batch.labels[:z]).islands[1] > 0
+    assert sum(topology_errors(clean_stacks(batch.labels, batch.plan)[:z]).islands.values()) == 0
     assert Synthesizer.__init__.__kwdefaults__["clean_labels"] is True

@@ -299,6 +299,21 @@ def _native_image(subject: Subject, phase: str) -> npt.NDArray[Any]:
     return subject.ed_image if phase == "ED" else subject.es_image
 
 
+def clean_stacks(
+    labels: npt.NDArray[np.uint8], plan: Sequence[tuple[int, float, str, int]]
+) -> npt.NDArray[np.uint8]:
+    """Every stack of a batch ``(N, S, S)`` (``plan`` gives the slice counts, in order) through
+    :func:`cardiosynth.data.topology.clean_labels`: one 3D heart at a time, not slice by slice."""
+    if sum(p[3] for p in plan) != len(labels):
+        raise ValueError(f"plan covers {sum(p[3] for p in plan)} slices, the batch has {len(labels)}")
+    out = labels.copy()
+    offset = 0
+    for *_, z_count in plan:
+        out[offset : offset + z_count] = clean_label_stack(labels[offset : offset + z_count])
+        offset += z_count
+    return out
+
+
 class Synthesizer:
     """Pathology synthesis with a loaded VAE and SPADE over one ACDC-layout data folder."""
 
@@ -314,7 +329,7 @@ class Synthesizer:
         clean_labels: bool = True,
     ) -> None:
         """``clean_labels``: apply :func:`cardiosynth.data.topology.clean_labels` to every decoded
-        stack in :meth:`assemble` (off only to measure what it does)."""
+        stack in :meth:`make_labels`, before translation (off only to measure what it does)."""
         self.vae = vae.eval()
         self.clean_labels = clean_labels
         self.spade = spade.eval() if spade is not None else None
@@ -503,6 +518,10 @@ class Synthesizer:
 
         started = time.perf_counter()
         labels = decode_latents(self.vae, np.concatenate(blocks))
+        if self.clean_labels:
+            # Cleaned here, before the batch leaves the VAE half, so that SPADE draws exactly the
+            # labels that are written (cleaning after translation left images and labels apart).
+            labels = clean_stacks(labels, plan)
         self._timed("decode", started)
         progress("decode", 1, 1)
         # The territory whose statistics each subject was made from (None: pooled MINF statistics).
@@ -527,7 +546,7 @@ class Synthesizer:
     def assemble(self, batch: LabelBatch, images: npt.NDArray[np.float32] | None) -> list[SyntheticSubject]:
         """Restore every stack to its base subject's native grid; biomarkers and the rule diagnosis.
 
-        Decoded label stacks are cleaned first (:mod:`cardiosynth.data.topology`, unless
+        Label stacks arrive cleaned by :meth:`make_labels` (:mod:`cardiosynth.data.topology`, unless
         ``clean_labels`` is off), on the processed grid where the decoder made them. Images are
         composited into the base subject's own native image with a feathered seam
         (:func:`cardiosynth.data.preprocess.composite_image`); without SPADE images there is no image
@@ -542,8 +561,6 @@ class Synthesizer:
             base = self._base(self._ref(batch.base_ids[index]))
             geometry = base.processed.geometry
             lab = batch.labels[offset : offset + z_count]
-            if self.clean_labels:
-                lab = clean_label_stack(lab)
             img = (
                 images[offset : offset + z_count]
                 if images is not None
