@@ -35,3 +35,63 @@ def test_progression_spearman_per_trajectory() -> None:
     assert result["trajectories"] == 2
     assert result["min_rho"] == pytest.approx(0.9)  # one adjacent swap in five: rho = 1 - 6*2/120
     assert result["mean_rho"] == pytest.approx(0.95)
+
+
+def _row(precision: float, recall: float, w1: float, fidelity: float = 1.0) -> dict[str, Any]:
+    return {
+        "precision": precision,
+        "recall": recall,
+        "w1_normalised": {"lv_ef": w1, "lv_edv_index": w1 / 2},
+        "w1_normalised_max": w1,
+        "fidelity": fidelity,
+        "wall_bias_mm": 0.5,
+        "islands_per_stack": 0.0,
+        "rv_components": 1.0,
+    }
+
+
+def _report(method: dict[str, Any], class_mean: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "default": {"correlation": "both", "interpolation": "sample"},
+        "classes": {
+            "HCM": {
+                "rows": {
+                    "method:both/sample": method,
+                    "method:none/sample": _row(0.5, 0.5, 3.0),
+                    "baseline:class_mean": class_mean,
+                    "real:held_out": _row(1.0, 1.0, 0.0),
+                },
+                "trajectories": {"shift": {"curve": [{"identity_dice": 0.85, "fidelity": 0.9}]}},
+            }
+        },
+    }
+
+
+def _met(report: dict[str, Any]) -> dict[str, bool]:
+    from cardiosynth.evaluation.synthesis import check_targets
+
+    return {t["target"]: t["met"] for t in check_targets(report)}
+
+
+def test_targets_pass_a_good_method_and_flag_a_perfect_class_mean() -> None:
+    met = _met(_report(_row(0.9, 0.9, 1.2), _row(0.9, 0.3, 4.0)))
+    assert all(met.values()), met
+    # A class-mean decode at 100 % precision and recall means the metric cannot see collapse.
+    met = _met(_report(_row(0.9, 0.9, 1.2), _row(1.0, 1.0, 4.0)))
+    assert not met["class-mean decode not 100 % precision and recall"]
+    assert not met["recall beats class-mean decode"]
+
+
+def test_targets_flag_a_broken_sampler() -> None:
+    met = _met(_report(_row(0.1, 0.2, 9.0, fidelity=0.3), _row(0.9, 0.3, 4.0)))
+    for target in ("precision >= 0.7", "recall >= 0.7", "normalised W1 <= 1.5 (max over biomarkers)",
+                   "precision matches class-mean decode", "rule fidelity >= 80 %"):  # fmt: skip
+        assert not met[target], target
+
+
+def test_best_mode_prefers_the_row_closest_to_held_out() -> None:
+    from cardiosynth.evaluation.synthesis import best_modes
+
+    best = best_modes(_report(_row(0.9, 0.9, 1.2), _row(0.9, 0.3, 4.0)))
+    assert best["per_class"]["HCM"]["by_w1"] == "both"
+    assert best["overall"] == "both"
