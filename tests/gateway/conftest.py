@@ -31,6 +31,9 @@ class RecordingDispatcher:
             raise ConnectionError("broker down")
         self.submitted.append((job_id, request))
 
+    def resume(self, job_id: str, stage: str) -> None:
+        self.submitted.append((job_id, {"resume": stage}))
+
     def cancel(self, job_id: str) -> None:
         self.cancelled.append(job_id)
 

@@ -17,6 +17,7 @@ import torch
 
 from cardiosynth.jobs.base import JobState
 from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
+from cardiosynth.jobs.reaper import redeliver_or_fail
 from cardiosynth.jobs.store import RedisJobStore
 from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
@@ -265,3 +266,41 @@ def test_a_busy_worker_is_live_and_a_job_waiting_for_spade_is_queued_not_reaped(
     workers("spade")
     assert _wait(store, job.id, {JobState.SUCCEEDED, JobState.FAILED}) is JobState.SUCCEEDED
     assert dispatcher.workers() == {"vae": 1, "spade": 1}
+
+
+def test_the_reaper_redelivers_a_killed_workers_stage_without_the_broker(
+    env: dict[str, str], workers: Callable[[str], subprocess.Popen[bytes]]
+) -> None:
+    """Issue 15 item 8: the broker would redeliver only after an hour (visibility timeout); the reaper
+    sees the held stage go silent (3 s here), queues it again and the job succeeds on a new worker,
+    with each output file once."""
+    env["CARDIOSYNTH_VISIBILITY_TIMEOUT_S"] = "3600"
+    try:
+        store, dispatcher, storage = _setup(env)
+        victim = workers("vae")
+        workers("spade")
+        request = {"pathology": "DCM", "n": 2, "seed": 6, "model": "t0"}
+        job, _ = store.create("owner", request)
+        dispatcher.submit(job.id, request)
+        finished = {JobState.SUCCEEDED, JobState.FAILED}
+        assert _wait(store, job.id, {JobState.RUNNING, *finished}) is JobState.RUNNING
+        victim.send_signal(signal.SIGKILL)  # mid-stage: loading models and statistics takes seconds
+        victim.wait(timeout=10)
+        workers("vae")
+        deadline = time.monotonic() + 240
+        while (now := store.get(job.id)) is not None and now.state not in finished:
+            assert time.monotonic() < deadline, f"still {now.state} at stage {now.stage}"
+            redeliver_or_fail(store, dispatcher, 3.0)  # what the gateway's reaper does
+            time.sleep(0.5)
+        done = store.get(job.id)
+        assert done is not None
+        assert done.state is JobState.SUCCEEDED, done.error
+        assert done.attempts == 1
+        assert done.result is not None
+        keys = [f["key"] for f in done.result["files"]]
+        assert len(keys) == len(set(keys)) == 2 * 6
+        assert sorted(keys) == _on_disk(storage, job.id)
+        work = [p for p in (storage / "jobs" / job.id).rglob("*") if p.is_file() and "work" in p.parts]
+        assert work == []  # the intermediate is removed once every output is stored
+    finally:
+        env["CARDIOSYNTH_VISIBILITY_TIMEOUT_S"] = "5"

@@ -19,6 +19,7 @@ from cardiosynth.gateway.routes import jobs, meta
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.jobs.factory import open_job_store
+from cardiosynth.jobs.reaper import redeliver_or_fail
 from cardiosynth.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The reaper: jobs whose worker died without a word (OOM kill, lost machine) are failed once
-        # their heartbeat is older than heartbeat_stale_s, instead of staying "running" forever.
+        # The reaper: a stage whose worker died without a word (OOM kill, lost machine) is redelivered
+        # once its heartbeat is older than heartbeat_stale_s, and the job failed after a few such
+        # deaths, instead of staying "running" forever (cardiosynth.jobs.reaper).
         async def reap() -> None:
             interval = min(settings.heartbeat_stale_s / 4, 30.0)
             while True:
                 await asyncio.sleep(interval)
                 try:
-                    reaped = await asyncio.to_thread(app.state.services.jobs.reap, settings.heartbeat_stale_s)
-                    if reaped:
-                        log.warning("reaped %d jobs with stale heartbeats: %s", len(reaped), reaped)
+                    svc, stale_s = app.state.services, settings.heartbeat_stale_s
+                    await asyncio.to_thread(redeliver_or_fail, svc.jobs, svc.dispatcher, stale_s)
                 except Exception as exc:
                     log.warning("reaper: %s", exc)
 

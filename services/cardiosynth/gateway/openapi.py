@@ -17,6 +17,9 @@ class _NoDispatch:
     def submit(self, job_id: str, request: dict[str, Any]) -> None:
         raise RuntimeError("not for use")
 
+    def resume(self, job_id: str, stage: str) -> None:
+        raise RuntimeError("not for use")
+
     def cancel(self, job_id: str) -> None:
         raise RuntimeError("not for use")
 

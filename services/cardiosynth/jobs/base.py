@@ -75,6 +75,7 @@ class Job:
     result: dict[str, Any] | None = None
     heartbeat: float | None = None
     stage: str = STAGES[0]
+    attempts: int = 0  # redeliveries of a stage whose worker went silent (see jobs/reaper.py)
 
 
 def request_hash(request: dict[str, Any]) -> str:
@@ -156,6 +157,10 @@ class JobStore(Protocol):
 
     def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
         """Fail ``running`` jobs whose heartbeat is older than ``stale_after_s``; return their ids."""
+        ...
+
+    def stale_jobs(self, stale_after_s: float, *, now: float | None = None) -> list[Job]:
+        """``running`` jobs whose heartbeat is older than ``stale_after_s`` (their worker went silent)."""
         ...
 
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:

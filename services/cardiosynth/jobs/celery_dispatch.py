@@ -23,15 +23,21 @@ class CeleryDispatcher:
         self.liveness = liveness
 
     def submit(self, job_id: str, request: dict[str, Any]) -> None:
+        self.resume(job_id, VAE_QUEUE)
+
+    def resume(self, job_id: str, stage: str) -> None:
         vae_id, spade_id = task_ids(job_id)
         errback = self.app.signature(FAILURE_TASK, args=(job_id,), queue=VAE_QUEUE)
-        workflow = chain(
-            self.app.signature(VAE_TASK, args=(job_id,), queue=VAE_QUEUE, task_id=vae_id, immutable=True),
-            self.app.signature(
-                SPADE_TASK, args=(job_id,), queue=SPADE_QUEUE, task_id=spade_id, immutable=True
-            ),
+        spade = self.app.signature(
+            SPADE_TASK, args=(job_id,), queue=SPADE_QUEUE, task_id=spade_id, immutable=True
         )
-        workflow.apply_async(link_error=errback)
+        if stage == SPADE_QUEUE:
+            spade.apply_async(link_error=errback)
+            return
+        if stage != VAE_QUEUE:
+            raise ValueError(f"unknown stage {stage!r}: expected {VAE_QUEUE!r} or {SPADE_QUEUE!r}")
+        vae = self.app.signature(VAE_TASK, args=(job_id,), queue=VAE_QUEUE, task_id=vae_id, immutable=True)
+        chain(vae, spade).apply_async(link_error=errback)
 
     def cancel(self, job_id: str) -> None:
         for task_id in task_ids(job_id):

@@ -9,6 +9,9 @@ class Dispatcher(Protocol):
     def submit(self, job_id: str, request: dict[str, Any]) -> None:
         """Send the job's first task to the ``vae`` queue (ids and parameters only, never arrays)."""
 
+    def resume(self, job_id: str, stage: str) -> None:
+        """Send the task of ``stage`` again (and the stages after it): its worker died."""
+
     def cancel(self, job_id: str) -> None:
         """Revoke the job's queued and running tasks."""
 

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, request TEXT NOT NULL,
     created REAL NOT NULL, updated REAL NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
     error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL,
-    stage TEXT NOT NULL DEFAULT 'vae'
+    stage TEXT NOT NULL DEFAULT 'vae', attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
@@ -62,6 +62,8 @@ class SqliteJobStore:
         columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
         if "stage" not in columns:  # a database of an earlier version
             db.execute("ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT 'vae'")
+        if "attempts" not in columns:
+            db.execute("ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread (sqlite3 connections must not cross threads).
@@ -103,6 +105,7 @@ class SqliteJobStore:
             result=json.loads(row["result"]) if row["result"] else None,
             heartbeat=row["heartbeat"],
             stage=row["stage"] or STAGES[0],
+            attempts=int(row["attempts"] or 0),
         )
 
     def create(
@@ -210,7 +213,7 @@ class SqliteJobStore:
     def _write(db: sqlite3.Connection, job: Job) -> None:
         db.execute(
             "UPDATE jobs SET state = ?, updated = ?, progress = ?, error = ?, timings = ?, result = ?, "
-            "heartbeat = ?, stage = ? WHERE id = ?",
+            "heartbeat = ?, stage = ?, attempts = ? WHERE id = ?",
             (
                 job.state.value,
                 job.updated,
@@ -220,6 +223,7 @@ class SqliteJobStore:
                 json.dumps(job.result) if job.result is not None else None,
                 job.heartbeat,
                 job.stage,
+                job.attempts,
                 job.id,
             ),
         )
@@ -243,22 +247,28 @@ class SqliteJobStore:
         )
         return cursor.rowcount > 0
 
-    def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
+    def stale_jobs(self, stale_after_s: float, *, now: float | None = None) -> list[Job]:
         now = time.time() if now is None else now
         rows = (
             self._db()
-            .execute("SELECT id, heartbeat, updated FROM jobs WHERE state = ?", (JobState.RUNNING.value,))
+            .execute(
+                "SELECT * FROM jobs WHERE state = ? AND COALESCE(heartbeat, updated) < ?",
+                (JobState.RUNNING.value, now - stale_after_s),
+            )
             .fetchall()
         )
+        return [self._job(row) for row in rows]
+
+    def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
         reaped = []
-        for row in rows:
-            beat = row["heartbeat"] or row["updated"]
-            if now - beat > stale_after_s:
-                try:
-                    self.transition(row["id"], JobState.FAILED, error=stale_error(now - beat))
-                    reaped.append(row["id"])
-                except (TransitionRefusedError, KeyError):
-                    pass
+        for job in self.stale_jobs(stale_after_s, now=now):
+            try:
+                silent = now - (job.heartbeat or job.updated)
+                self.transition(job.id, JobState.FAILED, error=stale_error(silent))
+                reaped.append(job.id)
+            except (TransitionRefusedError, KeyError):
+                pass
         return reaped
 
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:

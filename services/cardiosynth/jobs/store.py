@@ -130,6 +130,8 @@ def _field(name: str, value: Any) -> str:
         return repr(float(value)) if value is not None else ""
     if name == "state":
         return JobState(value).value
+    if name == "attempts":
+        return str(int(value))
     return str(value)
 
 
@@ -204,7 +206,7 @@ class RedisJobStore:
         return {
             name: _field(name, getattr(job, name))
             for name in ("id", "owner", "state", "stage", "request", "created", "updated", "progress",
-                         "error", "timings", "result", "heartbeat")
+                         "error", "timings", "result", "heartbeat", "attempts")
         }  # fmt: skip
 
     @staticmethod
@@ -226,6 +228,7 @@ class RedisJobStore:
             result=json.loads(d.get("result", "null")),
             heartbeat=float(d["heartbeat"]) if d.get("heartbeat") else None,
             stage=d.get("stage") or STAGES[0],
+            attempts=int(d.get("attempts") or 0),
         )
 
     def get(self, job_id: str) -> Job | None:
@@ -306,22 +309,29 @@ class RedisJobStore:
     def heartbeat(self, job_id: str, stage: str) -> bool:
         return bool(self._heartbeat(keys=[self._k("job", job_id)], args=[stage, repr(time.time())]))
 
-    def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
+    def stale_jobs(self, stale_after_s: float, *, now: float | None = None) -> list[Job]:
         now = time.time() if now is None else now
-        reaped = []
+        stale = []
         for raw_id in self.r.smembers(self._k("running")):
             job_id = raw_id.decode()
             job = self.get(job_id)
             if job is None:
                 self.r.srem(self._k("running"), job_id)
                 continue
-            beat = job.heartbeat or job.updated
-            if job.state is JobState.RUNNING and now - beat > stale_after_s:
-                try:
-                    self.transition(job_id, JobState.FAILED, error=stale_error(now - beat))
-                    reaped.append(job_id)
-                except (TransitionRefusedError, KeyError):
-                    pass
+            if job.state is JobState.RUNNING and now - (job.heartbeat or job.updated) > stale_after_s:
+                stale.append(job)
+        return stale
+
+    def reap(self, stale_after_s: float, *, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        reaped = []
+        for job in self.stale_jobs(stale_after_s, now=now):
+            try:
+                silent = now - (job.heartbeat or job.updated)
+                self.transition(job.id, JobState.FAILED, error=stale_error(silent))
+                reaped.append(job.id)
+            except (TransitionRefusedError, KeyError):
+                pass
         return reaped
 
     # -- worker liveness --------------------------------------------------------------------------

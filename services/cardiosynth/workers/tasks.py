@@ -17,7 +17,7 @@ import redis
 from celery import Celery, Task
 
 from cardiosynth.errors import public_detail
-from cardiosynth.jobs.base import TERMINAL, Job, JobState, TransitionRefusedError
+from cardiosynth.jobs.base import STAGES, TERMINAL, Job, JobState, TransitionRefusedError
 from cardiosynth.storage.base import StorageError
 from cardiosynth.workers import liveness, runtime
 from cardiosynth.workers.app import FAILURE_TASK, SPADE_TASK, VAE_TASK, make_celery
@@ -67,7 +67,6 @@ def request_of(job_request: dict[str, Any]) -> Any:
         interpolation=job_request.get("interpolation", "sample"),
         phases=tuple(job_request.get("phases", ("ED", "ES"))),
         base_subjects=tuple(job_request.get("base_subjects", ())),
-        territory=job_request.get("territory"),
     )
 
 
@@ -83,16 +82,40 @@ def _active(job_id: str) -> Job | None:
 
 
 def _hold(job: Job, stage: str) -> bool:
-    """Take ``stage`` of ``job``: ``queued`` there -> ``running``; a stage already ``running`` is a
-    redelivery after its worker died (taken over). ``False`` when the job was cancelled meanwhile."""
+    """Take ``stage`` of ``job``: ``queued`` there -> ``running``. A stage already ``running`` with a
+    stale heartbeat is a broker redelivery after its worker died (taken over); with a fresh one, a
+    live worker holds it and this delivery is a duplicate (``False``: leave it alone). Raises
+    :class:`JobCancelledError` when the job was cancelled or is gone."""
+    if STAGES.index(job.stage) > STAGES.index(stage):  # a late duplicate of a stage already done
+        log.info("job %s is past its %s stage (at %s); stale delivery skipped", job.id, stage, job.stage)
+        return False
     try:
         if job.state is JobState.QUEUED:
             runtime.jobs().transition(job.id, JobState.RUNNING, stage=stage)
+        elif job.stage == stage and job.heartbeat is not None:
+            if time.time() - job.heartbeat < 3 * runtime.settings().heartbeat_s:
+                log.info("job %s: its %s stage is held by a live worker; duplicate delivery skipped",
+                         job.id, stage)  # fmt: skip
+                return False
         elif job.stage != stage:  # a record from before stages were handed over: move it along
             runtime.jobs().update(job.id, stage=stage)
     except (TransitionRefusedError, KeyError):
-        return False
-    return runtime.jobs().heartbeat(job.id, stage)
+        raise JobCancelledError(job.id) from None
+    if not runtime.jobs().heartbeat(job.id, stage):
+        raise JobCancelledError(job.id)
+    return True
+
+
+def _stopped(job_id: str, stage: str) -> None:
+    """The stage stopped because the job is no longer held by it: a cancelled, failed or lost job's
+    files are removed; a stage redelivered to another worker keeps them (that worker overwrites)."""
+    job = runtime.jobs().get(job_id)
+    if job is None or job.state in (JobState.CANCELLED, JobState.FAILED):
+        state = job.state.value if job else "gone"
+        log.info("job %s is %s during its %s stage: stopped", job_id, state, stage)
+        _discard(job_id)
+    else:
+        log.warning("job %s: the %s stage was handed to another worker: this attempt stopped", job_id, stage)
 
 
 def _move(job_id: str, to: JobState, **fields: Any) -> None:
@@ -136,7 +159,7 @@ def vae_stage(self: Task, job_id: str) -> None:
     started = time.perf_counter()
     try:
         if not _hold(job, "vae"):
-            raise JobCancelledError(job_id)
+            return
         with runtime.heartbeat(job_id, "vae", runtime.settings().heartbeat_s) as lease:
             synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, False)
             progress: dict[str, Any] = dict(job.progress)
@@ -146,8 +169,7 @@ def vae_stage(self: Task, job_id: str) -> None:
             timings = {**job.timings, "vae": time.perf_counter() - started}
             _move(job_id, JobState.QUEUED, stage="spade", timings=timings)
     except JobCancelledError:
-        log.info("job %s was cancelled (or is gone) during its VAE stage: stopped", job_id)
-        _discard(job_id)
+        _stopped(job_id, "vae")
 
 
 @celery_app.task(  # type: ignore[untyped-decorator]
@@ -165,7 +187,7 @@ def spade_stage(self: Task, job_id: str) -> None:
     store = runtime.storage()
     try:
         if not _hold(job, "spade"):
-            raise JobCancelledError(job_id)
+            return
         with runtime.heartbeat(job_id, "spade", runtime.settings().heartbeat_s) as lease:
             synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, True)
             batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
@@ -197,8 +219,7 @@ def spade_stage(self: Task, job_id: str) -> None:
             )
         store.delete(work_key(job_id))  # the outputs are all stored; the intermediate is not one
     except JobCancelledError:
-        log.info("job %s was cancelled (or is gone) during its SPADE stage: stopped", job_id)
-        _discard(job_id)
+        _stopped(job_id, "spade")
 
 
 def _describe(name: str) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""The reaper: a stage whose worker went silent is redelivered, a bounded number of times.
+
+Delivery in one sentence: a stage whose worker dies (SIGKILL, OOM, lost machine) is put back in its
+queue by the reaper once its heartbeat is older than ``heartbeat_stale_s`` and runs again on another
+worker, overwriting the dead attempt's partial outputs (object keys are deterministic per job and
+subject), so the job completes, with each output written once in effect, within
+``heartbeat_stale_s`` + one reaper interval + the stage's own run time; after ``max_attempts``
+redeliveries the job fails as "worker lost" instead.
+
+This does not wait for the broker's own redelivery (the Redis visibility timeout must exceed the
+longest stage, hours; Kombu's filesystem broker never redelivers): the reaper, the heartbeats and the
+broker agree because only the reaper decides that a held stage is dead, and a late duplicate of the
+broker's finds the stage held by a live worker (a fresh heartbeat) and leaves it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from cardiosynth.jobs.base import JobState, JobStore, TransitionRefusedError, stale_error
+from cardiosynth.jobs.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+def redeliver_or_fail(
+    jobs: JobStore,
+    dispatcher: Dispatcher,
+    stale_after_s: float,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: float | None = None,
+) -> tuple[list[str], list[str]]:
+    """Requeue each stale held stage (its task sent again) or, past ``max_attempts``, fail the job;
+    return ``(redelivered ids, failed ids)``."""
+    if max_attempts < 0:
+        raise ValueError(f"max_attempts must be >= 0, got {max_attempts}")
+    now = time.time() if now is None else now
+    redelivered, failed = [], []
+    for job in jobs.stale_jobs(stale_after_s, now=now):
+        silent = now - (job.heartbeat or job.updated)
+        try:
+            if job.attempts < max_attempts:
+                jobs.transition(job.id, JobState.QUEUED, stage=job.stage, attempts=job.attempts + 1)
+                dispatcher.resume(job.id, job.stage)
+                log.warning("job %s: %s stage silent for %.0f s: redelivered (attempt %d of %d)",
+                            job.id, job.stage, silent, job.attempts + 1, max_attempts)  # fmt: skip
+                redelivered.append(job.id)
+            else:
+                jobs.transition(job.id, JobState.FAILED, error=stale_error(silent))
+                log.error("job %s: %s stage silent for %.0f s after %d redeliveries: failed",
+                          job.id, job.stage, silent, job.attempts)  # fmt: skip
+                failed.append(job.id)
+        except (TransitionRefusedError, KeyError):
+            continue  # finished, cancelled or gone meanwhile
+    return redelivered, failed

@@ -1,0 +1,81 @@
+"""The reaper over both stores: a held stage gone silent is redelivered (queued at that stage again,
+its task sent again) up to ``max_attempts`` times, then the job fails as "worker lost"; jobs that
+wait for a queue or beat in time are left alone (issue 15, item 8)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cardiosynth.jobs.base import JobState, JobStore
+from cardiosynth.jobs.factory import open_job_store
+from cardiosynth.jobs.reaper import redeliver_or_fail
+
+
+class Resumes:
+    def __init__(self) -> None:
+        self.resumed: list[tuple[str, str]] = []
+
+    def submit(self, job_id: str, request: dict[str, Any]) -> None:
+        pass
+
+    def resume(self, job_id: str, stage: str) -> None:
+        self.resumed.append((job_id, stage))
+
+    def cancel(self, job_id: str) -> None:
+        pass
+
+    def workers(self) -> dict[str, int]:
+        return {}
+
+    def ping(self) -> None:
+        pass
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    if request.param == "redis":
+        return open_job_store(
+            request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix")
+        )
+    return open_job_store(f"sqlite:///{tmp_path / 'jobs.db'}")
+
+
+def test_a_silent_stage_is_redelivered_then_failed_after_max_attempts(store: JobStore) -> None:
+    dispatcher = Resumes()
+    silent, _ = store.create("alice", {"n": 1})
+    other, _ = store.create("alice", {"n": 2})
+    waiting, _ = store.create("alice", {"n": 3})
+    store.transition(silent.id, JobState.RUNNING, stage="spade")
+    store.transition(other.id, JobState.RUNNING, stage="vae")
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=2) == ([], [])  # all fresh
+    redelivered, failed = redeliver_or_fail(store, dispatcher, 60, max_attempts=2, now=time.time() + 100)
+    assert (sorted(redelivered), failed) == (sorted([silent.id, other.id]), [])
+    again = store.get(silent.id)
+    assert again is not None
+    assert (again.state, again.stage, again.attempts) == (JobState.QUEUED, "spade", 1)
+    assert (silent.id, "spade") in dispatcher.resumed
+    assert (other.id, "vae") in dispatcher.resumed
+    assert store.get(waiting.id) is not None
+    assert (waiting.id, "vae") not in dispatcher.resumed  # queued, never held: never redelivered
+    store.transition(silent.id, JobState.RUNNING, stage="spade")  # a new worker takes it, then dies
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=2, now=time.time() + 100)[0] == [silent.id]
+    store.transition(silent.id, JobState.RUNNING, stage="spade")  # and the next one dies too
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=2, now=time.time() + 100) == (
+        [],
+        [silent.id],
+    )
+    gone = store.get(silent.id)
+    assert gone is not None
+    assert gone.state is JobState.FAILED
+    assert gone.error is not None
+    assert gone.error["title"] == "worker lost"
+    assert [r for r in dispatcher.resumed if r[0] == silent.id] == [(silent.id, "spade")] * 2
+
+
+def test_max_attempts_must_be_non_negative(store: JobStore) -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        redeliver_or_fail(store, Resumes(), 60, max_attempts=-1)
