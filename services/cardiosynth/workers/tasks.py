@@ -67,6 +67,7 @@ def request_of(job_request: dict[str, Any]) -> Any:
         interpolation=job_request.get("interpolation", "sample"),
         phases=tuple(job_request.get("phases", ("ED", "ES"))),
         base_subjects=tuple(job_request.get("base_subjects", ())),
+        territory=job_request.get("territory"),
     )
 
 
