@@ -13,6 +13,7 @@ import pytest
 from cardiosynth.jobs.base import JobState, JobStore
 from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.jobs.reaper import redeliver_or_fail
+from cardiosynth.storage.local import LocalStore
 
 
 class Resumes:
@@ -74,6 +75,19 @@ def test_a_silent_stage_is_redelivered_then_failed_after_max_attempts(store: Job
     assert gone.error is not None
     assert gone.error["title"] == "worker lost"
     assert [r for r in dispatcher.resumed if r[0] == silent.id] == [(silent.id, "spade")] * 2
+
+
+def test_a_job_failed_by_the_reaper_leaves_no_files(store: JobStore, tmp_path: Path) -> None:
+    storage = LocalStore(tmp_path / "files", signing_key=b"s" * 32)
+    job, _ = store.create("alice", {"n": 1})
+    store.transition(job.id, JobState.RUNNING, stage="spade")
+    storage.put_bytes(f"jobs/{job.id}/DCM_000/DCM_000_s1.00_ED.nii.gz", b"partial")
+    storage.put_bytes("jobs/other/DCM_000/DCM_000_s1.00_ED.nii.gz", b"kept")
+    later = time.time() + 100
+    outcome = redeliver_or_fail(store, Resumes(), 60, max_attempts=0, now=later, storage=storage)
+    assert outcome == ([], [job.id])
+    assert storage.list_keys(f"jobs/{job.id}/") == []
+    assert storage.list_keys("jobs/other/") == ["jobs/other/DCM_000/DCM_000_s1.00_ED.nii.gz"]
 
 
 def test_max_attempts_must_be_non_negative(store: JobStore) -> None:

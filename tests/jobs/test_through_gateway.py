@@ -26,6 +26,9 @@ class NullDispatcher:
     def submit(self, job_id: str, request: dict[str, Any]) -> None:
         pass
 
+    def resume(self, job_id: str, stage: str) -> None:
+        pass
+
     def cancel(self, job_id: str) -> None:
         pass
 

@@ -43,7 +43,9 @@ def create_app(
                 await asyncio.sleep(interval)
                 try:
                     svc, stale_s = app.state.services, settings.heartbeat_stale_s
-                    await asyncio.to_thread(redeliver_or_fail, svc.jobs, svc.dispatcher, stale_s)
+                    await asyncio.to_thread(
+                        redeliver_or_fail, svc.jobs, svc.dispatcher, stale_s, storage=svc.storage
+                    )
                 except Exception as exc:
                     log.warning("reaper: %s", exc)
 

@@ -20,6 +20,7 @@ import time
 
 from cardiosynth.jobs.base import JobState, JobStore, TransitionRefusedError, stale_error
 from cardiosynth.jobs.dispatch import Dispatcher
+from cardiosynth.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,10 @@ def redeliver_or_fail(
     *,
     max_attempts: int = MAX_ATTEMPTS,
     now: float | None = None,
+    storage: ObjectStore | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Requeue each stale held stage (its task sent again) or, past ``max_attempts``, fail the job;
-    return ``(redelivered ids, failed ids)``."""
+    """Requeue each stale held stage (its task sent again) or, past ``max_attempts``, fail the job
+    and remove what it stored (with ``storage``); return ``(redelivered ids, failed ids)``."""
     if max_attempts < 0:
         raise ValueError(f"max_attempts must be >= 0, got {max_attempts}")
     now = time.time() if now is None else now
@@ -54,6 +56,9 @@ def redeliver_or_fail(
                 log.error("job %s: %s stage silent for %.0f s after %d redeliveries: failed",
                           job.id, job.stage, silent, job.attempts)  # fmt: skip
                 failed.append(job.id)
+                if storage is not None:  # a failed job leaves no partial outputs
+                    for key in storage.list_keys(f"jobs/{job.id}/"):
+                        storage.delete(key)
         except (TransitionRefusedError, KeyError):
             continue  # finished, cancelled or gone meanwhile
     return redelivered, failed
