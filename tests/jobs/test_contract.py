@@ -187,5 +187,9 @@ def test_worker_liveness_expires_without_beats(store: JobStore) -> None:
     assert store.live_workers() == {"vae": 2, "spade": 1}
     time.sleep(0.8)
     assert store.live_workers() == {"vae": 1, "spade": 1}
+    assert store.worker_live("vae", "vae@a")
+    assert not store.worker_live("vae", "vae@b")  # expired
+    assert not store.worker_live("spade", "vae@a")  # not of that queue
     store.worker_gone("spade", "spade@a")
     assert store.live_workers() == {"vae": 1, "spade": 0}
+    assert not store.worker_live("spade", "spade@a")

@@ -174,3 +174,7 @@ class JobStore(Protocol):
     def live_workers(self) -> dict[str, int]:
         """Workers whose beat has not expired, per queue (every stage's queue present, maybe 0)."""
         ...
+
+    def worker_live(self, queue: str, worker: str) -> bool:
+        """Whether ``worker``'s beat for ``queue`` has not expired (a container's health check)."""
+        ...

@@ -291,3 +291,9 @@ class SqliteJobStore:
         counts = dict.fromkeys(STAGES, 0)
         counts.update({row["queue"]: int(row["n"]) for row in rows})
         return counts
+
+    def worker_live(self, queue: str, worker: str) -> bool:
+        row = self._db().execute(
+            "SELECT 1 FROM workers WHERE queue = ? AND name = ? AND expires > ?", (queue, worker, time.time())
+        )
+        return row.fetchone() is not None

@@ -109,6 +109,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
+_WORKER_LIVE = """
+local t = redis.call('TIME')
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
+return (expires and tonumber(expires) > tonumber(t[1]) + tonumber(t[2]) / 1000000) and 1 or 0
+"""
 _LIVE_WORKERS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -148,6 +153,7 @@ class RedisJobStore:
         self._update = client.register_script(_UPDATE)
         self._worker_beat = client.register_script(_WORKER_BEAT)
         self._live_workers = client.register_script(_LIVE_WORKERS)
+        self._worker_live = client.register_script(_WORKER_LIVE)
 
     def ping(self) -> None:
         self.r.ping()
@@ -345,3 +351,6 @@ class RedisJobStore:
     def live_workers(self) -> dict[str, int]:
         counts = self._live_workers(keys=[self._k("workers", q) for q in STAGES])
         return {q: int(n) for q, n in zip(STAGES, counts, strict=True)}
+
+    def worker_live(self, queue: str, worker: str) -> bool:
+        return bool(self._worker_live(keys=[self._k("workers", queue)], args=[worker]))

@@ -10,6 +10,7 @@ removes its beats; one that dies stops beating and drops out after ``liveness_tt
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -75,3 +76,20 @@ def _stop(**_: Any) -> None:
     beat = _current.pop("beat", None)
     if beat is not None:
         beat.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cardiosynth.workers.liveness QUEUE WORKER``: exit 0 when that worker's beat is
+    current (the container health check; a busy solo-pool worker cannot answer ``inspect ping``)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m cardiosynth.workers.liveness QUEUE WORKER (e.g. vae vae@host)\n")
+        return 2
+    queue, worker = args
+    live = runtime.jobs().worker_live(queue, worker)
+    sys.stdout.write(f"{worker} ({queue}): {'live' if live else 'not live'}\n")
+    return 0 if live else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
