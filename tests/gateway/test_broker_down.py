@@ -17,10 +17,10 @@ from pydantic import SecretStr
 
 from cardiosynth.gateway.app import create_app
 from cardiosynth.gateway.settings import GatewaySettings
+from cardiosynth.jobs.celery_app import make_celery
 from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
 from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.storage.local import LocalStore
-from cardiosynth.workers.app import make_celery
 from tests.gateway.conftest import KEY_A
 
 pytestmark = pytest.mark.slow

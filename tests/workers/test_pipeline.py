@@ -16,13 +16,13 @@ import redis
 import torch
 
 from cardiosynth.jobs.base import JobState
+from cardiosynth.jobs.celery_app import make_celery
 from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
 from cardiosynth.jobs.reaper import redeliver_or_fail
 from cardiosynth.jobs.store import RedisJobStore
 from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
-from cardiosynth.workers.app import make_celery
 from cardiosynth.workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from fastapi import Depends, Header, Request
 
 from cardiosynth.gateway.problems import ProblemError
 from cardiosynth.gateway.settings import GatewaySettings
-from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.jobs.base import JobStore, owner_id
+from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.storage.base import ObjectStore
 
 

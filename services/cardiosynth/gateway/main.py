@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from cardiosynth.gateway.app import create_app
 from cardiosynth.gateway.settings import GatewaySettings
+from cardiosynth.jobs.celery_app import make_celery
 from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
 from cardiosynth.jobs.factory import open_job_store
-from cardiosynth.workers.app import make_celery
 
 settings = GatewaySettings()
 # Worker liveness is read from the workers' beats in the job store (not a broker ping).

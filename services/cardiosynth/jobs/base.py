@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-STAGES = ("vae", "spade")  # in order; a job starts queued at the first
+from cardiosynth.queues import STAGES  # a job starts queued at the first stage
 
 
 class JobState(StrEnum):

@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery, chain
 
 from cardiosynth.jobs.base import JobStore
-from cardiosynth.workers.app import FAILURE_TASK, SPADE_QUEUE, SPADE_TASK, VAE_QUEUE, VAE_TASK
+from cardiosynth.queues import FAILURE_TASK, SPADE_QUEUE, SPADE_TASK, VAE_QUEUE, VAE_TASK
 
 
 def task_ids(job_id: str) -> tuple[str, str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from cardiosynth.jobs.base import (
-    STAGES,
     TERMINAL,
     TRANSITIONS,
     IdempotencyConflictError,
@@ -29,6 +28,7 @@ from cardiosynth.jobs.base import (
     request_hash,
     stale_error,
 )
+from cardiosynth.queues import STAGES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -24,7 +24,6 @@ from typing import Any
 import redis
 
 from cardiosynth.jobs.base import (
-    STAGES,
     TERMINAL,
     TRANSITIONS,
     IdempotencyConflictError,
@@ -38,6 +37,7 @@ from cardiosynth.jobs.base import (
     request_hash,
     stale_error,
 )
+from cardiosynth.queues import STAGES
 
 __all__ = [
     "TERMINAL",

@@ -17,10 +17,11 @@ import redis
 from celery import Celery, Task
 
 from cardiosynth.errors import public_detail
-from cardiosynth.jobs.base import STAGES, TERMINAL, Job, JobState, TransitionRefusedError
+from cardiosynth.jobs.base import TERMINAL, Job, JobState, TransitionRefusedError
+from cardiosynth.jobs.celery_app import make_celery
+from cardiosynth.queues import FAILURE_TASK, SPADE_TASK, STAGES, VAE_TASK
 from cardiosynth.storage.base import StorageError
 from cardiosynth.workers import liveness, runtime
-from cardiosynth.workers.app import FAILURE_TASK, SPADE_TASK, VAE_TASK, make_celery
 from cardiosynth.workers.runtime import JobCancelledError, StageLease
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The Celery application: two explicitly declared queues and the reliability settings.
+"""The Celery application: two explicitly declared queues and the reliability settings. Built the
+same way by the gateway (to send tasks by name) and the workers (to run them), so it lives below both.
 
 - ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies (SIGKILL, OOM) is redelivered;
 - prefetch 1: a worker holds one long task at a time, others stay free for other workers;
@@ -15,13 +16,9 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from cardiosynth.config import CommonSettings
-from cardiosynth.workers.settings import WorkerSettings
+from cardiosynth.queues import FAILURE_TASK, SPADE_QUEUE, SPADE_TASK, VAE_QUEUE, VAE_TASK
 
-VAE_QUEUE = "vae"
-SPADE_QUEUE = "spade"
-VAE_TASK = "cardiosynth.vae_stage"
-SPADE_TASK = "cardiosynth.spade_stage"
-FAILURE_TASK = "cardiosynth.job_failed"
+DEFAULT_VISIBILITY_TIMEOUT_S = 4 * 3600
 
 
 def transport_options(settings: CommonSettings, visibility_timeout_s: int) -> dict[str, Any]:
@@ -43,10 +40,11 @@ def transport_options(settings: CommonSettings, visibility_timeout_s: int) -> di
     return {"visibility_timeout": visibility_timeout_s}
 
 
-def make_celery(settings: CommonSettings | None = None, *, visibility_timeout_s: int | None = None) -> Celery:
-    settings = settings or WorkerSettings()
+def make_celery(settings: CommonSettings, *, visibility_timeout_s: int | None = None) -> Celery:
+    """The app over ``settings``' broker; the visibility timeout is the settings' (the workers') own
+    unless given."""
     if visibility_timeout_s is None:
-        visibility_timeout_s = getattr(settings, "visibility_timeout_s", 4 * 3600)
+        visibility_timeout_s = getattr(settings, "visibility_timeout_s", DEFAULT_VISIBILITY_TIMEOUT_S)
     app = Celery("cardiosynth", broker=settings.broker())
     exchange = Exchange("cardiosynth", type="direct")
     app.conf.update(
