@@ -238,6 +238,10 @@ def leftovers(stack: Stack, tally: Tally, client: httpx.Client, job_id: str, sta
     return len(on_disk - listed)
 
 
+def finished(tally: Tally, client: httpx.Client, job_id: str) -> bool:
+    return (job_state(tally, client, job_id) or {}).get("state") in TERMINAL
+
+
 def outputs(stack: Stack, job_id: str) -> list[str]:
     return [k for k in stack.job_files(job_id) if "/work/" not in k]
 
@@ -711,16 +715,20 @@ def kill_worker(queue: str) -> Callable[[Suite, Row], None]:
                     continue
                 if queue == "vae":
                     hit = wait_for(
-                        lambda jid=job_id: (job_state(tally, client, jid) or {}).get("state") == "running",
+                        lambda jid=job_id: (
+                            (job_state(tally, client, jid) or {}).get("state") in ("running", *TERMINAL)
+                        ),
                         60,
                         0.05,
                     )
                     job = job_state(tally, client, job_id) or {}
-                    mid = bool(hit) and "vae" not in job.get("timings", {})
+                    mid = bool(hit) and job.get("state") == "running" and "vae" not in job.get("timings", {})
                 else:
-                    hit = wait_for(lambda jid=job_id: outputs(stack, jid), 120, 0.02)
+                    hit = wait_for(
+                        lambda jid=job_id: outputs(stack, jid) or finished(tally, client, jid), 120, 0.02
+                    )
                     job = job_state(tally, client, job_id) or {}
-                    mid = bool(hit) and job.get("state") == "running"
+                    mid = bool(outputs(stack, job_id)) and job.get("state") == "running"
                 if mid:
                     files_at_kill = len(stack.job_files(job_id))
                     stack.workers[queue].kill()
@@ -762,7 +770,7 @@ def cancel_spade(suite: Suite, row: Row) -> None:
     with stack.client(key("cancel")) as client:
         job_id = submit(tally, client, {"pathology": "DCM", "n": 6, "seed": 21})
         assert job_id is not None
-        wait_for(lambda: outputs(stack, job_id), 120, 0.02)
+        wait_for(lambda: outputs(stack, job_id) or finished(tally, client, job_id), 120, 0.02)
         at_cancel = set(stack.job_files(job_id))
         response = tally.call(client, "DELETE", f"/jobs/{job_id}")
         cancelled = time.monotonic()
@@ -832,6 +840,8 @@ def redis_restart(persistent: bool) -> Callable[[Suite, Row], None]:
             row.notes.append("no persistence: outside the supported configuration (compose runs append-only)")
         row.standard()
         row.check("all finished", all(jobs.get(i, {}).get("state") in TERMINAL for i in accepted))
+        if persistent:  # nothing was lost on disk: the jobs complete, none fails for the restart
+            row.check("all succeeded", all(jobs.get(i, {}).get("state") == "succeeded" for i in accepted))
 
     return scenario
 
@@ -944,11 +954,22 @@ def embedded_kill(queue: str) -> Callable[[Suite, Row], None]:
             assert job_id is not None
             folder = storage / "jobs" / job_id
             if queue == "vae":
-                wait_for(lambda: (job_state(tally, client, job_id) or {}).get("state") == "running", 60, 0.05)
+                wait_for(
+                    lambda: (job_state(tally, client, job_id) or {}).get("state") in ("running", *TERMINAL),
+                    60,
+                    0.05,
+                )
             else:
                 wait_for(
-                    lambda: any(p.is_file() and "work" not in p.parts for p in folder.rglob("*")), 120, 0.02
+                    lambda: (
+                        any(p.is_file() and "work" not in p.parts for p in folder.rglob("*"))
+                        or finished(tally, client, job_id)
+                    ),
+                    120,
+                    0.02,
                 )
+            if finished(tally, client, job_id):
+                raise RuntimeError("the job finished before the kill")
             pid = up.children().get(f"worker-{queue}")
             if pid is None:
                 raise RuntimeError("no worker to kill")
