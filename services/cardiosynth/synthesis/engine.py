@@ -283,8 +283,9 @@ def target_latents(
     rng: np.random.Generator,
 ) -> npt.NDArray[np.float64]:
     """The severity-1 end point ``(ns, nz)`` for one base subject's equalised latents ``base`` and one
-    phase: a copula sample of the class (``sample``) or the base transported into it (``shift``, which
-    needs the NOR statistics ``nor_stats`` of the same phase)."""
+    phase: a copula sample of the class (``sample``) or the base moved by the class shift, its own
+    residual kept (``shift``, :func:`.sampling.shift_target`, which needs the NOR statistics
+    ``nor_stats`` of the same phase)."""
     paper = paper_slice_factor(base) if request.correlation == "paper" else None
     if request.interpolation == "sample":
         return sample_pathology(stats, request.correlation, paper, rng)
