@@ -31,6 +31,9 @@ def test_a_queued_stage_is_taken_and_a_live_holder_is_left_alone(store: SqliteJo
     held = _job(store, job.id)
     assert (held.state, held.stage) == (JobState.RUNNING, "vae")
     assert not tasks._hold(held, "vae")  # a duplicate delivery while the holder beats
+    assert tasks._hold(held, "vae", retry=True)  # this task's own retry takes it back at once
+    assert not tasks._hold(held, "spade")  # the next stage's task before this one is done: not yet
+    assert _job(store, held.id).stage == "vae"
 
 
 def test_a_stage_whose_holder_went_silent_is_taken_over(store: SqliteJobStore) -> None:

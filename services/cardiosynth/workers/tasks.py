@@ -19,7 +19,7 @@ from celery import Celery, Task
 from cardiosynth.errors import public_detail
 from cardiosynth.jobs.base import TERMINAL, Job, JobState, TransitionRefusedError
 from cardiosynth.jobs.celery_app import make_celery
-from cardiosynth.queues import FAILURE_TASK, SPADE_TASK, STAGES, VAE_TASK
+from cardiosynth.queues import FAILURE_TASK, SPADE_TASK, VAE_TASK
 from cardiosynth.storage.base import StorageError
 from cardiosynth.workers import liveness, runtime
 from cardiosynth.workers.runtime import JobCancelledError, StageLease
@@ -83,24 +83,26 @@ def _active(job_id: str) -> Job | None:
     return job
 
 
-def _hold(job: Job, stage: str) -> bool:
+def _hold(job: Job, stage: str, *, retry: bool = False) -> bool:
     """Take ``stage`` of ``job``: ``queued`` there -> ``running``. A stage already ``running`` with a
-    stale heartbeat is a broker redelivery after its worker died (taken over); with a fresh one, a
-    live worker holds it and this delivery is a duplicate (``False``: leave it alone). Raises
-    :class:`JobCancelledError` when the job was cancelled or is gone."""
-    if STAGES.index(job.stage) > STAGES.index(stage):  # a late duplicate of a stage already done
-        log.info("job %s is past its %s stage (at %s); stale delivery skipped", job.id, stage, job.stage)
+    stale heartbeat is a broker redelivery after its worker died (taken over), as is this task's own
+    retry (``retry``); with a fresh one, a live worker holds it and this delivery is a duplicate.
+    ``False`` (leave the job alone) for a duplicate, a late delivery of a stage already done, or one
+    that comes before the job reached this stage. Raises :class:`JobCancelledError` when the job was
+    cancelled or is gone."""
+    if job.stage != stage:
+        log.info("job %s is at its %s stage: a delivery of %s skipped", job.id, job.stage, stage)
         return False
     try:
         if job.state is JobState.QUEUED:
             runtime.jobs().transition(job.id, JobState.RUNNING, stage=stage)
-        elif job.stage == stage and job.heartbeat is not None:
-            if time.time() - job.heartbeat < 3 * runtime.settings().heartbeat_s:
-                log.info("job %s: its %s stage is held by a live worker; duplicate delivery skipped",
-                         job.id, stage)  # fmt: skip
-                return False
-        elif job.stage != stage:  # a record from before stages were handed over: move it along
-            runtime.jobs().update(job.id, stage=stage)
+        elif (
+            not retry
+            and job.heartbeat is not None
+            and time.time() - job.heartbeat < 3 * runtime.settings().heartbeat_s
+        ):
+            log.info("job %s: its %s stage is held by a live worker; duplicate skipped", job.id, stage)
+            return False
     except (TransitionRefusedError, KeyError):
         raise JobCancelledError(job.id) from None
     if not runtime.jobs().heartbeat(job.id, stage):
@@ -160,7 +162,8 @@ def vae_stage(self: Task, job_id: str) -> None:
         return
     started = time.perf_counter()
     try:
-        if not _hold(job, "vae"):
+        if not _hold(job, "vae", retry=bool(self.request.retries)):
+            self.request.chain = None  # not this delivery's to run: nor is the SPADE stage after it
             return
         with runtime.heartbeat(job_id, "vae", runtime.settings().heartbeat_s) as lease:
             synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, False)
@@ -188,7 +191,7 @@ def spade_stage(self: Task, job_id: str) -> None:
     started = time.perf_counter()
     store = runtime.storage()
     try:
-        if not _hold(job, "spade"):
+        if not _hold(job, "spade", retry=bool(self.request.retries)):
             return
         with runtime.heartbeat(job_id, "spade", runtime.settings().heartbeat_s) as lease:
             synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, True)
