@@ -48,17 +48,23 @@ Interpolation, severity ``a`` in [0, 1], base NOR latents ``z_N`` ``(ns, nz)``:
     deterministic map of each base. ``a = 0`` is the base exactly.
 
   What was measured (phantom-v1 VAE, data/phantom, n = 10 bases, seed 1, labels only, rule
-  classifier; identity = mean Dice of LV, MYO, RV to the base over ED and ES; figures are
-  identity / fidelity at severity 1): the copula transport :func:`transport_target` (the first
-  ``shift``, ``T = mu_P + s_P F_P^-1(Phi(r))``) HCM 0.62 / 100 %, MINF 0.57 / 90 %, RV 0.60 / 100 %;
-  the plain class shift (the default) HCM 0.63 / 100 %, MINF 0.57 / 90 %, RV 0.60 / 100 %; the
-  top-4 columns HCM 0.87 / 0 % (with its Fisher amplitude the hearts turned MINF, not HCM), MINF
-  0.63 / 60 %; the Euclidean-shortest move along the diagonal discriminant ``w`` 0.89-0.93 / 0 %
-  everywhere. Identity >= 0.8 with fidelity >= 70 % at severity 1 is not reached: the decoder's
-  reconstruction alone gives 0.946, and the rule's least change bounds identity from above (HCM
-  mass index 110 g/m^2: 0.91; DCM LVEDVi 100 and LVEF 40 %: 0.91 strict, 0.73 with a concentric
-  wall); the class mean overshoots the rule (RV: 60 % RV at a = 0.4 with identity 0.83, 100 % at
-  0.6 with 0.74), so the identity-vs-fidelity curve over severities is the figure to read.
+  classifier; identity = mean Dice of LV, MYO, RV to the base over ED and ES; identity / fidelity at
+  severity 1 for HCM, DCM, MINF, RV):
+
+  - this default (plain class shift, clipped): 0.63 / 100 %, 0.30 / 100 %, 0.58 / 80 %, 0.60 / 100 %;
+  - the copula transport :func:`transport_target` (the first ``shift``, ``T = mu_P + s_P
+    F_P^-1(Phi(r))``): 0.62 / 100 %, 0.30 / 100 %, 0.57 / 90 %, 0.60 / 100 %;
+  - the top-4 columns (``k = 4``, ``A = 1``): 0.87 / 0 %, 0.36 / 80 %, 0.63 / 60 %, 0.62 / 100 %;
+    HCM with ``A`` up to 2 turned MINF (0.80 / 0 % at 1.6), not HCM;
+  - the Euclidean-shortest move with the class mean's diagonal discriminant score: 0.93 / 0 %,
+    0.77 / 0 %, 0.89 / 0 %, 0.92 / 0 % (undershoots everywhere).
+
+  Identity >= 0.8 with fidelity >= 70 % at severity 1 is not reached by any of them. The ceiling is
+  the decoder's round trip (0.946 for the bases unchanged) and, below it, the least change the rule
+  requires (bounds per base, mean: HCM mass index 110 g/m^2 0.91; DCM LVEDVi 100 ml/m^2 and LVEF
+  40 % 0.91 by volumes, 0.73 with a concentric wall moved outwards; MINF LVEF 40 % 0.96; RV 0.98).
+  The class mean overshoots the rule: RV is 100 % RV from a = 0.5 (identity 0.79), HCM 30 % at 0.6
+  (0.79): the identity-vs-fidelity curve over severities is the figure to read.
 """
 
 from __future__ import annotations
