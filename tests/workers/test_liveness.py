@@ -38,3 +38,24 @@ def test_a_busy_process_keeps_beating_and_a_stop_forgets_it(store: SqliteJobStor
 def test_the_ttl_must_outlast_the_interval() -> None:
     with pytest.raises(ValueError, match="ttl"):
         liveness.LivenessBeat("vae@host", ["vae"], every_s=5, ttl_s=5)
+
+
+def test_a_short_store_outage_is_waited_out_and_a_long_one_raises() -> None:
+    calls: list[float] = []
+
+    def flaky() -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise ConnectionError("store restarting")
+        return "ok"
+
+    assert runtime.patiently(flaky, patience_s=10) == "ok"
+    assert len(calls) == 3
+
+    def down() -> str:
+        raise ConnectionError("store gone")
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):
+        runtime.patiently(down, patience_s=1.0)
+    assert time.monotonic() - started < 3

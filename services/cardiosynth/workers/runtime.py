@@ -7,10 +7,15 @@ a prefork pool), so CUDA, where present, is initialised only in the process that
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import TypeVar
+
+import redis
 
 from cardiosynth.jobs.base import JobStore
 from cardiosynth.jobs.factory import open_job_store
@@ -18,6 +23,27 @@ from cardiosynth.storage.base import ObjectStore
 from cardiosynth.workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# The job store away for a moment (Redis restarting, the SQLite file locked): worth waiting for.
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError,
+                sqlite3.OperationalError)  # fmt: skip
+
+
+def patiently(call: Callable[[], T], *, patience_s: float = 120.0) -> T:
+    """``call()``, retried with a growing pause while the job store is unreachable, for up to
+    ``patience_s``: a stage outlives a short store outage instead of failing the job (a Celery retry
+    cannot even be queued while Redis, the broker too, is down)."""
+    deadline, pause = time.monotonic() + patience_s, 0.5
+    while True:
+        try:
+            return call()
+        except STORE_ERRORS as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("job store unavailable (%s); retrying in %.1f s", type(exc).__name__, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 class JobCancelledError(Exception):
@@ -77,7 +103,7 @@ class StageLease:
 
     def check(self) -> None:
         """Raise :class:`JobCancelledError` once the job is no longer held by this stage."""
-        if self.lost.is_set() or not jobs().heartbeat(self.job_id, self.stage):
+        if self.lost.is_set() or not patiently(lambda: jobs().heartbeat(self.job_id, self.stage)):
             self.lost.set()
             raise JobCancelledError(self.job_id)
 

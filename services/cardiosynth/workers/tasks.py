@@ -74,7 +74,7 @@ def request_of(job_request: dict[str, Any]) -> Any:
 
 def _active(job_id: str) -> Job | None:
     """The job, or ``None`` when it is gone or already finished (cancelled, say): nothing to do."""
-    job = runtime.jobs().get(job_id)
+    job = runtime.patiently(lambda: runtime.jobs().get(job_id))
     if job is None or job.state in TERMINAL:
         log.info("job %s is %s: skipping", job_id, job.state.value if job else "gone")
         if job is None or job.state is JobState.CANCELLED:
@@ -95,7 +95,7 @@ def _hold(job: Job, stage: str, *, retry: bool = False) -> bool:
         return False
     try:
         if job.state is JobState.QUEUED:
-            runtime.jobs().transition(job.id, JobState.RUNNING, stage=stage)
+            runtime.patiently(lambda: runtime.jobs().transition(job.id, JobState.RUNNING, stage=stage))
         elif (
             not retry
             and job.heartbeat is not None
@@ -105,7 +105,7 @@ def _hold(job: Job, stage: str, *, retry: bool = False) -> bool:
             return False
     except (TransitionRefusedError, KeyError):
         raise JobCancelledError(job.id) from None
-    if not runtime.jobs().heartbeat(job.id, stage):
+    if not runtime.patiently(lambda: runtime.jobs().heartbeat(job.id, stage)):
         raise JobCancelledError(job.id)
     return True
 
@@ -125,7 +125,7 @@ def _stopped(job_id: str, stage: str) -> None:
 def _move(job_id: str, to: JobState, **fields: Any) -> None:
     """A transition by the stage holder; a job cancelled or gone meanwhile stops the stage."""
     try:
-        runtime.jobs().transition(job_id, to, **fields)
+        runtime.patiently(lambda: runtime.jobs().transition(job_id, to, **fields))
     except (TransitionRefusedError, KeyError):
         raise JobCancelledError(job_id) from None
 
@@ -145,7 +145,10 @@ def _progress(job_id: str, progress: dict[str, Any], lease: StageLease) -> Any:
 
     def report(stage: str, done: int, total: int) -> None:
         progress[stage] = {"done": done, "total": total}
-        if lease.lost.is_set() or not runtime.jobs().update(job_id, progress=dict(progress)):
+        snapshot = dict(progress)
+        if lease.lost.is_set() or not runtime.patiently(
+            lambda: runtime.jobs().update(job_id, progress=snapshot)
+        ):
             raise JobCancelledError(job_id)
 
     return report
