@@ -12,7 +12,12 @@ from pathlib import Path
 
 from cardiosynth import __version__
 from cardiosynth.log import configure_logging
-from cardiosynth.synthesis.modes import CORRELATION_MODES, INTERPOLATIONS
+from cardiosynth.synthesis.modes import (
+    CORRELATION_MODES,
+    DEFAULT_CORRELATION,
+    DEFAULT_INTERPOLATION,
+    INTERPOLATIONS,
+)
 
 log = logging.getLogger("cardiosynth")
 
@@ -441,9 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     sev.add_argument("--severity", type=_severity, default=1.0, help="in (0, 1]; default 1.0")
     sev.add_argument("--trajectory", type=_positive_int, default=None, metavar="K",
                      help="K severities 1/K, 2/K, ..., 1")  # fmt: skip
-    p.add_argument("--correlation", default="both", choices=CORRELATION_MODES,
+    p.add_argument("--correlation", default=DEFAULT_CORRELATION, choices=CORRELATION_MODES,
                    help="correlation of the sampled latents (default both)")  # fmt: skip
-    p.add_argument("--interpolation", default="sample", choices=INTERPOLATIONS,
+    p.add_argument("--interpolation", default=DEFAULT_INTERPOLATION, choices=INTERPOLATIONS,
                    help="sample: towards a class sample (the paper's, default); shift: the base moved by "
                    "the class shift, keeping its identity")  # fmt: skip
     p.add_argument("--phases", default=None, help="ED,ES (default both)")

@@ -6,7 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from cardiosynth.synthesis.modes import CorrelationMode, Interpolation
+from cardiosynth.synthesis.modes import (
+    DEFAULT_CORRELATION,
+    DEFAULT_INTERPOLATION,
+    CorrelationMode,
+    Interpolation,
+)
 
 Pathology = Literal["NOR", "DCM", "HCM", "RV", "MINF"]
 # The sampler's choices come from one place (cardiosynth.synthesis.modes, no numerics imported).
@@ -35,9 +40,9 @@ class SynthesizeRequest(BaseModel):
     seed: int = Field(default=0, ge=0, lt=2**32)
     severity: float | None = Field(default=None, gt=0.0, le=1.0, description="one severity in (0, 1]")
     trajectory: int | None = Field(default=None, ge=1, le=20, description="severities 1/K, 2/K, ..., 1")
-    correlation: Correlation = "both"
+    correlation: Correlation = DEFAULT_CORRELATION
     interpolation: Interpolation = Field(
-        default="sample",
+        default=DEFAULT_INTERPOLATION,
         description="sample: towards a sample of the class (the paper's); shift: the base NOR subject moved "
         "by the class shift, keeping its identity",
     )

@@ -36,7 +36,14 @@ from cardiosynth.models.vae import LabelVAE
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
-from cardiosynth.synthesis.modes import CorrelationMode, Interpolation, check_interpolation, check_mode
+from cardiosynth.synthesis.modes import (
+    DEFAULT_CORRELATION,
+    DEFAULT_INTERPOLATION,
+    CorrelationMode,
+    Interpolation,
+    check_interpolation,
+    check_mode,
+)
 from cardiosynth.synthesis.sampling import (
     gaussian_scores,
     interpolate,
@@ -75,11 +82,11 @@ class SynthesisRequest:
     n: int = 1
     seed: int = 0
     severities: tuple[float, ...] = (1.0,)
-    correlation: CorrelationMode = "both"
+    correlation: CorrelationMode = DEFAULT_CORRELATION
     phases: tuple[str, ...] = PHASES
     base_subjects: tuple[str, ...] = ()
     ns: int = NS_DEFAULT
-    interpolation: Interpolation = "sample"
+    interpolation: Interpolation = DEFAULT_INTERPOLATION
     shift_residual: float = 0.0
     territory: str | None = None
 

@@ -53,6 +53,7 @@ def request_of(job_request: dict[str, Any]) -> Any:
     """The API request body -> :class:`SynthesisRequest`."""
     from cardiosynth.data.labels import parse_group
     from cardiosynth.synthesis.engine import SynthesisRequest
+    from cardiosynth.synthesis.modes import DEFAULT_CORRELATION, DEFAULT_INTERPOLATION
 
     severities = (
         SynthesisRequest.trajectory(job_request["trajectory"])
@@ -64,8 +65,8 @@ def request_of(job_request: dict[str, Any]) -> Any:
         n=int(job_request["n"]),
         seed=int(job_request.get("seed", 0)),
         severities=severities,
-        correlation=job_request.get("correlation", "both"),
-        interpolation=job_request.get("interpolation", "sample"),
+        correlation=job_request.get("correlation", DEFAULT_CORRELATION),
+        interpolation=job_request.get("interpolation", DEFAULT_INTERPOLATION),
         phases=tuple(job_request.get("phases", ("ED", "ES"))),
         base_subjects=tuple(job_request.get("base_subjects", ())),
         territory=job_request.get("territory"),
