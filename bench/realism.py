@@ -52,12 +52,11 @@ log = logging.getLogger("bench.realism")
 BLUR_SIGMA_PX = 1.5
 
 
-def per_subject_blood_lsd(images: np.ndarray, arrays: RealismArrays) -> tuple[float, float]:
+def per_subject_blood_lsd(images: np.ndarray, labels: np.ndarray, subjects: list[str]) -> tuple[float, float]:
     """Range over subjects of the blood pool's Laplacian SD (the audit's figure)."""
-    ids = np.array(arrays.subjects)
+    ids = np.array(subjects)
     values = [
-        texture_stats(images[ids == s], arrays.labels[ids == s])["blood"].laplacian_sd
-        for s in sorted(set(ids))
+        texture_stats(images[ids == s], labels[ids == s])["blood"].laplacian_sd for s in sorted(set(ids))
     ]
     return float(min(values)), float(max(values))
 
@@ -70,25 +69,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         subject_ids = list(spade.card.get("heldout_subjects") or [])
         if not subject_ids:
             raise SystemExit(f"the SPADE {args.version} card lists no held-out subjects")
-    own = realism_arrays(
-        args.data, spade.module, subject_ids=subject_ids, style="own", limit=args.limit or None
-    )
-    prior_style = spade_images(spade.module, own.labels, own.real, style="prior")
-    # Labels as synthesis makes them: through the VAE (encode, decode), then SPADE with the own style.
-    vae = load_model("vae", args.version).module
-    vae_labels = decode_latents(vae, encode_slices(vae, own.labels))  # type: ignore[arg-type]
-    vae_images = spade_images(spade.module, vae_labels, own.real, style="own")
+    if args.cache and args.cache.is_file():
+        cached = np.load(args.cache)
+        own = RealismArrays(cached["real"], cached["synthetic"], cached["labels"], tuple(cached["subjects"]))
+        prior_style, vae_labels, vae_images = (
+            cached["prior_style"],
+            cached["vae_labels"],
+            cached["vae_images"],
+        )
+        log.info("arrays from %s", args.cache)
+    else:
+        own = realism_arrays(
+            args.data, spade.module, subject_ids=subject_ids, style="own", limit=args.limit or None
+        )
+        prior_style = spade_images(spade.module, own.labels, own.real, style="prior")
+        # Labels as synthesis makes them: through the VAE (encode, decode), then SPADE, own style.
+        vae = load_model("vae", args.version).module
+        vae_labels = decode_latents(vae, encode_slices(vae, own.labels))  # type: ignore[arg-type]
+        vae_images = spade_images(spade.module, vae_labels, own.real, style="own")
+        if args.cache:
+            np.savez(args.cache, real=own.real, synthetic=own.synthetic, labels=own.labels,
+                     subjects=np.array(own.subjects), prior_style=prior_style, vae_labels=vae_labels,
+                     vae_images=vae_images)  # fmt: skip
     prep_s = time.perf_counter() - started
     ids = list(own.subjects)
     subjects = sorted(set(ids))
     log.info("%d slices of %d subjects ready in %.0f s", len(ids), len(subjects), prep_s)
 
     blurred = gaussian_blur(own.real, BLUR_SIGMA_PX)
-    noisy, noise_sd = add_matched_noise(own.synthetic, own.real, seed=args.seed)
+    noisy, noise_sd = add_matched_noise(own.synthetic, own.real, seed=args.seeds[0])
     config = C2STConfig(epochs=args.epochs)
 
     # Control: two disjoint halves of the real subjects.
-    order = np.random.default_rng(args.seed).permutation(subjects)
+    order = np.random.default_rng(args.seeds[0]).permutation(subjects)
     half_a, half_b = set(order[: len(order) // 2]), set(order[len(order) // 2 :])
     ids_arr = np.array(ids)
     in_a, in_b = np.isin(ids_arr, sorted(half_a)), np.isin(ids_arr, sorted(half_b))
@@ -96,30 +109,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
     def row(name: str, role: str, real: np.ndarray, r_ids: list[str], synth: np.ndarray, s_ids: list[str],
-            texture: dict[str, Any] | None) -> None:  # fmt: skip
+            synth_labels: np.ndarray | None) -> None:  # fmt: skip
+        if args.rows and not any(name.startswith(r) for r in args.rows):
+            return
         t0 = time.perf_counter()
-        result = c2st(real, synth, r_ids, s_ids, seed=args.seed, config=config)
-        entry = {"name": name, "role": role, "c2st": result.to_dict(), "seconds": time.perf_counter() - t0}
-        if texture is not None:
-            entry["texture"] = texture
-            entry["blood_laplacian_sd_per_subject"] = per_subject_blood_lsd(synth, own)
+        # The first seed is the reported result; more seeds (critic init, batches and subject split)
+        # show how much the AUC moves between runs.
+        results = [c2st(real, synth, r_ids, s_ids, seed=seed, config=config) for seed in args.seeds]
+        result = results[0]
+        by_seed = {str(s): r.auc for s, r in zip(args.seeds, results, strict=True)}
+        entry: dict[str, Any] = {"name": name, "role": role, "c2st": result.to_dict(), "auc_by_seed": by_seed,
+                                 "seconds": time.perf_counter() - t0}  # fmt: skip
+        if synth_labels is not None:
+            entry["texture"] = compare_texture(real, own.labels, synth, synth_labels)
+            entry["blood_laplacian_sd_per_subject"] = per_subject_blood_lsd(synth, synth_labels, ids)
         rows.append(entry)
-        log.info("%s: AUC %.3f [%.3f, %.3f] (%.0f s)", name, result.auc, result.ci_low, result.ci_high,
-                 entry["seconds"])  # fmt: skip
+        log.info("%s: AUC %.3f [%.3f, %.3f] by seed %s (%.0f s)", name, result.auc, result.ci_low,
+                 result.ci_high, entry["auc_by_seed"], entry["seconds"])  # fmt: skip
 
     row("real vs real", "control (should be ~0.5)", own.real[in_a], list(ids_arr[in_a]), own.real[in_b],
         list(ids_arr[in_b]), None)  # fmt: skip
     lab = own.labels
-    row("SPADE (own style)", "shipped model", own.real, ids, own.synthetic, ids,
-        compare_texture(own.real, lab, own.synthetic, lab))  # fmt: skip
+    row("SPADE (own style)", "shipped model", own.real, ids, own.synthetic, ids, lab)
     row("SPADE on VAE-decoded labels", "shipped models, labels as synthesis draws them", own.real, ids,
-        vae_images, ids, compare_texture(own.real, lab, vae_images, vae_labels))  # fmt: skip
-    row("SPADE (no style)", "shipped model, zero style code", own.real, ids, prior_style, ids,
-        compare_texture(own.real, lab, prior_style, lab))  # fmt: skip
-    row(f"blurred real ({BLUR_SIGMA_PX} px)", "bad baseline (should be ~1)", own.real, ids, blurred, ids,
-        compare_texture(own.real, lab, blurred, lab))  # fmt: skip
+        vae_images, ids, vae_labels)  # fmt: skip
+    row("SPADE (no style)", "shipped model, zero style code", own.real, ids, prior_style, ids, lab)
+    row(f"blurred real ({BLUR_SIGMA_PX} px)", "bad baseline (should be ~1)", own.real, ids, blurred, ids, lab)
     row(f"SPADE + matched noise (SD {noise_sd:.3f})", "proposed post-hoc fix, not shipped", own.real, ids,
-        noisy, ids, compare_texture(own.real, lab, noisy, lab))  # fmt: skip
+        noisy, ids, lab)  # fmt: skip
 
     return {
         "data": str(args.data),
@@ -127,11 +144,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "slices": len(ids),
         "subject_selection": args.subjects,
         "spade_version": spade.version,
-        "seed": args.seed,
+        "seeds": args.seeds,
         "c2st_config": config.__dict__,
         "blur_sigma_px": BLUR_SIGMA_PX,
         "matched_noise_sd": noise_sd,
-        "real_blood_laplacian_sd_per_subject": per_subject_blood_lsd(own.real, own),
+        "real_blood_laplacian_sd_per_subject": per_subject_blood_lsd(own.real, own.labels, ids),
         "rows": rows,
         "seconds": time.perf_counter() - started,
         "target": "C2ST AUC <= 0.75 for images from the shipped models (issue 9)",
@@ -143,7 +160,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Image realism",
         "",
         f"Data `{report['data']}` ({report['subjects']} subjects, {report['slices']} slices, selection "
-        f"`{report['subject_selection']}`), SPADE `{report['spade_version']}`, seed {report['seed']}, "
+        f"`{report['subject_selection']}`), SPADE `{report['spade_version']}`, seeds {report['seeds']}, "
         f"{report['seconds']:.0f} s. Target: {report['target']}.",
         "",
         "## Classifier two-sample test",
@@ -151,13 +168,14 @@ def markdown(report: dict[str, Any]) -> str:
         "Held-out ROC AUC of a small CNN telling real from synthetic 128 x 128 slices; subjects split in "
         "halves (never on both sides); 95 % bootstrap interval over test subjects. 0.5: indistinguishable.",
         "",
-        "| comparison | role | AUC | 95 % CI | test subjects | test slices |",
-        "|---|---|---|---|---|---|",
+        "| comparison | role | AUC | 95 % CI | AUC by seed | test subjects | test slices |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         c = r["c2st"]
         lines.append(
             f"| {r['name']} | {r['role']} | {c['auc']:.3f} | {c['ci_low']:.3f}-{c['ci_high']:.3f} "
+            f"| {', '.join(f'{v:.2f}' for v in r['auc_by_seed'].values())} "
             f"| {c['test_subjects']} | {c['test_slices']} |"
         )
     lines += [
@@ -210,7 +228,9 @@ def main() -> None:
     parser.add_argument("--version", default="phantom-v1", help="SPADE model version in the registry")
     parser.add_argument("--limit", type=int, default=0, help="at most this many subjects (0: all)")
     parser.add_argument("--epochs", type=int, default=C2STConfig().epochs)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="C2ST seeds; the first is reported")
+    parser.add_argument("--rows", nargs="*", default=[], help="only the rows whose names start so")
+    parser.add_argument("--cache", type=Path, help="npz of the slices: read when present, else written")
     parser.add_argument("--out", type=Path, default=Path("reports/realism"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
