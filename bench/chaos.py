@@ -438,7 +438,8 @@ def cap_race(mode: str) -> Callable[[Suite, Row], None]:
 
         def post(index: int) -> None:
             with stack.client(key(name), timeout_s=60) as client:
-                client.get("/healthz")  # connected before the barrier: the POSTs leave together
+                # Not connected before the barrier: a kept-alive connection idle past uvicorn's 5 s
+                # keep-alive (threads start slowly on loaded cores) is closed under the client.
                 barrier.wait(timeout=30)
                 response = tally.call(
                     client, "POST", "/synthesize", json={"pathology": "HCM", "n": 1, "seed": index}
