@@ -269,3 +269,36 @@ def test_cli_choices_come_from_the_modes() -> None:
     assert tuple(schema["correlation"]["enum"]) == CORRELATION_MODES
     assert tuple(schema["interpolation"]["enum"]) == INTERPOLATIONS
     assert SynthesizeRequest(pathology="HCM", n=1).interpolation == "sample"
+
+
+def test_translate_reports_per_chunk_and_stops_when_the_callback_raises(
+    data: Path, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SPADE half reports after every chunk; a callback that raises (the service's cancel)
+    stops it there, before the remaining chunks are translated."""
+    from cardiosynth.synthesis import engine
+
+    synth = _synth(data, models)
+    batch = synth.make_labels(SynthesisRequest(Group.RV, n=1, seed=0))
+    monkeypatch.setattr(engine, "TRANSLATE_CHUNK", 4)
+    seen: list[tuple[str, int, int]] = []
+    whole = synth.translate(batch, lambda stage, done, total: seen.append((stage, done, total)))
+    total = len(batch.labels)
+    assert seen[-1] == ("translate", total, total)
+    assert [d for _, d, _ in seen] == [min(4 * (i + 1), total) for i in range(len(seen))]
+    monkeypatch.setattr(engine, "TRANSLATE_CHUNK", 1024)
+    np.testing.assert_array_equal(whole, synth.translate(batch))  # chunking changes nothing
+
+    class CancelledError(Exception):
+        pass
+
+    calls = []
+
+    def cancel_after_first(stage: str, done: int, total: int) -> None:
+        calls.append(done)
+        raise CancelledError
+
+    monkeypatch.setattr(engine, "TRANSLATE_CHUNK", 4)
+    with pytest.raises(CancelledError):
+        synth.translate(batch, cancel_after_first)
+    assert calls == [4]

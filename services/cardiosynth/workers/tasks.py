@@ -200,12 +200,11 @@ def spade_stage(self: Task, job_id: str) -> None:
         with runtime.heartbeat(job_id, "spade", runtime.settings().heartbeat_s) as lease:
             synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, True)
             batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
-            images = synth.translate(batch)
-            lease.check()
-            subjects = synth.assemble(batch, images)
             progress: dict[str, Any] = dict(job.progress)
             report = _progress(job_id, progress, lease)
-            report("translate", 1, 1)
+            images = synth.translate(batch, report)  # reports (and checks for a cancel) per chunk
+            lease.check()
+            subjects = synth.assemble(batch, images)
             files: list[dict[str, Any]] = []
             biomarkers: dict[str, Any] = {}
             models = dict(synth.model_versions)
