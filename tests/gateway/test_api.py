@@ -157,3 +157,27 @@ def test_gateway_does_not_import_torch() -> None:
     code = "import sys, cardiosynth.gateway.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_expired_job_still_answers_and_its_results_are_gone(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore],
+) -> None:
+    import time
+
+    from cardiosynth.jobs.reaper import expire_results
+
+    client, _, storage = api
+    job = client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=A).json()
+    jobs = client.app.state.services.jobs  # type: ignore[attr-defined]
+    jobs.transition(job["id"], JobState.RUNNING, stage="vae")
+    storage.put_bytes(f"jobs/{job['id']}/x.nii.gz", b"data")
+    jobs.transition(job["id"], JobState.SUCCEEDED, result={"files": [{"key": f"jobs/{job['id']}/x.nii.gz"}]})
+    assert client.get(f"/jobs/{job['id']}", headers=A).json()["expired"] is False
+    assert expire_results(jobs, storage, 60, now=time.time() + 120) == [job["id"]]
+    assert storage.list_keys(f"jobs/{job['id']}/") == []
+    got = client.get(f"/jobs/{job['id']}", headers=A).json()
+    assert (got["state"], got["expired"]) == ("succeeded", True)
+    r = client.get(f"/jobs/{job['id']}/results", headers=A)
+    assert r.status_code == 410
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "results expired at" in r.json()["detail"]

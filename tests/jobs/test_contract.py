@@ -193,3 +193,23 @@ def test_worker_liveness_expires_without_beats(store: JobStore) -> None:
     store.worker_gone("spade", "spade@a")
     assert store.live_workers() == {"vae": 1, "spade": 0}
     assert not store.worker_live("spade", "spade@a")
+
+
+def test_finished_jobs_past_retention_are_listed_once_and_marked_expired(store: JobStore) -> None:
+    done, _ = store.create("alice", {"n": 1})
+    live, _ = store.create("alice", {"n": 2})
+    store.transition(done.id, JobState.RUNNING, stage="vae")
+    store.transition(done.id, JobState.SUCCEEDED, result={"files": []})
+    store.transition(live.id, JobState.RUNNING, stage="vae")
+    now = time.time()
+    assert store.finished_before(now - 3600) == []  # finished just now: kept
+    old = store.finished_before(now + 1)
+    assert [j.id for j in old] == [done.id]  # the running job is never a candidate
+    assert not store.mark_expired(live.id, now)  # nor can it be marked
+    assert store.mark_expired(done.id, now)
+    assert not store.mark_expired(done.id, now + 5)  # once
+    got = store.get(done.id)
+    assert got is not None
+    assert (got.state, got.expired_at) == (JobState.SUCCEEDED, pytest.approx(now))
+    assert store.finished_before(now + 1) == []
+    assert not store.mark_expired("nope", now)

@@ -93,3 +93,28 @@ def test_a_job_failed_by_the_reaper_leaves_no_files(store: JobStore, tmp_path: P
 def test_max_attempts_must_be_non_negative(store: JobStore) -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         redeliver_or_fail(store, Resumes(), 60, max_attempts=-1)
+
+
+def test_retention_deletes_old_finished_jobs_files_and_marks_them_expired(
+    store: JobStore, tmp_path: Path
+) -> None:
+    from cardiosynth.jobs.reaper import expire_results
+
+    storage = LocalStore(tmp_path / "store", signing_key=b"k" * 32, base_url="http://x")
+    old, _ = store.create("alice", {"n": 1})
+    live, _ = store.create("alice", {"n": 2})
+    for job in (old, live):
+        storage.put_bytes(f"jobs/{job.id}/a.nii.gz", b"data")
+    store.transition(old.id, JobState.RUNNING, stage="vae")
+    store.transition(old.id, JobState.SUCCEEDED, result={"files": []})
+    assert expire_results(store, storage, 3600) == []  # too young
+    assert storage.list_keys(f"jobs/{old.id}/")
+    assert expire_results(store, storage, 3600, now=time.time() + 7200) == [old.id]
+    assert storage.list_keys(f"jobs/{old.id}/") == []
+    assert storage.list_keys(f"jobs/{live.id}/")  # a queued job keeps its files
+    got = store.get(old.id)
+    assert got is not None
+    assert got.expired_at is not None
+    assert expire_results(store, storage, 3600, now=time.time() + 7200) == []  # once
+    with pytest.raises(ValueError, match="retention_s"):
+        expire_results(store, storage, 0)

@@ -19,7 +19,7 @@ from cardiosynth.gateway.routes import jobs, meta
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.jobs.factory import open_job_store
-from cardiosynth.jobs.reaper import redeliver_or_fail
+from cardiosynth.jobs.reaper import expire_results, redeliver_or_fail
 from cardiosynth.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ def create_app(
                     svc, stale_s = app.state.services, settings.heartbeat_stale_s
                     await asyncio.to_thread(
                         redeliver_or_fail, svc.jobs, svc.dispatcher, stale_s, storage=svc.storage
+                    )
+                    # Output retention: finished jobs past result_retention_s lose their files.
+                    await asyncio.to_thread(
+                        expire_results, svc.jobs, svc.storage, settings.result_retention_s
                     )
                 except Exception as exc:
                     log.warning("reaper: %s", exc)

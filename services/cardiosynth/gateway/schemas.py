@@ -141,6 +141,8 @@ class JobOut(BaseModel):
     created: float
     updated: float
     error: Problem | None = None
+    expired: bool = Field(default=False, description="its results were deleted by output retention")
+    expired_at: float | None = None
     links: dict[str, str]
 
 

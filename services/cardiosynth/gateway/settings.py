@@ -14,6 +14,9 @@ class GatewaySettings(CommonSettings):
     max_queued_per_key: int = Field(default=10, ge=1)
     result_url_ttl_s: int = Field(default=3600, ge=60)
     heartbeat_stale_s: float = Field(default=600.0, gt=0)
+    result_retention_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="a finished job's files are deleted this long after it ends"
+    )
     max_body_bytes: int = Field(
         default=16_384, ge=1024, description="largest request body accepted (413 above)"
     )

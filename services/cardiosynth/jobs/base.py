@@ -76,6 +76,7 @@ class Job:
     heartbeat: float | None = None
     stage: str = STAGES[0]
     attempts: int = 0  # redeliveries of a stage whose worker went silent (see jobs/reaper.py)
+    expired_at: float | None = None  # when retention deleted its stored files (the record stays)
 
 
 def request_hash(request: dict[str, Any]) -> str:
@@ -161,6 +162,14 @@ class JobStore(Protocol):
 
     def stale_jobs(self, stale_after_s: float, *, now: float | None = None) -> list[Job]:
         """``running`` jobs whose heartbeat is older than ``stale_after_s`` (their worker went silent)."""
+        ...
+
+    def finished_before(self, cutoff: float, *, limit: int = 100) -> list[Job]:
+        """Finished (terminal) jobs last updated before ``cutoff`` and not yet expired, oldest first."""
+        ...
+
+    def mark_expired(self, job_id: str, at: float) -> bool:
+        """Set ``expired_at`` of a finished job; ``False`` when gone, not finished or already expired."""
         ...
 
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:

@@ -62,3 +62,24 @@ def redeliver_or_fail(
         except (TransitionRefusedError, KeyError):
             continue  # finished, cancelled or gone meanwhile
     return redelivered, failed
+
+
+def expire_results(
+    jobs: JobStore, storage: ObjectStore, retention_s: float, *, now: float | None = None, limit: int = 100
+) -> list[str]:
+    """Output retention: delete the stored files of each job finished more than ``retention_s`` ago
+    and mark it expired (its record stays, so the API can say "expired" instead of 404); return the
+    ids expired in this pass (at most ``limit``, oldest first; the next pass takes the rest)."""
+    if retention_s <= 0:
+        raise ValueError(f"retention_s must be > 0, got {retention_s}")
+    now = time.time() if now is None else now
+    expired = []
+    for job in jobs.finished_before(now - retention_s, limit=limit):
+        # Files first: a crash between the two leaves a job that the next pass expires again, never a
+        # job marked expired whose files are still stored.
+        for key in storage.list_keys(f"jobs/{job.id}/"):
+            storage.delete(key)
+        if jobs.mark_expired(job.id, now):
+            log.info("job %s: finished %.0f s ago: results expired", job.id, now - job.updated)
+            expired.append(job.id)
+    return expired

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, request TEXT NOT NULL,
     created REAL NOT NULL, updated REAL NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
     error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL,
-    stage TEXT NOT NULL DEFAULT 'vae', attempts INTEGER NOT NULL DEFAULT 0
+    stage TEXT NOT NULL DEFAULT 'vae', attempts INTEGER NOT NULL DEFAULT 0, expired_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
@@ -64,6 +64,8 @@ class SqliteJobStore:
             db.execute("ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT 'vae'")
         if "attempts" not in columns:
             db.execute("ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+        if "expired_at" not in columns:
+            db.execute("ALTER TABLE jobs ADD COLUMN expired_at REAL")
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread (sqlite3 connections must not cross threads).
@@ -106,6 +108,7 @@ class SqliteJobStore:
             heartbeat=row["heartbeat"],
             stage=row["stage"] or STAGES[0],
             attempts=int(row["attempts"] or 0),
+            expired_at=row["expired_at"],
         )
 
     def create(
@@ -270,6 +273,24 @@ class SqliteJobStore:
             except (TransitionRefusedError, KeyError):
                 pass
         return reaped
+
+    def finished_before(self, cutoff: float, *, limit: int = 100) -> list[Job]:
+        terminal = [s.value for s in TERMINAL]
+        rows = self._db().execute(
+            f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(terminal))}) AND expired_at IS NULL "
+            "AND updated < ? ORDER BY updated LIMIT ?",
+            (*terminal, cutoff, limit),
+        )
+        return [self._job(row) for row in rows.fetchall()]
+
+    def mark_expired(self, job_id: str, at: float) -> bool:
+        terminal = [s.value for s in TERMINAL]
+        cursor = self._db().execute(
+            f"UPDATE jobs SET expired_at = ? WHERE id = ? AND expired_at IS NULL "
+            f"AND state IN ({','.join('?' * len(terminal))})",
+            (at, job_id, *terminal),
+        )
+        return cursor.rowcount > 0
 
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:
         now = time.time()  # one machine in the embedded mode: one clock

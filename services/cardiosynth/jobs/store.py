@@ -9,6 +9,8 @@ Keys (``prefix`` defaults to ``cs``)::
     cs:queued                   sorted set of queued job ids by creation time (queue positions)
     cs:queued:<owner>           the owner's queued job ids (the per-key cap)
     cs:running                  set of running job ids (the reaper's worklist)
+    cs:finished                 sorted set of finished, not yet expired job ids by finishing time
+                                (retention's worklist)
     cs:idem:<owner>:<sha256>    "<job id> <request hash>" for Idempotency-Key
     cs:workers:<queue>          sorted set: worker name -> expiry (Redis server time) of its last beat
 """
@@ -101,6 +103,15 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+# Mark a finished job expired, once (never a record that is gone or still live).
+_EXPIRE = """
+local v = redis.call('HMGET', KEYS[1], 'state', 'expired_at')
+if v[1] ~= 'succeeded' and v[1] ~= 'failed' and v[1] ~= 'cancelled' then return 0 end
+if v[2] and v[2] ~= '' then return 0 end
+redis.call('HSET', KEYS[1], 'expired_at', ARGV[1])
+return 1
+"""
+
 # Worker liveness on the Redis server's clock (no skew between worker and gateway machines).
 _WORKER_BEAT = """
 local t = redis.call('TIME')
@@ -131,7 +142,7 @@ def _field(name: str, value: Any) -> str:
         return json.dumps(value)
     if name in ("created", "updated"):
         return repr(float(value))
-    if name == "heartbeat":
+    if name in ("heartbeat", "expired_at"):
         return repr(float(value)) if value is not None else ""
     if name == "state":
         return JobState(value).value
@@ -151,6 +162,7 @@ class RedisJobStore:
         self._release = client.register_script(_RELEASE)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._update = client.register_script(_UPDATE)
+        self._expire = client.register_script(_EXPIRE)
         self._worker_beat = client.register_script(_WORKER_BEAT)
         self._live_workers = client.register_script(_LIVE_WORKERS)
         self._worker_live = client.register_script(_WORKER_LIVE)
@@ -212,7 +224,7 @@ class RedisJobStore:
         return {
             name: _field(name, getattr(job, name))
             for name in ("id", "owner", "state", "stage", "request", "created", "updated", "progress",
-                         "error", "timings", "result", "heartbeat", "attempts")
+                         "error", "timings", "result", "heartbeat", "attempts", "expired_at")
         }  # fmt: skip
 
     @staticmethod
@@ -235,6 +247,7 @@ class RedisJobStore:
             heartbeat=float(d["heartbeat"]) if d.get("heartbeat") else None,
             stage=d.get("stage") or STAGES[0],
             attempts=int(d.get("attempts") or 0),
+            expired_at=float(d["expired_at"]) if d.get("expired_at") else None,
         )
 
     def get(self, job_id: str) -> Job | None:
@@ -297,6 +310,8 @@ class RedisJobStore:
                     else:
                         pipe.zrem(self._k("queued"), job_id)
                         pipe.zrem(self._k("queued", job.owner), job_id)
+                    if to in TERMINAL:
+                        pipe.zadd(self._k("finished"), {job_id: job.updated})
                     if to is JobState.RUNNING:
                         pipe.sadd(self._k("running"), job_id)
                     else:
@@ -339,6 +354,26 @@ class RedisJobStore:
             except (TransitionRefusedError, KeyError):
                 pass
         return reaped
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    def finished_before(self, cutoff: float, *, limit: int = 100) -> list[Job]:
+        ids = [
+            i.decode() for i in self.r.zrangebyscore(self._k("finished"), "-inf", f"({cutoff!r}", 0, limit)
+        ]
+        jobs = []
+        for job_id in ids:
+            job = self.get(job_id)
+            if job is None or job.expired_at is not None or job.state not in TERMINAL:
+                self.r.zrem(self._k("finished"), job_id)  # gone or done: off the worklist
+                continue
+            jobs.append(job)
+        return jobs
+
+    def mark_expired(self, job_id: str, at: float) -> bool:
+        done = bool(self._expire(keys=[self._k("job", job_id)], args=[repr(float(at))]))
+        self.r.zrem(self._k("finished"), job_id)
+        return done
 
     # -- worker liveness --------------------------------------------------------------------------
 

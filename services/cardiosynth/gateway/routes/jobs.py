@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -55,6 +56,8 @@ def job_out(job: Job, svc: Services) -> JobOut:
         created=job.created,
         updated=job.updated,
         error=Problem(**job.error) if job.error else None,
+        expired=job.expired_at is not None,
+        expired_at=job.expired_at,
         links={"self": f"/jobs/{job.id}", "results": f"/jobs/{job.id}/results"},
     )
 
@@ -157,13 +160,19 @@ def cancel_job(
 @router.get(
     "/jobs/{job_id}/results",
     response_model=ResultsOut,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        410: {"model": Problem, "content": {PROBLEM: {}}, "description": "results expired (retention)"},
+    },
     summary="Output files and biomarkers",
 )
 def results(
     job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
 ) -> ResultsOut:
     job = _own_job(job_id, who, svc)
+    if job.expired_at is not None:
+        at = datetime.fromtimestamp(job.expired_at, tz=UTC).isoformat(timespec="seconds")
+        raise ProblemError(410, f"results expired at {at} (kept {svc.settings.result_retention_s} s)")
     if job.state is not JobState.SUCCEEDED or job.result is None:
         raise ProblemError(409, f"job {job_id} is {job.state.value}; results exist once it has succeeded")
     ttl = svc.settings.result_url_ttl_s
