@@ -1,0 +1,62 @@
+"""``cardiosynth train``: train the label VAE or the SPADE translator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cardiosynth.cli.args import _positive_float, _positive_int, _seed
+from cardiosynth.cli.common import _echo
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+    }
+    common = {
+        "holdout": args.holdout,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "version": args.version,
+        "model_root": args.model_root,
+        "show_progress": not args.quiet,
+    }
+    if args.model == "vae":
+        from cardiosynth.models.train_vae import run_vae_training, vae_preset
+
+        path = run_vae_training(args.data, args.out, vae_preset(args.preset, **overrides), **common)
+    else:
+        from cardiosynth.models.train_spade import run_spade_training, spade_preset
+
+        path = run_spade_training(args.data, args.out, spade_preset(args.preset, **overrides), **common)
+    card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+    _echo(f"{args.model} model {args.version}: {path}")
+    for name, value in card.get("metrics", {}).items():
+        _echo(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
+    return 0
+
+
+def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("train", help="train the label VAE or the SPADE translator")
+    p.add_argument("model", choices=["vae", "spade"])
+    p.add_argument("--data", type=Path, required=True, help="ACDC-layout data (phantom or real ACDC)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="run directory (checkpoint, history, samples, model/)"
+    )
+    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "paper"], help="default cpu-small")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the preset's epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (SPADE: the generator's)")
+    p.add_argument("--seed", type=_seed, default=None, help="run seed (default 0)")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of subjects held out per group")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
+    p.add_argument("--version", default="phantom-v1", help="model version name (default phantom-v1)")
+    p.add_argument("--model-root", type=Path, default=None, help="also install into this registry root")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
