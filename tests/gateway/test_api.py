@@ -181,3 +181,25 @@ def test_an_expired_job_still_answers_and_its_results_are_gone(
     assert r.status_code == 410
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "results expired at" in r.json()["detail"]
+
+
+def test_purge_deletes_files_and_record_of_a_live_or_finished_job(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore],
+) -> None:
+    client, dispatcher, storage = api
+    live = client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=A).json()
+    storage.put_bytes(f"jobs/{live['id']}/x.nii.gz", b"data")
+    assert client.delete(f"/jobs/{live['id']}?purge=true", headers=B).status_code == 404  # not B's
+    r = client.delete(f"/jobs/{live['id']}?purge=true", headers=A)
+    assert r.status_code == 204
+    assert r.content == b""
+    assert dispatcher.cancelled == [live["id"]]  # cancelled first
+    assert storage.list_keys(f"jobs/{live['id']}/") == []
+    assert client.get(f"/jobs/{live['id']}", headers=A).status_code == 404
+    done = client.post("/synthesize", json={"pathology": "DCM", "n": 1}, headers=A).json()
+    assert client.delete(f"/jobs/{done['id']}", headers=A).status_code == 200  # plain cancel
+    assert client.delete(f"/jobs/{done['id']}", headers=A).status_code == 409  # finished: unchanged
+    assert client.get(f"/jobs/{done['id']}", headers=A).json()["state"] == "cancelled"
+    assert client.delete(f"/jobs/{done['id']}?purge=true", headers=A).status_code == 204
+    assert client.get(f"/jobs/{done['id']}", headers=A).status_code == 404
+    assert client.get("/jobs", headers=A).json()["total"] == 0

@@ -213,3 +213,20 @@ def test_finished_jobs_past_retention_are_listed_once_and_marked_expired(store: 
     assert (got.state, got.expired_at) == (JobState.SUCCEEDED, pytest.approx(now))
     assert store.finished_before(now + 1) == []
     assert not store.mark_expired("nope", now)
+
+
+def test_purge_deletes_a_finished_record_and_refuses_a_live_one(store: JobStore) -> None:
+    done, _ = store.create("alice", {"n": 1}, idempotency_key="k1")
+    live, _ = store.create("alice", {"n": 2})
+    store.transition(done.id, JobState.CANCELLED)
+    with pytest.raises(TransitionRefusedError, match="cancel it before purging"):
+        store.purge(live.id)
+    assert store.get(live.id) is not None
+    assert store.purge(done.id)
+    assert store.get(done.id) is None
+    assert not store.purge(done.id)  # gone already
+    page, total = store.list_jobs("alice")
+    assert (total, [j.id for j in page]) == (1, [live.id])
+    again, created = store.create("alice", {"n": 1}, idempotency_key="k1")  # the key is free again
+    assert created
+    assert again.id != done.id

@@ -172,6 +172,11 @@ class JobStore(Protocol):
         """Set ``expired_at`` of a finished job; ``False`` when gone, not finished or already expired."""
         ...
 
+    def purge(self, job_id: str) -> bool:
+        """Delete the record of a finished job (and its place in every index); ``False`` when it is
+        gone already; :class:`TransitionRefusedError` (nothing deleted) when it is not finished."""
+        ...
+
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:
         """Record that ``worker`` consumes ``queue`` for the next ``ttl_s`` seconds."""
         ...

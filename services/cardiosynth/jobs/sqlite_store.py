@@ -292,6 +292,17 @@ class SqliteJobStore:
         )
         return cursor.rowcount > 0
 
+    def purge(self, job_id: str) -> bool:
+        with self._immediate() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return False
+            if JobState(row["state"]) not in TERMINAL:
+                raise TransitionRefusedError(f"job {job_id} is {row['state']}; cancel it before purging")
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            db.execute("DELETE FROM idempotency WHERE job_id = ?", (job_id,))
+        return True
+
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:
         now = time.time()  # one machine in the embedded mode: one clock
         with self._immediate() as db:

@@ -375,6 +375,36 @@ class RedisJobStore:
         self.r.zrem(self._k("finished"), job_id)
         return done
 
+    def purge(self, job_id: str) -> bool:
+        key = self._k("job", job_id)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hgetall(key)
+                    job = self._decode(raw) if raw else None
+                    if job is None:
+                        pipe.unwatch()
+                        if raw:  # a partial hash: nothing to keep
+                            self.r.delete(key)
+                        return False
+                    if job.state not in TERMINAL:
+                        raise TransitionRefusedError(
+                            f"job {job_id} is {job.state.value}; cancel it before purging"
+                        )
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.zrem(self._k("owner", job.owner), job_id)
+                    pipe.zrem(self._k("finished"), job_id)
+                    pipe.zrem(self._k("queued"), job_id)
+                    pipe.zrem(self._k("queued", job.owner), job_id)
+                    pipe.srem(self._k("running"), job_id)
+                    pipe.execute()
+                    # The idempotency key naming it (if any) is released by the next create with it.
+                    return True
+                except redis.WatchError:
+                    continue
+
     # -- worker liveness --------------------------------------------------------------------------
 
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:

@@ -138,22 +138,47 @@ def get_job(
     return job_out(_own_job(job_id, who, svc), svc)
 
 
-@router.delete("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="Cancel a job")
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses={
+        **ERRORS,
+        204: {"description": "purged (``purge=true``): the job's files and record are deleted"},
+    },
+    summary="Cancel a job, or purge it with purge=true",
+)
 def cancel_job(
-    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
-) -> JobOut:
+    job_id: str,
+    who: Annotated[str, Depends(owner)],
+    svc: Annotated[Services, Depends(services)],
+    purge: Annotated[bool, Query(description="also delete the job's files and record (then 404)")] = False,
+) -> JobOut | Response:
+    """Cancel a queued or running job (200 with the cancelled job; 409 when it has finished already).
+
+    With ``purge=true`` the job, in any state, is cancelled first if it is still live, then its stored
+    files and its record are deleted: the answer is 204 with no body, and the job is 404 from then on."""
     job = _own_job(job_id, who, svc)
-    if job.state in TERMINAL:
+    if job.state in TERMINAL and not purge:
         raise ProblemError(409, f"job {job_id} is already {job.state.value}")
-    try:
-        job = svc.jobs.transition(job_id, JobState.CANCELLED)
-    except TransitionRefusedError as exc:
-        raise ProblemError(409, str(exc)) from None
-    svc.dispatcher.cancel(job_id)
+    if job.state not in TERMINAL:
+        try:
+            job = svc.jobs.transition(job_id, JobState.CANCELLED)
+        except TransitionRefusedError as exc:
+            if not purge:
+                raise ProblemError(409, str(exc)) from None
+            # It finished meanwhile: purging it is what was asked anyway.
+        else:
+            svc.dispatcher.cancel(job_id)
     # What the job wrote so far goes with it. A worker in the middle of a stage notices the cancel at
     # its next check (between batches and subjects) and removes what it wrote after this.
     for key in svc.storage.list_keys(f"jobs/{job_id}/"):
         svc.storage.delete(key)
+    if purge:
+        try:
+            svc.jobs.purge(job_id)
+        except TransitionRefusedError as exc:  # not finished: only a concurrent redelivery gets here
+            raise ProblemError(409, str(exc)) from None
+        return Response(status_code=204)
     return job_out(job, svc)
 
 
