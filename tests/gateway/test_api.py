@@ -203,3 +203,24 @@ def test_purge_deletes_files_and_record_of_a_live_or_finished_job(
     assert client.delete(f"/jobs/{done['id']}?purge=true", headers=A).status_code == 204
     assert client.get(f"/jobs/{done['id']}", headers=A).status_code == 404
     assert client.get("/jobs", headers=A).json()["total"] == 0
+
+
+def test_subjects_in_flight_per_key_are_capped(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore],
+) -> None:
+    client, _, _ = api
+    quota = client.app.state.services.settings.max_subjects_in_flight_per_key  # type: ignore[attr-defined]
+    assert quota == 200
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 11, "trajectory": 19}, headers=A)
+    assert r.status_code == 422  # 209 > 200: could never fit
+    assert "209" in r.json()["detail"]
+    first = client.post("/synthesize", json={"pathology": "HCM", "n": 10, "trajectory": 15}, headers=A)
+    assert first.status_code == 202  # 150
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 51}, headers=A)
+    assert r.status_code == 429
+    assert r.headers["Retry-After"]
+    assert "150" in r.json()["detail"]
+    assert "51" in r.json()["detail"]
+    assert "200" in r.json()["detail"]
+    assert client.post("/synthesize", json={"pathology": "HCM", "n": 50}, headers=A).status_code == 202
+    assert client.post("/synthesize", json={"pathology": "HCM", "n": 51}, headers=B).status_code == 202

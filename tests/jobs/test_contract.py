@@ -230,3 +230,53 @@ def test_purge_deletes_a_finished_record_and_refuses_a_live_one(store: JobStore)
     again, created = store.create("alice", {"n": 1}, idempotency_key="k1")  # the key is free again
     assert created
     assert again.id != done.id
+
+
+def test_the_subject_quota_counts_queued_and_running_weight_and_frees_on_finish(store: JobStore) -> None:
+    from cardiosynth.jobs.base import SubjectQuotaError, subject_weight
+
+    assert subject_weight({"n": 5, "trajectory": 4}) == 20
+    assert subject_weight({"n": 5, "severity": 0.5}) == 5
+    with pytest.raises(ValueError, match="n=0"):
+        subject_weight({"n": 0})
+    a, _ = store.create("alice", {"n": 6}, weight=6, max_subjects=10, idempotency_key="a")
+    assert a.weight == 6
+    got = store.get(a.id)
+    assert got is not None
+    assert got.weight == 6
+    store.transition(a.id, JobState.RUNNING, stage="vae")  # running still counts
+    with pytest.raises(SubjectQuotaError, match=r"6 subjects x severities already in flight.*5.*quota of 10"):
+        store.create("alice", {"n": 5}, weight=5, max_subjects=10)
+    # A retry of the accepted job is answered, quota or not (the lookup comes first).
+    again, created = store.create("alice", {"n": 6}, weight=6, max_subjects=10, idempotency_key="a")
+    assert (again.id, created) == (a.id, False)
+    store.create("bob", {"n": 10}, weight=10, max_subjects=10)  # another key's quota
+    b, _ = store.create("alice", {"n": 4}, weight=4, max_subjects=10)  # exactly at the quota
+    store.transition(a.id, JobState.SUCCEEDED, result={"files": []})
+    store.create("alice", {"n": 6}, weight=6, max_subjects=10)  # a's weight is free again
+    with pytest.raises(SubjectQuotaError):
+        store.create("alice", {"n": 1}, weight=1, max_subjects=10)
+    store.transition(b.id, JobState.CANCELLED)
+    store.create("alice", {"n": 1}, weight=1, max_subjects=10)
+
+
+def test_the_subject_quota_holds_under_30_simultaneous_creates(store: JobStore) -> None:
+    from cardiosynth.jobs.base import SubjectQuotaError
+
+    outcomes: Counter[str] = Counter()
+    barrier = threading.Barrier(30)
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            store.create("alice", {"n": 3}, weight=3, max_subjects=20)
+            outcomes["ok"] += 1
+        except SubjectQuotaError:
+            outcomes["quota"] += 1
+
+    threads = [threading.Thread(target=one) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == Counter({"ok": 6, "quota": 24})  # 6 x 3 = 18 <= 20 < 21

@@ -12,6 +12,9 @@ class GatewaySettings(CommonSettings):
 
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated API keys")
     max_queued_per_key: int = Field(default=10, ge=1)
+    max_subjects_in_flight_per_key: int = Field(
+        default=200, ge=1, description="queued + running subjects x severities per key (429 above)"
+    )
     result_url_ttl_s: int = Field(default=3600, ge=60)
     heartbeat_stale_s: float = Field(default=600.0, gt=0)
     result_retention_s: int = Field(

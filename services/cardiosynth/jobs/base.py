@@ -55,6 +55,10 @@ class QueueFullError(Exception):
     """The owner already has ``max_queued`` queued jobs (HTTP 429)."""
 
 
+class SubjectQuotaError(QueueFullError):
+    """The owner's subjects in flight (queued + running) plus this job's would exceed the quota (HTTP 429)."""
+
+
 class TransitionRefusedError(Exception):
     """The job is not in a state that allows the change (e.g. cancelling a finished job)."""
 
@@ -77,6 +81,24 @@ class Job:
     stage: str = STAGES[0]
     attempts: int = 0  # redeliveries of a stage whose worker went silent (see jobs/reaper.py)
     expired_at: float | None = None  # when retention deleted its stored files (the record stays)
+    weight: int = 0  # subjects x severities it synthesizes (the per-key quota on subjects in flight)
+
+
+def subject_weight(request: dict[str, Any]) -> int:
+    """What a request counts against the per-key quota: ``n`` subjects x its number of severities
+    (``trajectory`` K gives K, a single severity or none gives 1)."""
+    n, k = request.get("n", 1), request.get("trajectory") or 1
+    if not isinstance(n, int) or not isinstance(k, int) or n < 1 or k < 1:
+        raise ValueError(f"n and trajectory must be positive integers, got n={n!r}, trajectory={k!r}")
+    return n * k
+
+
+def quota_detail(in_flight: int, weight: int, max_subjects: int) -> str:
+    """The 429 detail of :class:`SubjectQuotaError`, naming the numbers."""
+    return (
+        f"{in_flight} subjects x severities already in flight (queued or running) for this key; this job's "
+        f"{weight} would exceed the quota of {max_subjects}"
+    )
 
 
 def request_hash(request: dict[str, Any]) -> str:
@@ -114,6 +136,8 @@ class JobStore(Protocol):
         *,
         idempotency_key: str | None = None,
         max_queued: int | None = None,
+        weight: int = 0,
+        max_subjects: int | None = None,
     ) -> tuple[Job, bool]:
         """Create a job queued at the first stage; return ``(job, created)``.
 
@@ -121,7 +145,8 @@ class JobStore(Protocol):
         (``created`` False) even when the queue is full; another body raises
         :class:`IdempotencyConflictError`. A key whose job record is gone is released and a new job is
         created. Then, in the same atomic step, :class:`QueueFullError` when ``owner`` already has
-        ``max_queued`` queued jobs."""
+        ``max_queued`` queued jobs, and :class:`SubjectQuotaError` when the ``weight`` of its queued and
+        running jobs plus this job's ``weight`` would exceed ``max_subjects``. The weight is stored."""
         ...
 
     def get(self, job_id: str) -> Job | None:

@@ -23,8 +23,10 @@ from cardiosynth.jobs.base import (
     Job,
     JobState,
     QueueFullError,
+    SubjectQuotaError,
     TransitionRefusedError,
     idempotency_digest,
+    quota_detail,
     request_hash,
     stale_error,
 )
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, request TEXT NOT NULL,
     created REAL NOT NULL, updated REAL NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
     error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL,
-    stage TEXT NOT NULL DEFAULT 'vae', attempts INTEGER NOT NULL DEFAULT 0, expired_at REAL
+    stage TEXT NOT NULL DEFAULT 'vae', attempts INTEGER NOT NULL DEFAULT 0, expired_at REAL,
+    weight INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
@@ -66,6 +69,8 @@ class SqliteJobStore:
             db.execute("ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
         if "expired_at" not in columns:
             db.execute("ALTER TABLE jobs ADD COLUMN expired_at REAL")
+        if "weight" not in columns:
+            db.execute("ALTER TABLE jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 0")
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread (sqlite3 connections must not cross threads).
@@ -109,6 +114,7 @@ class SqliteJobStore:
             stage=row["stage"] or STAGES[0],
             attempts=int(row["attempts"] or 0),
             expired_at=row["expired_at"],
+            weight=int(row["weight"] or 0),
         )
 
     def create(
@@ -118,11 +124,13 @@ class SqliteJobStore:
         *,
         idempotency_key: str | None = None,
         max_queued: int | None = None,
+        weight: int = 0,
+        max_subjects: int | None = None,
     ) -> tuple[Job, bool]:
         digest = request_hash(request)
         key = idempotency_digest(idempotency_key) if idempotency_key else None
         now = time.time()
-        job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now)
+        job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now, weight=weight)
         with self._immediate() as db:
             if key is not None:  # before the cap: a retry of an accepted job is never refused
                 row = db.execute(
@@ -144,15 +152,24 @@ class SqliteJobStore:
                 ).fetchone()[0]
                 if queued >= max_queued:
                     raise QueueFullError(f"{max_queued} jobs already queued for this key")
+            if max_subjects is not None:
+                in_flight = int(
+                    db.execute(
+                        "SELECT COALESCE(SUM(weight), 0) FROM jobs WHERE owner = ? AND state IN (?, ?)",
+                        (owner, JobState.QUEUED.value, JobState.RUNNING.value),
+                    ).fetchone()[0]
+                )
+                if in_flight + weight > max_subjects:
+                    raise SubjectQuotaError(quota_detail(in_flight, weight, max_subjects))
             if key is not None:
                 db.execute(
                     "INSERT INTO idempotency (owner, key, job_id, digest) VALUES (?, ?, ?, ?)",
                     (owner, key, job.id, digest),
                 )
             db.execute(
-                "INSERT INTO jobs (id, owner, state, request, created, updated, stage) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job.id, owner, job.state.value, json.dumps(request), now, now, job.stage),
+                "INSERT INTO jobs (id, owner, state, request, created, updated, stage, weight) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, owner, job.state.value, json.dumps(request), now, now, job.stage, weight),
             )
         return job, True
 

@@ -8,6 +8,8 @@ Keys (``prefix`` defaults to ``cs``)::
     cs:owner:<owner>            sorted set of the owner's job ids by creation time
     cs:queued                   sorted set of queued job ids by creation time (queue positions)
     cs:queued:<owner>           the owner's queued job ids (the per-key cap)
+    cs:inflight:<owner>         sorted set: the owner's queued and running job ids -> weight
+                                (the per-key quota on subjects in flight)
     cs:running                  set of running job ids (the reaper's worklist)
     cs:finished                 sorted set of finished, not yet expired job ids by finishing time
                                 (retention's worklist)
@@ -33,9 +35,11 @@ from cardiosynth.jobs.base import (
     Job,
     JobState,
     QueueFullError,
+    SubjectQuotaError,
     TransitionRefusedError,
     idempotency_digest,
     owner_id,
+    quota_detail,
     request_hash,
     stale_error,
 )
@@ -59,8 +63,9 @@ log = logging.getLogger(__name__)
 
 # The idempotency lookup, the cap and the insert in one step: no two creators can both see room for
 # one more job, and a retry of an existing job is answered before the cap is looked at.
-# KEYS: idem, job, owner set, queued set, owner's queued set.
-# ARGV: use idem (1/0), job id, request digest, now, ttl, cap (-1: none), then field/value pairs.
+# KEYS: idem, job, owner set, queued set, owner's queued set, owner's in-flight weights.
+# ARGV: use idem (1/0), job id, request digest, now, ttl, cap (-1: none), weight, subject quota
+# (-1: none), then field/value pairs.
 _CREATE = """
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[1])
@@ -68,13 +73,22 @@ if ARGV[1] == '1' then
 end
 local cap = tonumber(ARGV[6])
 if cap >= 0 and redis.call('ZCARD', KEYS[5]) >= cap then return {'full', ''} end
+local weight = tonumber(ARGV[7])
+local quota = tonumber(ARGV[8])
+if quota >= 0 then
+  local in_flight = 0
+  local pairs_ = redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')
+  for i = 2, #pairs_, 2 do in_flight = in_flight + tonumber(pairs_[i]) end
+  if in_flight + weight > quota then return {'quota', tostring(in_flight)} end
+end
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[6], weight, ARGV[2])
 if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3], 'EX', ARGV[5]) end
 return {'created', ''}
 """
@@ -146,7 +160,7 @@ def _field(name: str, value: Any) -> str:
         return repr(float(value)) if value is not None else ""
     if name == "state":
         return JobState(value).value
-    if name == "attempts":
+    if name in ("attempts", "weight"):
         return str(int(value))
     return str(value)
 
@@ -182,23 +196,29 @@ class RedisJobStore:
         *,
         idempotency_key: str | None = None,
         max_queued: int | None = None,
+        weight: int = 0,
+        max_subjects: int | None = None,
     ) -> tuple[Job, bool]:
         digest = request_hash(request)
         idem = self._k("idem", owner, idempotency_digest(idempotency_key)) if idempotency_key else ""
         for _ in range(3):  # a released key (its job gone) is claimed again at most twice
             now = time.time()
-            job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now)
+            job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now, weight=weight)
             flat = [item for pair in self._encode(job).items() for item in pair]
             keys = [idem or self._k("idem", "-"), self._k("job", job.id), self._k("owner", owner),
-                    self._k("queued"), self._k("queued", owner)]  # fmt: skip
+                    self._k("queued"), self._k("queued", owner), self._k("inflight", owner)]  # fmt: skip
             args = ["1" if idem else "0", job.id, digest, repr(now), self.ttl_s,
-                    -1 if max_queued is None else max_queued, *flat]  # fmt: skip
+                    -1 if max_queued is None else max_queued, weight,
+                    -1 if max_subjects is None else max_subjects, *flat]  # fmt: skip
             status, value = self._create(keys=keys, args=args)
             status = status.decode()
             if status == "created":
                 return job, True
             if status == "full":
                 raise QueueFullError(f"{max_queued} jobs already queued for this key")
+            if status == "quota":
+                quota = -1 if max_subjects is None else max_subjects  # "quota" needs one: never -1
+                raise SubjectQuotaError(quota_detail(int(value.decode()), weight, quota))
             existing = value.decode()
             other_id, other_digest, *rest = existing.split(" ")
             if other_digest != digest:
@@ -224,7 +244,7 @@ class RedisJobStore:
         return {
             name: _field(name, getattr(job, name))
             for name in ("id", "owner", "state", "stage", "request", "created", "updated", "progress",
-                         "error", "timings", "result", "heartbeat", "attempts", "expired_at")
+                         "error", "timings", "result", "heartbeat", "attempts", "expired_at", "weight")
         }  # fmt: skip
 
     @staticmethod
@@ -248,6 +268,7 @@ class RedisJobStore:
             stage=d.get("stage") or STAGES[0],
             attempts=int(d.get("attempts") or 0),
             expired_at=float(d["expired_at"]) if d.get("expired_at") else None,
+            weight=int(d.get("weight") or 0),
         )
 
     def get(self, job_id: str) -> Job | None:
@@ -312,6 +333,7 @@ class RedisJobStore:
                         pipe.zrem(self._k("queued", job.owner), job_id)
                     if to in TERMINAL:
                         pipe.zadd(self._k("finished"), {job_id: job.updated})
+                        pipe.zrem(self._k("inflight", job.owner), job_id)
                     if to is JobState.RUNNING:
                         pipe.sadd(self._k("running"), job_id)
                     else:
@@ -399,6 +421,7 @@ class RedisJobStore:
                     pipe.zrem(self._k("queued"), job_id)
                     pipe.zrem(self._k("queued", job.owner), job_id)
                     pipe.srem(self._k("running"), job_id)
+                    pipe.zrem(self._k("inflight", job.owner), job_id)
                     pipe.execute()
                     # The idempotency key naming it (if any) is released by the next create with it.
                     return True

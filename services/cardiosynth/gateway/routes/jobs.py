@@ -27,6 +27,7 @@ from cardiosynth.jobs.base import (
     JobState,
     QueueFullError,
     TransitionRefusedError,
+    subject_weight,
 )
 from cardiosynth.models.catalog import find_model
 
@@ -39,7 +40,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "no such job for this key"),
         (409, "conflict with the job's state"),
         (422, "invalid request"),
-        (429, "too many queued jobs for this key"),
+        (429, "too many queued jobs, or subjects in flight, for this key"),
         (503, "broker or storage unavailable"),
     )
 }
@@ -93,11 +94,24 @@ def synthesize(
                 422, f"model: {exc}", errors=[{"field": "model", "message": str(exc)}]
             ) from None
     request = body.model_dump(mode="json")
+    weight, quota = subject_weight(request), svc.settings.max_subjects_in_flight_per_key
+    if weight > quota:  # could never be accepted: no point retrying, so 422 and not 429
+        raise ProblemError(
+            422,
+            f"this job has {weight} subjects x severities, above the per-key quota of {quota}",
+            errors=[{"field": "n", "message": f"n x trajectory must be <= {quota}"}],
+        )
     try:
         # The store looks the idempotency key up first (a retry of an accepted job is answered even
-        # when the queue is full), then counts and inserts in one atomic step (the cap holds under races).
+        # when the queue is full), then counts and inserts in one atomic step (the cap and the quota on
+        # subjects in flight hold under races).
         job, created = svc.jobs.create(
-            who, request, idempotency_key=idempotency_key, max_queued=svc.settings.max_queued_per_key
+            who,
+            request,
+            idempotency_key=idempotency_key,
+            max_queued=svc.settings.max_queued_per_key,
+            weight=weight,
+            max_subjects=quota,
         )
     except QueueFullError as exc:
         raise ProblemError(429, str(exc), headers={"Retry-After": "30"}) from None
