@@ -280,3 +280,12 @@ def test_the_subject_quota_holds_under_30_simultaneous_creates(store: JobStore) 
     for t in threads:
         t.join()
     assert outcomes == Counter({"ok": 6, "quota": 24})  # 6 x 3 = 18 <= 20 < 21
+
+
+def test_a_finished_redis_record_outlives_the_default_retention(redis_url: str, redis_prefix: str) -> None:
+    store = open_job_store(redis_url, prefix=redis_prefix)
+    assert isinstance(store, RedisJobStore)
+    job, _ = store.create("alice", {"n": 1})
+    assert store.r.ttl(store._k("job", job.id)) <= store.ttl_s
+    store.transition(job.id, JobState.CANCELLED)
+    assert store.r.ttl(store._k("job", job.id)) > store.ttl_s  # kept past retention (7 d = ttl_s)

@@ -332,6 +332,9 @@ class RedisJobStore:
                         pipe.zrem(self._k("queued"), job_id)
                         pipe.zrem(self._k("queued", job.owner), job_id)
                     if to in TERMINAL:
+                        # A finished record outlives its files (retention, default = ttl_s) by ttl_s:
+                        # the expiry pass still finds it, and the API says "expired", not 404.
+                        pipe.expire(key, 2 * self.ttl_s)
                         pipe.zadd(self._k("finished"), {job_id: job.updated})
                         pipe.zrem(self._k("inflight", job.owner), job_id)
                     if to is JobState.RUNNING:
