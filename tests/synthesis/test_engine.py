@@ -18,6 +18,7 @@ from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
+from cardiosynth.synthesis.modes import DEFAULT_CORRELATION
 from cardiosynth.synthesis.output import write_subject
 
 SPADE_SMALL = SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4)
@@ -99,7 +100,7 @@ def test_same_seed_same_bytes_and_provenance(data: Path, models: Path, tmp_path:
     record = json.loads((tmp_path / "a" / "DCM_000" / "provenance.json").read_text())
     assert record["pathology"] == "DCM"
     assert record["seed"] == 7
-    assert record["correlation"] == "both"
+    assert record["correlation"] == DEFAULT_CORRELATION
     assert record["base_group"] == "NOR"
     assert record["models"] == {"vae": "t0", "spade": "t0"}
     assert set(record["biomarkers"]["1.00"]) >= {"lv_edv", "lv_ef", "rv_edv", "max_wall_thickness"}
