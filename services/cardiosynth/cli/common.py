@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cardiosynth.synthesis.engine import Synthesizer
 
 log = logging.getLogger("cardiosynth")
 
@@ -24,3 +28,24 @@ def _ensure_default_data() -> Path:
     from cardiosynth.data.default import default_data
 
     return default_data()
+
+
+def _synthesizer(
+    vae_version: str, spade_version: str, model_root: Path | None, data: Path | None, cache: Path | None
+) -> tuple[Synthesizer, dict[str, str]]:
+    """A :class:`Synthesizer` over ``data`` (default: the phantom) with the two models loaded from the
+    registry, and their versions; ``cache`` ``None``: class statistics are not cached."""
+    from cardiosynth.models.registry import load_model
+    from cardiosynth.synthesis.engine import Synthesizer
+
+    vae = load_model("vae", vae_version, model_root)
+    spade = load_model("spade", spade_version, model_root)
+    models = {"vae": vae.version, "spade": spade.version}
+    synthesizer = Synthesizer(
+        vae.module,  # type: ignore[arg-type]
+        spade.module,  # type: ignore[arg-type]
+        data if data is not None else _ensure_default_data(),
+        model_versions=models,
+        cache_dir=cache,
+    )
+    return synthesizer, models

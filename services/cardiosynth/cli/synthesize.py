@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cardiosynth.cli.args import _positive_int, _seed, _severity
-from cardiosynth.cli.common import _default_cache, _echo, _ensure_default_data
+from cardiosynth.cli.common import _default_cache, _echo, _synthesizer
 from cardiosynth.synthesis.modes import (
     CORRELATION_MODES,
     DEFAULT_CORRELATION,
@@ -21,8 +21,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from cardiosynth.data.labels import parse_group
-    from cardiosynth.models.registry import load_model
-    from cardiosynth.synthesis.engine import PHASES, SynthesisRequest, Synthesizer
+    from cardiosynth.synthesis.engine import PHASES, SynthesisRequest
     from cardiosynth.synthesis.modes import check_interpolation, check_mode
     from cardiosynth.synthesis.output import format_table, write_subject
 
@@ -43,16 +42,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     ]
     if existing and not args.overwrite:
         raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace outputs")
-    vae = load_model("vae", args.model, args.model_root)
-    spade = load_model("spade", args.model, args.model_root)
-    models = {"vae": vae.version, "spade": spade.version}
-    data = args.data if args.data is not None else _ensure_default_data()
-    synthesizer = Synthesizer(
-        vae.module,  # type: ignore[arg-type]
-        spade.module,  # type: ignore[arg-type]
-        data,
-        model_versions=models,
-        cache_dir=None if args.no_cache else args.cache,
+    synthesizer, models = _synthesizer(
+        args.model, args.model, args.model_root, args.data, None if args.no_cache else args.cache
     )
     started = time.perf_counter()
     with tqdm(total=5, desc="synthesize", disable=args.quiet) as bar:

@@ -15,25 +15,16 @@ log = logging.getLogger("cardiosynth")
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cardiosynth.cli import _echo, _ensure_default_data
+    from cardiosynth.cli import _echo
+    from cardiosynth.cli.common import _synthesizer
     from cardiosynth.export.atomic import check_target
     from cardiosynth.export.build import build_dataset
     from cardiosynth.export.spec import load_spec
-    from cardiosynth.models.registry import load_model
-    from cardiosynth.synthesis.engine import Synthesizer
 
     spec = load_spec(args.spec)  # a bad spec fails here, before models or data are touched
     check_target(args.out, args.overwrite)
-    vae = load_model("vae", spec.models.vae, args.model_root)
-    spade = load_model("spade", spec.models.spade, args.model_root)
-    models = {"vae": vae.version, "spade": spade.version}
-    data = args.data if args.data is not None else _ensure_default_data()
-    synthesizer = Synthesizer(
-        vae.module,  # type: ignore[arg-type]
-        spade.module,  # type: ignore[arg-type]
-        data,
-        model_versions=models,
-        cache_dir=None if args.no_cache else args.cache,
+    synthesizer, models = _synthesizer(
+        spec.models.vae, spec.models.spade, args.model_root, args.data, None if args.no_cache else args.cache
     )
     started = time.perf_counter()
     with tqdm(total=spec.total_subjects, desc="dataset", unit="subject", disable=args.quiet) as bar:
