@@ -8,6 +8,7 @@ from typing import Any
 
 from cardiosynth.cli.args import _positive_float, _positive_int, _seed
 from cardiosynth.cli.common import _default_cache, _echo, _ensure_default_data
+from cardiosynth.models.catalog import DEFAULT_VERSION
 
 
 def cmd_evaluate_models(args: argparse.Namespace) -> int:
@@ -67,8 +68,8 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
     q = ev.add_parser("models", help="VAE reconstruction Dice, SPADE label fidelity and intensities")
     q.add_argument("--data", type=Path, required=True, help="ACDC-layout data the models were trained on")
     q.add_argument("--out", type=Path, required=True, help="report folder (models.json, models.md)")
-    q.add_argument("--vae-version", default="phantom-v1")
-    q.add_argument("--spade-version", default="phantom-v1")
+    q.add_argument("--vae-version", default=DEFAULT_VERSION)
+    q.add_argument("--spade-version", default=DEFAULT_VERSION)
     q.add_argument("--model-root", type=Path, default=None, help="registry root (default: shipped models)")
     q.add_argument("--vae-dir", type=Path, default=None, help="a VAE model directory instead of the registry")
     q.add_argument(
@@ -87,7 +88,7 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     q.add_argument("--data", type=Path, default=None, help="ACDC-layout data (default: the phantom)")
     q.add_argument("--out", type=Path, required=True, help="report folder")
-    q.add_argument("--model", default="phantom-v1")
+    q.add_argument("--model", default=DEFAULT_VERSION)
     q.add_argument("--model-root", type=Path, default=None)
     q.add_argument(
         "-n", type=_positive_int, default=20, help="synthetic subjects per class and row (default 20)"

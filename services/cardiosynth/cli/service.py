@@ -11,6 +11,7 @@ from typing import Any
 
 from cardiosynth.cli.args import _positive_int, _seed
 from cardiosynth.cli.common import _default_cache, _echo, _ensure_default_data, log
+from cardiosynth.models.catalog import DEFAULT_VERSION
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -147,6 +148,6 @@ def add_models_commands(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--model-root", type=Path, default=None)
     q.set_defaults(func=cmd_models_list)
     q = mv.add_parser("push", help="upload a model version (VAE + SPADE) to the configured object store")
-    q.add_argument("--version", default="phantom-v1")
+    q.add_argument("--version", default=DEFAULT_VERSION)
     q.add_argument("--model-root", type=Path, default=None)
     q.set_defaults(func=cmd_models_push)

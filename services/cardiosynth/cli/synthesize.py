@@ -9,6 +9,7 @@ from typing import Any
 
 from cardiosynth.cli.args import _positive_int, _seed, _severity
 from cardiosynth.cli.common import _default_cache, _echo, _synthesizer
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.synthesis.modes import (
     CORRELATION_MODES,
     DEFAULT_CORRELATION,
@@ -85,7 +86,7 @@ def add_synthesize_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--data", type=Path, default=None, help="ACDC-layout data (default: the phantom, made once)"
     )
-    p.add_argument("--model", default="phantom-v1", help="model version (VAE and SPADE)")
+    p.add_argument("--model", default=DEFAULT_VERSION, help="model version (VAE and SPADE)")
     p.add_argument("--model-root", type=Path, default=None)
     p.add_argument("--cache", type=Path, default=_default_cache(), help="class-statistics cache")
     p.add_argument("--no-cache", action="store_true")

@@ -9,6 +9,7 @@ from typing import Any
 
 from cardiosynth.cli.args import _positive_float, _positive_int, _seed
 from cardiosynth.cli.common import _echo
+from cardiosynth.models.catalog import DEFAULT_VERSION
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -56,7 +57,7 @@ def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--holdout", type=float, default=0.2, help="share of subjects held out per group")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
-    p.add_argument("--version", default="phantom-v1", help="model version name (default phantom-v1)")
+    p.add_argument("--version", default=DEFAULT_VERSION, help=f"model version (default {DEFAULT_VERSION})")
     p.add_argument("--model-root", type=Path, default=None, help="also install into this registry root")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

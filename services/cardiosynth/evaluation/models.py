@@ -21,6 +21,7 @@ import numpy as np
 
 from cardiosynth.data.labels import LABEL_NAMES
 from cardiosynth.evaluation.metrics import named
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.models.registry import LoadedModel, load_model, load_model_dir
 from cardiosynth.models.slices import SliceSet, load_slices, split_subjects
 
@@ -39,8 +40,8 @@ TARGETS = {
 class ModelRefs:
     """Which models to evaluate: registry ``version`` (and optional root) or explicit directories."""
 
-    vae_version: str = "phantom-v1"
-    spade_version: str = "phantom-v1"
+    vae_version: str = DEFAULT_VERSION
+    spade_version: str = DEFAULT_VERSION
     root: Path | None = None
     vae_dir: Path | None = None
     spade_dir: Path | None = None

@@ -48,6 +48,7 @@ from pydantic import (
 )
 
 from cardiosynth.data.labels import Group
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.synthesis.engine import MAX_SUBJECTS, SynthesisRequest
 
 # Request fields the spec sets through its own keys (pathology and n per group, the severities from
@@ -137,8 +138,8 @@ class GroupSpec(_Options):  # type: ignore[misc,valid-type]
 
 
 class ModelSpec(_Strict):
-    vae: str = "phantom-v1"
-    spade: str = "phantom-v1"
+    vae: str = DEFAULT_VERSION
+    spade: str = DEFAULT_VERSION
 
 
 class DatasetSpec(_Options):  # type: ignore[misc,valid-type]

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.synthesis.modes import (
     DEFAULT_CORRELATION,
     DEFAULT_INTERPOLATION,
@@ -53,7 +54,7 @@ class SynthesizeRequest(BaseModel):
         "frequencies",
     )
     base_subjects: list[SubjectId] = Field(default_factory=list, max_length=100)
-    model: str = Field(default="phantom-v1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    model: str = Field(default=DEFAULT_VERSION, pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
     @model_validator(mode="after")
     def _one_of_severity_or_trajectory(self) -> SynthesizeRequest:

@@ -19,6 +19,7 @@ from celery import Celery, Task
 from cardiosynth.errors import public_detail
 from cardiosynth.jobs.base import TERMINAL, Job, JobState, TransitionRefusedError
 from cardiosynth.jobs.celery_app import make_celery
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.queues import FAILURE_TASK, SPADE_TASK, VAE_TASK
 from cardiosynth.storage.base import StorageError
 from cardiosynth.workers import liveness, runtime
@@ -170,7 +171,7 @@ def vae_stage(self: Task, job_id: str) -> None:
             self.request.chain = None  # not this delivery's to run: nor is the SPADE stage after it
             return
         with runtime.heartbeat(job_id, "vae", runtime.settings().heartbeat_s) as lease:
-            synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, False)
+            synth: Any = runtime.synthesizer(job.request.get("model", DEFAULT_VERSION), True, False)
             progress: dict[str, Any] = dict(job.progress)
             batch = synth.make_labels(request_of(job.request), _progress(job_id, progress, lease))
             lease.check()
@@ -198,7 +199,7 @@ def spade_stage(self: Task, job_id: str) -> None:
         if not _hold(job, "spade", retry=bool(self.request.retries)):
             return
         with runtime.heartbeat(job_id, "spade", runtime.settings().heartbeat_s) as lease:
-            synth: Any = runtime.synthesizer(job.request.get("model", "phantom-v1"), True, True)
+            synth: Any = runtime.synthesizer(job.request.get("model", DEFAULT_VERSION), True, True)
             batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
             progress: dict[str, Any] = dict(job.progress)
             report = _progress(job_id, progress, lease)
