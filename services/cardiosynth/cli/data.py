@@ -61,9 +61,13 @@ def cmd_phantom(args: argparse.Namespace) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             progress=progress,
+            version=args.version,
         )
     elapsed = time.perf_counter() - started
-    _echo(f"wrote {args.subjects} subjects to {args.out / 'training'} in {elapsed:.1f} s (seed {args.seed})")
+    _echo(
+        f"wrote {args.subjects} phantom v{args.version} subjects to {args.out / 'training'} "
+        f"in {elapsed:.1f} s (seed {args.seed})"
+    )
     if args.preview is not None:
         _preview(args.out, args.preview)
     if args.summary:
@@ -89,6 +93,14 @@ def add_data_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--subjects", type=_positive_int, default=100, help="number of subjects (default 100, >= 5)"
     )
     p.add_argument("--seed", type=_seed, default=0, help="data-set seed (default 0)")
+    p.add_argument(
+        "--version",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="phantom version: 2 (default) the ACDC-like population and anatomy of issue 10, "
+        "1 the earlier phantom, kept reproducible",
+    )
     p.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
     p.add_argument("--overwrite", action="store_true", help="replace subjects already in OUT/training")
     p.add_argument("--preview", type=Path, default=None, metavar="PNG", help="write a montage PNG")

@@ -10,7 +10,7 @@ import pytest
 from cardiosynth.data import default
 from cardiosynth.data.acdc import Subject
 from cardiosynth.data.labels import Group
-from cardiosynth.data.phantom import PHANTOM_VERSION, generate_subject
+from cardiosynth.data.phantom import PHANTOM_CONTENT, PHANTOM_VERSION, generate_subject
 from cardiosynth.data.phantom.params import TERRITORY_EXTENTS, sample_infarct
 from cardiosynth.data.preprocess import preprocess_subject
 from cardiosynth.data.territory import TERRITORIES, TERRITORY_FREQUENCY, estimate_territory, wrap_degrees
@@ -79,7 +79,7 @@ def test_default_data_folder_follows_the_phantom_version(
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     root = default.default_data_dir()
-    assert root.name == f"phantom-v{PHANTOM_VERSION}-seed{default.DEFAULT_SEED}"
+    assert root.name == f"phantom-v{PHANTOM_CONTENT[PHANTOM_VERSION]}-seed{default.DEFAULT_SEED}"
     made: list[Path] = []
 
     def fake_generate(out: Path, n: int, seed: int, *, overwrite: bool = False) -> list[Path]:
@@ -87,14 +87,14 @@ def test_default_data_folder_follows_the_phantom_version(
         last = out / "training" / f"patient{n:03d}"
         last.mkdir(parents=True, exist_ok=True)
         (last / "Info.cfg").write_text("Group: NOR\n")
-        (out / "phantom.json").write_text(json.dumps({"phantom_version": PHANTOM_VERSION}))
+        (out / "phantom.json").write_text(json.dumps({"phantom_content": PHANTOM_CONTENT[PHANTOM_VERSION]}))
         return []
 
     monkeypatch.setattr("cardiosynth.data.phantom.generate_dataset", fake_generate)
     # a folder of the same name left by an older generator is regenerated, a current one reused
     (root / "training" / f"patient{default.DEFAULT_SUBJECTS:03d}").mkdir(parents=True)
     (root / "training" / f"patient{default.DEFAULT_SUBJECTS:03d}" / "Info.cfg").write_text("x")
-    (root / "phantom.json").write_text(json.dumps({"phantom_version": PHANTOM_VERSION - 1}))
+    (root / "phantom.json").write_text(json.dumps({"phantom_content": "2.0"}))  # older code, same version
     assert default.default_data() == root
     assert made == [root]
     assert default.default_data() == root

@@ -7,6 +7,19 @@
 - :mod:`.preview`: a montage PNG for a person to look at.
 """
 
-from cardiosynth.data.phantom.generator import PHANTOM_VERSION, generate_dataset, generate_subject
+from cardiosynth.data.phantom.generator import generate_dataset, generate_subject
+from cardiosynth.data.phantom.params import (
+    PHANTOM_CONTENT,
+    PHANTOM_VERSION,
+    PHANTOM_VERSIONS,
+    check_phantom_version,
+)
 
-__all__ = ["PHANTOM_VERSION", "generate_dataset", "generate_subject"]
+__all__ = [
+    "PHANTOM_CONTENT",
+    "PHANTOM_VERSION",
+    "PHANTOM_VERSIONS",
+    "check_phantom_version",
+    "generate_dataset",
+    "generate_subject",
+]

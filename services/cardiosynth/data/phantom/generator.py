@@ -28,7 +28,13 @@ from cardiosynth.data.labels import ACDC_GROUP_ORDER, Group
 from cardiosynth.data.nifti import save_volume
 from cardiosynth.data.phantom.anatomy import PHASES, HeartShape, Phase, fit_heart, volumes_ml
 from cardiosynth.data.phantom.appearance import STYLES, bias_field, body_intensity, rician, texture
-from cardiosynth.data.phantom.params import SubjectParams, sample_subject_params
+from cardiosynth.data.phantom.params import (
+    PHANTOM_CONTENT,
+    PHANTOM_VERSION,
+    SubjectParams,
+    check_phantom_version,
+    sample_subject_params,
+)
 from cardiosynth.data.phantom.tissues import TISSUE_TO_LABEL, Tissue, heart_tissues
 
 log = logging.getLogger(__name__)
@@ -36,10 +42,8 @@ log = logging.getLogger(__name__)
 _INPLANE_SUPERSAMPLING = 2  # per axis, for partial volume at tissue boundaries
 _THROUGH_PLANE_SAMPLES = 3  # across the slice thickness
 _MAX_DRAWS = 20  # redraws when a sampled shape cannot reach its target volumes
-# Version of the phantom's anatomy model, recorded in every phantom.json and in the default data
-# set's cache folder name so that a changed generator never serves data made by an older one.
-# 1: MINF infarct at a uniformly random angle. 2: MINF infarct in a coronary territory (LAD, LCx, RCA).
-PHANTOM_VERSION = 2
+# The phantom versions (PHANTOM_VERSION, the default, and PHANTOM_CONTENT, what each version's output
+# is) live in .params; every phantom.json records both, and the default data cache is keyed by them.
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ class PhantomSubject:
         infarct = self.shape.infarct
         return {
             "generator": f"cardiosynth {__version__}",
-            "phantom_version": PHANTOM_VERSION,
+            "phantom_version": self.params.version,
+            "phantom_content": PHANTOM_CONTENT[self.params.version],
             "seed": self.seed,
             "index": self.index,
             "group": self.params.group.value,
@@ -191,11 +196,13 @@ def _render_phase(
     return np.clip(np.rint(image), 0, np.iinfo(np.int16).max).astype(np.int16), labels
 
 
-def generate_subject(index: int, group: Group, seed: int) -> PhantomSubject:
-    """Render subject ``index`` of ``group`` for data-set ``seed`` (ED and ES image and labels)."""
+def generate_subject(index: int, group: Group, seed: int, version: int = PHANTOM_VERSION) -> PhantomSubject:
+    """Render subject ``index`` of ``group`` for data-set ``seed`` (ED and ES image and labels) with
+    phantom ``version`` (see :data:`.params.PHANTOM_VERSIONS`; ValueError for another)."""
+    version = check_phantom_version(version)
     rng = np.random.default_rng([seed, index])
     for attempt in range(_MAX_DRAWS):
-        params = sample_subject_params(group, rng)
+        params = sample_subject_params(group, rng, version)
         acq = params.acquisition
         try:
             shape = fit_heart(
@@ -265,9 +272,9 @@ def write_subject(subject: PhantomSubject, parent: Path) -> Path:
     return final
 
 
-def _generate_and_write(job: tuple[int, int, int, str]) -> str:
-    index, n_subjects, seed, parent = job
-    subject = generate_subject(index, group_for_index(index, n_subjects), seed)
+def _generate_and_write(job: tuple[int, int, int, str, int]) -> str:
+    index, n_subjects, seed, parent, version = job
+    subject = generate_subject(index, group_for_index(index, n_subjects), seed, version)
     return str(write_subject(subject, Path(parent)))
 
 
@@ -279,6 +286,7 @@ def generate_dataset(
     workers: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    version: int = PHANTOM_VERSION,
 ) -> list[Path]:
     """Write ``n_subjects`` phantom subjects to ``out/training/patientNNN`` (ACDC layout).
 
@@ -289,6 +297,7 @@ def generate_dataset(
         workers: processes (default: the CPU count); the files do not depend on it.
         overwrite: replace subjects already there.
         progress: called with (done, total) after each subject.
+        version: phantom version (1 or 2, the default); each stays reproducible.
 
     Returns:
         The subject directories, in order.
@@ -299,6 +308,7 @@ def generate_dataset(
         )
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
+    version = check_phantom_version(version)
     parent = Path(out) / "training"
     existing = sorted(parent.glob("patient*")) if parent.is_dir() else []
     if existing and not overwrite:
@@ -306,7 +316,7 @@ def generate_dataset(
             f"{parent} already holds {len(existing)} subjects; pass overwrite to replace them"
         )
     workers = max(1, min(workers or os.cpu_count() or 1, n_subjects))
-    jobs = [(i, n_subjects, seed, str(parent)) for i in range(n_subjects)]
+    jobs = [(i, n_subjects, seed, str(parent), version) for i in range(n_subjects)]
     done: list[str] = []
     if workers == 1:
         results: Sequence[str] | Any = map(_generate_and_write, jobs)
@@ -322,7 +332,8 @@ def generate_dataset(
                     progress(len(done), n_subjects)
     manifest = {
         "generator": f"cardiosynth {__version__}",
-        "phantom_version": PHANTOM_VERSION,
+        "phantom_version": version,
+        "phantom_content": PHANTOM_CONTENT[version],
         "seed": seed,
         "subjects": n_subjects,
         "groups": {
@@ -330,7 +341,7 @@ def generate_dataset(
         },
     }
     (Path(out) / "phantom.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    log.info("wrote %d phantom subjects to %s (seed %d)", n_subjects, parent, seed)
+    log.info("wrote %d phantom v%d subjects to %s (seed %d)", n_subjects, version, parent, seed)
     return [Path(p) for p in done]
 
 

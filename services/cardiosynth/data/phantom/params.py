@@ -32,6 +32,36 @@ from cardiosynth.data.phantom.appearance import STYLES, BodyLayout
 from cardiosynth.data.phantom.tissues import Columns, HeartExtras
 from cardiosynth.data.territory import TERRITORIES, TERRITORY_FREQUENCY
 
+# The phantom's versions. Each is kept reproducible: a subject of version ``v`` with seed ``s`` and
+# index ``i`` is the same array on every release. 1: uniform independent targets inside
+# :data:`GROUP_RANGES`, circular LV, MINF infarct at a uniformly random angle (the phantom before
+# issue 10). 2: the ACDC-like joint population (:mod:`.population`), MINF infarcts in coronary
+# territories and the anatomy and appearance of issue 10. Code that renders a subject branches on
+# ``SubjectParams.version`` (never on the module default), so both stay available.
+PHANTOM_VERSIONS: tuple[int, ...] = (1, 2)
+PHANTOM_VERSION = 2  # the default
+# What a version's output is, as a string that changes whenever the arrays of that version change
+# (the default data cache is keyed by it, so a machine never serves data made by older code of the
+# same version). Version 1 is frozen; bump version 2's minor with every change to its output.
+PHANTOM_CONTENT: dict[int, str] = {1: "1.0", 2: "2.1"}
+
+
+def check_phantom_version(version: int) -> int:
+    """``version`` if it is one of :data:`PHANTOM_VERSIONS`.
+
+    Raises:
+        ValueError: naming the value and the versions there are.
+    """
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int | np.integer)
+        or version not in PHANTOM_VERSIONS
+    ):
+        raise ValueError(
+            f"unknown phantom version {version!r}; expected one of {', '.join(map(str, PHANTOM_VERSIONS))}"
+        )
+    return int(version)
+
 
 @dataclass(frozen=True)
 class GroupRanges:
@@ -89,6 +119,7 @@ class SubjectParams:
     acquisition: Acquisition
     body: BodyLayout
     style: str
+    version: int = PHANTOM_VERSION  # phantom version (PHANTOM_VERSIONS) that rendering follows
 
     @property
     def bsa(self) -> float:
@@ -164,8 +195,27 @@ def sample_infarct(septal_angle: float, rng: np.random.Generator) -> Infarct:
     )
 
 
-def sample_subject_params(group: Group, rng: np.random.Generator) -> SubjectParams:
-    """Draw one subject of ``group``: targets within :data:`GROUP_RANGES`, anatomy, geometry, style."""
+def _sample_infarct_v1(septal_angle: float, rng: np.random.Generator) -> Infarct:
+    """Version 1's infarct: anywhere around the LV (a uniformly random angle), no territory."""
+    return Infarct(
+        angle=septal_angle + _u(rng, (-math.pi, math.pi)),
+        width=math.radians(_u(rng, (110.0, 160.0))),
+        depth_start=_u(rng, (0.05, 0.25)),
+        depth_end=_u(rng, (0.9, 1.05)),
+        wall_kept=_u(rng, (0.5, 0.7)),
+        contractility=_u(rng, (-0.15, 0.05)),  # akinetic to mildly dyskinetic
+    )
+
+
+def sample_subject_params(
+    group: Group, rng: np.random.Generator, version: int = PHANTOM_VERSION
+) -> SubjectParams:
+    """Draw one subject of ``group`` for phantom ``version``: targets, anatomy, geometry, style.
+
+    Raises:
+        ValueError: ``version`` is not one of :data:`PHANTOM_VERSIONS`.
+    """
+    version = check_phantom_version(version)
     ranges = GROUP_RANGES[group]
     height = float(np.clip(rng.normal(171.0, 9.0), 150.0, 195.0))
     weight = float(np.clip(rng.normal(76.0, 13.0), 48.0, 120.0))
@@ -187,7 +237,9 @@ def sample_subject_params(group: Group, rng: np.random.Generator) -> SubjectPara
     if group is Group.HCM:
         septal_extra = _u(rng, (20.0, 28.0)) / wall - 1.0
         septal_width = math.radians(_u(rng, (80.0, 140.0)))
-    infarct = sample_infarct(septal_angle, rng) if group is Group.MINF else None
+    infarct = None
+    if group is Group.MINF:
+        infarct = sample_infarct(septal_angle, rng) if version >= 2 else _sample_infarct_v1(septal_angle, rng)
     rv_dilated = group is Group.RV
     shape = HeartShape(
         lv_length=aspect * radius0,
@@ -284,4 +336,5 @@ def sample_subject_params(group: Group, rng: np.random.Generator) -> SubjectPara
         acquisition=acquisition,
         body=body,
         style=style,
+        version=version,
     )
