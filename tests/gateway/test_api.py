@@ -224,3 +224,29 @@ def test_subjects_in_flight_per_key_are_capped(
     assert "200" in r.json()["detail"]
     assert client.post("/synthesize", json={"pathology": "HCM", "n": 50}, headers=A).status_code == 202
     assert client.post("/synthesize", json={"pathology": "HCM", "n": 51}, headers=B).status_code == 202
+
+
+def test_the_largest_requests_the_schema_accepts_fit_the_default_quota(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore],
+) -> None:
+    from cardiosynth.gateway.schemas import MAX_SUBJECT_SEVERITIES
+
+    client, _, _ = api
+    assert GatewaySettings().max_subjects_in_flight_per_key == MAX_SUBJECT_SEVERITIES == 200
+    for body in (
+        {"pathology": "HCM", "n": 10, "trajectory": 20},
+        {"pathology": "HCM", "n": 100, "trajectory": 2},
+    ):
+        r = client.post("/synthesize", json=body, headers=A)
+        assert r.status_code == 202, r.json()
+        assert client.delete(f"/jobs/{r.json()['id']}", headers=A).status_code == 200  # frees the quota
+    # One above: refused by the schema, naming the product and the limit (was the quota's 422 for
+    # n = 100 x trajectory 20, the largest request the schema then allowed).
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 100, "trajectory": 3}, headers=A)
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "100 x 3 = 300" in r.json()["detail"]
+    assert "limit of 200 per job" in r.json()["detail"]
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 100, "trajectory": 20}, headers=A)
+    assert r.status_code == 422
+    assert "quota" not in r.json()["detail"]

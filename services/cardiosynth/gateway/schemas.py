@@ -24,6 +24,10 @@ State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 # A subject folder name (ACDC: patientNNN); bounded so that a request cannot carry megabytes of text
 # into the job record and every error or listing that echoes it.
 SubjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+# The largest job: n subjects x its severities. Equal to the default per-key quota on subjects in
+# flight, so the largest request the schema accepts is one the quota accepts too, and it bounds a
+# worker's memory and a job's output (bench/memory.py); larger sets are several jobs.
+MAX_SUBJECT_SEVERITIES = 200
 
 
 class SynthesizeRequest(BaseModel):
@@ -37,7 +41,9 @@ class SynthesizeRequest(BaseModel):
     )
 
     pathology: Pathology = Field(description="target pathology")
-    n: int = Field(ge=1, le=100, description="number of synthetic subjects")
+    n: int = Field(
+        ge=1, le=100, description=f"number of synthetic subjects (n x trajectory <= {MAX_SUBJECT_SEVERITIES})"
+    )
     seed: int = Field(default=0, ge=0, lt=2**32)
     severity: float | None = Field(default=None, gt=0.0, le=1.0, description="one severity in (0, 1]")
     trajectory: int | None = Field(default=None, ge=1, le=20, description="severities 1/K, 2/K, ..., 1")
@@ -64,6 +70,12 @@ class SynthesizeRequest(BaseModel):
             raise ValueError("phases must not repeat")
         if self.territory is not None and self.pathology != "MINF":
             raise ValueError(f"territory applies to MINF only, not to {self.pathology}")
+        steps = self.trajectory or 1
+        if self.n * steps > MAX_SUBJECT_SEVERITIES:
+            raise ValueError(
+                f"n x trajectory = {self.n} x {steps} = {self.n * steps} subjects x severities, above the "
+                f"limit of {MAX_SUBJECT_SEVERITIES} per job: split it into smaller jobs"
+            )
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from cardiosynth.config import CommonSettings
+from cardiosynth.gateway.schemas import MAX_SUBJECT_SEVERITIES
 
 
 class GatewaySettings(CommonSettings):
@@ -12,8 +13,11 @@ class GatewaySettings(CommonSettings):
 
     api_keys: SecretStr = Field(default=SecretStr(""), description="comma-separated API keys")
     max_queued_per_key: int = Field(default=10, ge=1)
+    # Default: the largest job the schema accepts, so every valid request fits an idle key's quota.
     max_subjects_in_flight_per_key: int = Field(
-        default=200, ge=1, description="queued + running subjects x severities per key (429 above)"
+        default=MAX_SUBJECT_SEVERITIES,
+        ge=1,
+        description="queued + running subjects x severities per key (429 above)",
     )
     result_url_ttl_s: int = Field(default=3600, ge=60)
     heartbeat_stale_s: float = Field(default=600.0, gt=0)
