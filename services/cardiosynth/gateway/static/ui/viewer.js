@@ -1,0 +1,145 @@
+// The volume viewer: one NiiVue instance per canvas, an image with its label volume as overlay.
+//
+// NiiVue comes from the vendored UMD bundle (vendor/niivue, `scripts/refresh-niivue.sh`), loaded by a
+// classic script before this module, so it is the global `niivue`. The page fetches each NIfTI file
+// itself through the signed link the API gave (same origin for the embedded mode's local storage;
+// the object store's public endpoint in compose, allowed by the CSP's connect-src) and hands the
+// bytes to NiiVue; NiiVue makes no request of its own.
+
+// ACDC labels: 1 RV cavity, 2 LV myocardium, 3 LV cavity; the preview PNG's colours.
+const LABELS = {
+  R: [0, 31, 44, 214],
+  G: [0, 119, 160, 39],
+  B: [0, 180, 44, 40],
+  A: [0, 255, 255, 255],
+  I: [0, 1, 2, 3],
+  labels: ["background", "RV cavity", "LV myocardium", "LV cavity"],
+};
+
+// Object key -> Promise<ArrayBuffer>: moving the sliders back and forth fetches each file once.
+const cache = new Map();
+const CACHE_MAX = 48;
+
+export function fetchVolume(key, url) {
+  if (cache.has(key)) return cache.get(key);
+  const pending = (async () => {
+    let response;
+    try {
+      response = await fetch(url, { credentials: "omit", referrerPolicy: "no-referrer" });
+    } catch {
+      const where = new URL(url, location.href);
+      const hint =
+        where.origin === location.origin
+          ? ""
+          : ` (the link points at ${where.origin}, another origin than this page's ${location.origin}:` +
+            " open the page at the gateway's public address, CARDIOSYNTH_PUBLIC_URL)";
+      throw new Error(`could not fetch ${key.split("/").pop()}${hint}`);
+    }
+    if (!response.ok) throw new Error(`${key.split("/").pop()}: HTTP ${response.status}`);
+    return response.arrayBuffer();
+  })();
+  pending.catch(() => cache.delete(key)); // a failed fetch is tried again next time
+  cache.set(key, pending);
+  while (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value);
+  return pending;
+}
+
+function voxelIndex(dims, x, y, z) {
+  return x + y * dims[1] + z * dims[1] * dims[2];
+}
+
+export class Viewer {
+  static async create(canvas, onLocation) {
+    if (!globalThis.niivue || !globalThis.niivue.Niivue) throw new Error("NiiVue did not load");
+    const viewer = new Viewer(canvas, onLocation);
+    await viewer.nv.attachToCanvas(canvas);
+    return viewer;
+  }
+
+  constructor(canvas, onLocation) {
+    this.canvas = canvas;
+    this.nv = new globalThis.niivue.Niivue({
+      backColor: [0, 0, 0, 1],
+      crosshairColor: [1, 0.85, 0, 0.3],
+      crosshairWidth: 1,
+      show3Dcrosshair: false,
+      isColorbar: false,
+      isOrientCube: false,
+      dragAndDropEnabled: false,
+      loadingText: "",
+      logLevel: "error",
+    });
+    this.image = null;
+    this.label = null;
+    this.axis = 2; // the voxel axis the slices are taken along (short-axis stacks: z)
+    this.nv.onLocationChange = (data) => {
+      if (!this.image || !data || !data.vox) return;
+      const vox = data.vox.map((v) => Math.round(v));
+      const at = (vol) => (vol ? vol.img[voxelIndex(vol.hdr.dims, vox[0], vox[1], vox[2])] : null);
+      onLocation(this, { vox, slice: vox[this.axis], value: at(this.image), label: this.label ? at(this.label) : null });
+    };
+  }
+
+  async show(imageBytes, labelBytes, key) {
+    const { NVImage } = globalThis.niivue;
+    const name = key.split("/").pop();
+    // The file name tells NiiVue the format (.nii.gz); the bytes are already here.
+    const image = await NVImage.loadFromUrl({ url: name, name, buffer: imageBytes, colormap: "gray" });
+    let label = null;
+    if (labelBytes) {
+      const labelName = name.replace(/\.nii\.gz$/, "_gt.nii.gz");
+      label = await NVImage.loadFromUrl({ url: labelName, name: labelName, buffer: labelBytes, colormap: "gray" });
+      label.setColormapLabel(LABELS);
+    }
+    for (const volume of [...this.nv.volumes]) this.nv.removeVolume(volume);
+    this.nv.addVolume(image);
+    if (label) this.nv.addVolume(label);
+    this.image = image;
+    this.label = label;
+    this.axis = 2;
+    this.nv.setSliceType(this.sliceType(image));
+  }
+
+  // The 2D view whose plane is perpendicular to the voxel axis of the stack: axial for a stack
+  // whose z runs head-foot, coronal or sagittal otherwise (NiiVue reorients to the nearest RAS).
+  sliceType(image) {
+    const perm = image.permRAS || [1, 2, 3];
+    const ras = perm.findIndex((p) => Math.abs(p) === this.axis + 1);
+    return [this.nv.sliceTypeSagittal, this.nv.sliceTypeCoronal, this.nv.sliceTypeAxial][ras] ?? this.nv.sliceTypeAxial;
+  }
+
+  sliceCount() {
+    return this.image ? this.image.hdr.dims[this.axis + 1] : 1;
+  }
+
+  slice() {
+    if (!this.image) return 0;
+    return Math.round(this.nv.frac2vox(this.nv.scene.crosshairPos)[this.axis]);
+  }
+
+  // The middle of the slices that hold the LV (cavity or myocardium), as the preview PNG picks it.
+  middleSlice() {
+    const count = this.sliceCount();
+    if (!this.label) return Math.floor(count / 2);
+    const dims = this.label.hdr.dims;
+    const plane = dims[1] * dims[2];
+    const present = [];
+    for (let z = 0; z < dims[3]; z++) {
+      const slab = this.label.img.subarray(z * plane, (z + 1) * plane);
+      if (slab.some((v) => v === 2 || v === 3)) present.push(z);
+    }
+    return present.length ? present[Math.floor(present.length / 2)] : Math.floor(count / 2);
+  }
+
+  setSlice(k) {
+    if (!this.image) return;
+    const vox = this.nv.frac2vox(this.nv.scene.crosshairPos);
+    vox[this.axis] = k;
+    this.nv.scene.crosshairPos = this.nv.vox2frac(vox);
+    this.nv.drawScene();
+  }
+
+  setOverlay(opacity) {
+    if (this.label && this.nv.volumes.length > 1) this.nv.setOpacity(1, opacity);
+  }
+}
