@@ -23,6 +23,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = args.state or (_default_cache() / "embedded")
     with running_stack(state, port=args.port, data=args.data, api_key=args.api_key) as stack:
         _echo(f"cardiosynth is up at {stack.url} (docs: {stack.url}/docs)")
+        _echo(f"web page: {stack.url}/ui (sign in with the API key below)")
         _echo(f"API key: {stack.api_key}")
         _echo(f'try: curl -X POST {stack.url}/synthesize -H "X-API-Key: {stack.api_key}" '
               "-H 'Content-Type: application/json' -d '{\"pathology\": \"HCM\", \"n\": 5}'")  # fmt: skip
