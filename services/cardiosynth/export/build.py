@@ -40,9 +40,14 @@ SYNTHETIC_DIR = "synthetic"
 REAL_DIR = "real"
 
 Progress = Callable[[int, int], None]
+EngineProgress = Callable[[str, int, int], None]  # the engine's (stage, done, total) reports
 
 
 def _no_progress(done: int, total: int) -> None:
+    return None
+
+
+def _no_engine_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
@@ -81,8 +86,10 @@ def _synthesise(
     target: Path,
     models: dict[str, str],
     progress: Progress,
+    engine_progress: EngineProgress,
 ) -> list[SyntheticRecord]:
-    """Run every request of the spec and write its subjects under ``target`` (names per pathology)."""
+    """Run every request of the spec and write its subjects under ``target`` (names per pathology);
+    ``progress`` after each subject written, ``engine_progress`` passed to the engine's stages."""
     nor = [r.subject_id for r in sources.by_group(synthesizer.refs, Group.NOR)]  # the engine's order
     records: list[SyntheticRecord] = []
     counters: dict[Group, int] = {}
@@ -93,7 +100,7 @@ def _synthesise(
             "group %d: %d %s subjects in %d request(s)", index, group.n, group.pathology.value, len(requests)
         )
         for request in requests:
-            for subject in synthesizer.run(request):
+            for subject in synthesizer.run(request, engine_progress):
                 number = counters.get(request.pathology, 0)
                 counters[request.pathology] = number + 1
                 # Dataset-wide names (one request per subject for severity ranges would repeat _000);
@@ -124,8 +131,8 @@ def _synthesise(
                         diagnosis={s: d.get("group") for s, d in subject.diagnosis.items()},
                     )
                 )
-            done += request.n
-            progress(done, total)
+                done += 1
+                progress(done, total)  # per subject: the API worker's progress and cancellation point
     return records
 
 
@@ -138,6 +145,7 @@ def build_dataset(
     spec_text: str | None = None,
     overwrite: bool = False,
     progress: Progress = _no_progress,
+    engine_progress: EngineProgress = _no_engine_progress,
 ) -> Path:
     """Build the dataset ``spec`` describes into ``out`` with ``synthesizer`` (models loaded, data
     folder set); return ``out``. Atomic: on any error nothing is left behind and ``out`` is as before.
@@ -151,7 +159,7 @@ def build_dataset(
     refs = synthesizer.refs
     _check_data(spec, refs, synthesizer.data_root)
     with staged_tree(out, overwrite) as staging:
-        records = _synthesise(spec, synthesizer, staging / SYNTHETIC_DIR, models, progress)
+        records = _synthesise(spec, synthesizer, staging / SYNTHETIC_DIR, models, progress, engine_progress)
         real = training_refs(refs)
         if spec.include_real:
             _copy_real(real, staging / REAL_DIR, spec.real_mode)

@@ -15,7 +15,7 @@ from cardiosynth.gateway.deps import Services
 from cardiosynth.gateway.limits import BodyLimit
 from cardiosynth.gateway.metrics import LATENCY, REQUESTS
 from cardiosynth.gateway.problems import install, unexpected
-from cardiosynth.gateway.routes import jobs, meta
+from cardiosynth.gateway.routes import datasets, jobs, meta
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.jobs.factory import open_job_store
@@ -73,6 +73,7 @@ def create_app(
     )
     install(app)
     app.include_router(jobs.router)
+    app.include_router(datasets.router)
     app.include_router(meta.router)
 
     # Inside the metrics middleware (added later = outer), so refusals are counted; an oversized body

@@ -146,6 +146,9 @@ class JobOut(BaseModel):
     )
 
     id: str
+    kind: Literal["synthesize", "dataset"] = Field(
+        default="synthesize", description="POST /synthesize or POST /datasets"
+    )
     state: State
     queue_position: int | None = None
     request: dict[str, Any]
@@ -184,7 +187,7 @@ FILE_EXAMPLE: dict[str, Any] = {
 class FileOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [FILE_EXAMPLE]})
 
-    subject: str
+    subject: str | None = None  # None: a file of a whole dataset (its card, plot, archive)
     severity: str | None = None
     phase: str | None = None
     kind: str

@@ -138,8 +138,10 @@ class JobStore(Protocol):
         max_queued: int | None = None,
         weight: int = 0,
         max_subjects: int | None = None,
+        stage: str = STAGES[0],
     ) -> tuple[Job, bool]:
-        """Create a job queued at the first stage; return ``(job, created)``.
+        """Create a job queued at ``stage`` (the first stage; a dataset build its own); return
+        ``(job, created)``.
 
         The idempotency key is looked up first: a repeat of the same request returns the first job
         (``created`` False) even when the queue is full; another body raises

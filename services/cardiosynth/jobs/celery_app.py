@@ -16,7 +16,15 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from cardiosynth.config import CommonSettings
-from cardiosynth.queues import FAILURE_TASK, SPADE_QUEUE, SPADE_TASK, VAE_QUEUE, VAE_TASK
+from cardiosynth.queues import (
+    DATASET_QUEUE,
+    DATASET_TASK,
+    FAILURE_TASK,
+    SPADE_QUEUE,
+    SPADE_TASK,
+    VAE_QUEUE,
+    VAE_TASK,
+)
 
 DEFAULT_VISIBILITY_TIMEOUT_S = 4 * 3600
 
@@ -56,6 +64,7 @@ def make_celery(settings: CommonSettings, *, visibility_timeout_s: int | None = 
             VAE_TASK: {"queue": VAE_QUEUE, "routing_key": VAE_QUEUE},
             FAILURE_TASK: {"queue": VAE_QUEUE, "routing_key": VAE_QUEUE},
             SPADE_TASK: {"queue": SPADE_QUEUE, "routing_key": SPADE_QUEUE},
+            DATASET_TASK: {"queue": DATASET_QUEUE, "routing_key": DATASET_QUEUE},
         },
         task_default_exchange="cardiosynth",
         task_create_missing_queues=False,

@@ -7,12 +7,25 @@ from typing import Any
 from celery import Celery, chain
 
 from cardiosynth.jobs.base import JobStore
-from cardiosynth.queues import FAILURE_TASK, SPADE_QUEUE, SPADE_TASK, VAE_QUEUE, VAE_TASK
+from cardiosynth.queues import (
+    DATASET_QUEUE,
+    DATASET_STAGE,
+    DATASET_TASK,
+    FAILURE_TASK,
+    SPADE_QUEUE,
+    SPADE_TASK,
+    VAE_QUEUE,
+    VAE_TASK,
+)
 
 
 def task_ids(job_id: str) -> tuple[str, str]:
     """Deterministic task ids: cancelling needs no lookup, and a job's tasks are easy to find in logs."""
     return f"{job_id}-vae", f"{job_id}-spade"
+
+
+def dataset_task_id(job_id: str) -> str:
+    return f"{job_id}-dataset"
 
 
 class CeleryDispatcher:
@@ -23,7 +36,7 @@ class CeleryDispatcher:
         self.liveness = liveness
 
     def submit(self, job_id: str, request: dict[str, Any]) -> None:
-        self.resume(job_id, VAE_QUEUE)
+        self.resume(job_id, DATASET_STAGE if request.get("kind") == DATASET_STAGE else VAE_QUEUE)
 
     def resume(self, job_id: str, stage: str) -> None:
         vae_id, spade_id = task_ids(job_id)
@@ -31,16 +44,23 @@ class CeleryDispatcher:
         spade = self.app.signature(
             SPADE_TASK, args=(job_id,), queue=SPADE_QUEUE, task_id=spade_id, immutable=True
         )
+        if stage == DATASET_STAGE:
+            task = self.app.signature(DATASET_TASK, args=(job_id,), queue=DATASET_QUEUE,
+                                      task_id=dataset_task_id(job_id), immutable=True)  # fmt: skip
+            task.apply_async(link_error=errback)
+            return
         if stage == SPADE_QUEUE:
             spade.apply_async(link_error=errback)
             return
         if stage != VAE_QUEUE:
-            raise ValueError(f"unknown stage {stage!r}: expected {VAE_QUEUE!r} or {SPADE_QUEUE!r}")
+            raise ValueError(
+                f"unknown stage {stage!r}: expected {VAE_QUEUE!r}, {SPADE_QUEUE!r} or {DATASET_STAGE!r}"
+            )
         vae = self.app.signature(VAE_TASK, args=(job_id,), queue=VAE_QUEUE, task_id=vae_id, immutable=True)
         chain(vae, spade).apply_async(link_error=errback)
 
     def cancel(self, job_id: str) -> None:
-        for task_id in task_ids(job_id):
+        for task_id in (*task_ids(job_id), dataset_task_id(job_id)):
             self.app.control.revoke(task_id, terminate=True, signal="SIGTERM")
 
     def workers(self) -> dict[str, int]:

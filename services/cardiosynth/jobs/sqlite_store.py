@@ -126,11 +126,12 @@ class SqliteJobStore:
         max_queued: int | None = None,
         weight: int = 0,
         max_subjects: int | None = None,
+        stage: str = STAGES[0],
     ) -> tuple[Job, bool]:
         digest = request_hash(request)
         key = idempotency_digest(idempotency_key) if idempotency_key else None
         now = time.time()
-        job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now, weight=weight)
+        job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now, weight=weight, stage=stage)
         with self._immediate() as db:
             if key is not None:  # before the cap: a retry of an accepted job is never refused
                 row = db.execute(

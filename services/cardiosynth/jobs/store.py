@@ -198,12 +198,13 @@ class RedisJobStore:
         max_queued: int | None = None,
         weight: int = 0,
         max_subjects: int | None = None,
+        stage: str = STAGES[0],
     ) -> tuple[Job, bool]:
         digest = request_hash(request)
         idem = self._k("idem", owner, idempotency_digest(idempotency_key)) if idempotency_key else ""
         for _ in range(3):  # a released key (its job gone) is claimed again at most twice
             now = time.time()
-            job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now, weight=weight)
+            job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now, weight=weight, stage=stage)
             flat = [item for pair in self._encode(job).items() for item in pair]
             keys = [idem or self._k("idem", "-"), self._k("job", job.id), self._k("owner", owner),
                     self._k("queued"), self._k("queued", owner), self._k("inflight", owner)]  # fmt: skip

@@ -258,3 +258,8 @@ def job_failed(request: Any, exc: Any, traceback: Any, job_id: str) -> None:
     with contextlib.suppress(TransitionRefusedError, KeyError):
         runtime.jobs().transition(job_id, JobState.FAILED, error=error)
         _discard(job_id)  # a failed job leaves no partial outputs behind
+
+
+# Registration: the dataset build's task (POST /datasets) lives on this app too, so every worker started
+# with ``-A cardiosynth.workers.tasks`` knows it. Imported last: that module imports this one.
+from cardiosynth.workers import dataset_tasks as _dataset_tasks  # noqa: E402, F401

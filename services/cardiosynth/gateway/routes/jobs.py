@@ -47,8 +47,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def job_out(job: Job, svc: Services) -> JobOut:
+    dataset = job.request.get("kind") == "dataset"
+    base = "/datasets" if dataset else "/jobs"  # a dataset's own views (routes/datasets.py)
     return JobOut(
         id=job.id,
+        kind="dataset" if dataset else "synthesize",
         state=job.state.value,
         queue_position=svc.jobs.queue_position(job.id) if job.state is JobState.QUEUED else None,
         request=job.request,
@@ -59,7 +62,7 @@ def job_out(job: Job, svc: Services) -> JobOut:
         error=Problem(**job.error) if job.error else None,
         expired=job.expired_at is not None,
         expired_at=job.expired_at,
-        links={"self": f"/jobs/{job.id}", "results": f"/jobs/{job.id}/results"},
+        links={"self": f"{base}/{job.id}", "results": f"{base}/{job.id}/results", "job": f"/jobs/{job.id}"},
     )
 
 
