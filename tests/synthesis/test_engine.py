@@ -303,3 +303,50 @@ def test_translate_reports_per_chunk_and_stops_when_the_callback_raises(
     with pytest.raises(CancelledError):
         synth.translate(batch, cancel_after_first)
     assert calls == [4]
+
+
+def test_stream_translates_one_part_at_a_time_and_equals_the_whole(data: Path, models: Path) -> None:
+    """The SPADE half a few subjects at a time (the worker's memory bound): lazily, part by part,
+    the same subjects, names and arrays as translating and assembling the whole batch."""
+    request = SynthesisRequest(Group.HCM, n=3, seed=1, severities=(0.5, 1.0))
+    synth = _synth(data, models)
+    batch = synth.make_labels(request)
+    whole = synth.assemble(batch, synth.translate(batch))
+    translated: list[int] = []
+    original = synth.translate
+
+    def spy(part: object, progress: object = None) -> object:
+        translated.append(len(part.labels))  # type: ignore[attr-defined]
+        return original(part, progress)  # type: ignore[arg-type]
+
+    synth.translate = spy  # type: ignore[method-assign]
+    seen: list[tuple[str, int, int]] = []
+    stream = synth.stream(batch, lambda s, d, t: seen.append((s, d, t)), part_slices=1)
+    first = next(stream)
+    assert len(translated) == 1  # only the first subject's part so far
+    streamed = [first, *stream]
+    sizes = [sum(z for i, _, _, z in batch.plan if i == k) for k in range(3)]
+    assert translated == sizes  # one subject per part, every slice translated once
+    assert seen[-1] == ("translate", len(batch.labels), len(batch.labels))
+    assert [s.name for s in streamed] == [s.name for s in whole] == ["HCM_000", "HCM_001", "HCM_002"]
+    for a, b in zip(whole, streamed, strict=True):
+        assert a.territory == b.territory and a.biomarkers.keys() == b.biomarkers.keys()
+        for severity in (0.5, 1.0):
+            for phase in ("ED", "ES"):
+                # Other batch shapes may pick other convolution kernels: equal to float rounding.
+                scale = float(np.abs(a.phases[severity][phase].native_image).max())
+                np.testing.assert_allclose(
+                    a.phases[severity][phase].native_image,
+                    b.phases[severity][phase].native_image,
+                    atol=1e-4 * scale,
+                )
+                np.testing.assert_array_equal(
+                    a.phases[severity][phase].native_labels, b.phases[severity][phase].native_labels
+                )
+    translated.clear()
+    assert len(list(synth.stream(batch, part_slices=10**6))) == 3
+    assert translated == [len(batch.labels)]  # a budget above the batch: one part
+    with pytest.raises(ValueError, match="outside"):
+        batch.select([3])
+    with pytest.raises(ValueError, match="part_slices"):
+        next(synth.stream(batch, part_slices=0))

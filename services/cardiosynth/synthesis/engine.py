@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -231,6 +231,22 @@ class LabelBatch:
         )
         plan = [(int(i), float(a), str(ph), int(z)) for i, a, ph, z in meta["plan"]]
         return cls(request, list(meta["base_ids"]), plan, labels, list(meta.get("territories", [])))
+
+    def select(self, indices: Sequence[int]) -> LabelBatch:
+        """The part of the batch that makes synthetic subjects ``indices``: their plan entries and
+        slices in plan order, with subject indices, base ids and territories unchanged (so the part's
+        subjects keep their names), for translating and writing a few subjects at a time."""
+        wanted = set(indices)
+        if not wanted <= set(range(len(self.base_ids))):
+            raise ValueError(f"subject indices {sorted(wanted)} outside 0..{len(self.base_ids) - 1}")
+        bounds = np.cumsum([0, *(p[3] for p in self.plan)])
+        keep = [k for k, p in enumerate(self.plan) if p[0] in wanted]
+        labels = (
+            np.concatenate([self.labels[bounds[k] : bounds[k + 1]] for k in keep])
+            if keep
+            else self.labels[:0]
+        )
+        return LabelBatch(self.request, self.base_ids, [self.plan[k] for k in keep], labels, self.territories)
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -600,8 +616,8 @@ class Synthesizer:
                     else restore_image(img, geometry, window)
                 ),
             )
-        for index, base_id in enumerate(batch.base_ids):
-            base = self._base(self._ref(base_id))
+        for index in by_subject:  # the subjects the plan holds (all, or a part: LabelBatch.select)
+            base = self._base(self._ref(batch.base_ids[index]))
             subject = SyntheticSubject(
                 name=f"{request.pathology.value}_{index:03d}",
                 index=index,
@@ -631,6 +647,42 @@ class Synthesizer:
             out.append(subject)
         self._timed("restore", started)
         return out
+
+    def stream(
+        self, batch: LabelBatch, progress: Progress = _no_progress, *, part_slices: int = TRANSLATE_CHUNK
+    ) -> Iterator[SyntheticSubject]:
+        """:meth:`translate` then :meth:`assemble`, a few subjects at a time, yielding each subject.
+
+        Subjects are taken in order until a part holds at least ``part_slices`` slices (a subject is
+        never split), so memory holds one part's images and native volumes instead of the whole
+        job's: a consumer that writes each subject and drops it keeps the peak independent of ``n``.
+        ``progress("translate", done, total)`` counts over the whole batch.
+        """
+        if part_slices < 1:
+            raise ValueError(f"part_slices must be >= 1, got {part_slices}")
+        sizes: dict[int, int] = {}
+        for index, _, _, z_count in batch.plan:
+            sizes[index] = sizes.get(index, 0) + z_count
+        total, done = len(batch.labels), 0
+        part: list[int] = []
+        order = list(sizes)
+        for position, index in enumerate(order):
+            part.append(index)
+            if sum(sizes[i] for i in part) < part_slices and position < len(order) - 1:
+                continue
+            piece = batch.select(part)
+            offset = done
+
+            def report(stage: str, count: int, _: int, offset: int = offset) -> None:
+                progress(stage, offset + count, total)
+
+            images = self.translate(piece, report) if self.spade is not None else None
+            done += len(piece.labels)
+            subjects = self.assemble(piece, images)
+            del images, piece  # the part's subjects hold what they need
+            while subjects:
+                yield subjects.pop(0)  # handed over: this generator keeps no reference to it
+            part = []
 
     def run(self, request: SynthesisRequest, progress: Progress = _no_progress) -> list[SyntheticSubject]:
         """Make ``request.n`` synthetic subjects (all severities and phases), deterministic by seed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -186,7 +187,10 @@ def vae_stage(self: Task, job_id: str) -> None:
     name=SPADE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, **RETRY
 )
 def spade_stage(self: Task, job_id: str) -> None:
-    """translate -> restore -> store every file -> succeeded."""
+    """translate -> restore -> store every file -> succeeded, a few subjects at a time.
+
+    Subjects stream to storage (``Synthesizer.stream``): a part is translated, restored, written and
+    dropped before the next, so the worker's memory does not grow with ``n`` (bench/memory.py)."""
     from cardiosynth.synthesis.engine import LabelBatch
     from cardiosynth.synthesis.output import write_subject
 
@@ -203,14 +207,13 @@ def spade_stage(self: Task, job_id: str) -> None:
             batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
             progress: dict[str, Any] = dict(job.progress)
             report = _progress(job_id, progress, lease)
-            images = synth.translate(batch, report)  # reports (and checks for a cancel) per chunk
-            lease.check()
-            subjects = synth.assemble(batch, images)
             files: list[dict[str, Any]] = []
             biomarkers: dict[str, Any] = {}
             models = dict(synth.model_versions)
+            count = len(batch.base_ids)
             with tempfile.TemporaryDirectory() as tmp:
-                for count, subject in enumerate(subjects, start=1):
+                # Translation reports (and checks for a cancel) per chunk of slices, writing per subject.
+                for done, subject in enumerate(synth.stream(batch, report), start=1):
                     lease.check()  # between subjects: a cancel stops the writing here
                     folder = write_subject(subject, batch.request, Path(tmp), models=models)
                     for path in sorted(folder.iterdir()):
@@ -221,7 +224,9 @@ def spade_stage(self: Task, job_id: str) -> None:
                         f"{a:.2f}": (b.to_dict() if b is not None else None)
                         for a, b in subject.biomarkers.items()
                     }
-                    report("store", count, len(subjects))
+                    shutil.rmtree(folder)  # stored: the local copy would only fill the disk
+                    del subject  # nor is it kept in memory while the next part is translated
+                    report("store", done, count)
             timings = {**job.timings, "spade": time.perf_counter() - started}
             _move(
                 job_id, JobState.SUCCEEDED, result={"files": files, "biomarkers": biomarkers}, timings=timings
