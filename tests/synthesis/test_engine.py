@@ -319,7 +319,7 @@ def test_stream_translates_one_part_at_a_time_and_equals_the_whole(data: Path, m
         translated.append(len(part.labels))  # type: ignore[attr-defined]
         return original(part, progress)  # type: ignore[arg-type]
 
-    synth.translate = spy  # type: ignore[method-assign]
+    synth.translate = spy  # type: ignore[method-assign,assignment]
     seen: list[tuple[str, int, int]] = []
     stream = synth.stream(batch, lambda s, d, t: seen.append((s, d, t)), part_slices=1)
     first = next(stream)
@@ -330,7 +330,8 @@ def test_stream_translates_one_part_at_a_time_and_equals_the_whole(data: Path, m
     assert seen[-1] == ("translate", len(batch.labels), len(batch.labels))
     assert [s.name for s in streamed] == [s.name for s in whole] == ["HCM_000", "HCM_001", "HCM_002"]
     for a, b in zip(whole, streamed, strict=True):
-        assert a.territory == b.territory and a.biomarkers.keys() == b.biomarkers.keys()
+        assert a.territory == b.territory
+        assert a.biomarkers.keys() == b.biomarkers.keys()
         for severity in (0.5, 1.0):
             for phase in ("ED", "ES"):
                 # Other batch shapes may pick other convolution kernels: equal to float rounding.
