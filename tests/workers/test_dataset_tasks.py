@@ -18,7 +18,7 @@ from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.storage.base import ObjectStore
-from cardiosynth.workers import dataset_tasks, runtime
+from cardiosynth.workers import dataset_tasks, runtime, tasks
 from cardiosynth.workers.dataset_tasks import dataset_build, describe_dataset_file
 
 SPEC: dict[str, Any] = {
@@ -124,7 +124,7 @@ def test_a_cancel_stops_the_build_and_leaves_nothing(
     jobs, store = worker
     job = _submit(jobs, SPEC, "zip")
     stored_at_cancel: list[int] = []
-    original = dataset_tasks._progress
+    original = tasks._progress  # what dataset_tasks imported
 
     def cancelling(job_id: str, progress: dict[str, Any], lease: Any) -> Callable[[str, int, int], None]:
         report = original(job_id, progress, lease)
