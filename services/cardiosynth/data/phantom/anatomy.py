@@ -89,6 +89,15 @@ class HeartShape:
     es_contraction: float = 0.0  # k, fitted
     rv_height_ed: float = 0.0  # H at ED, fitted
     rv_height_es: float = 0.0  # H at ES, fitted
+    # Version-2 anatomy (drawn in :mod:`.variation`); the defaults reproduce version 1 bit for bit.
+    ellipticity_slope: float = 0.0  # e(u) = ellipticity + ellipticity_slope * u (u = depth / L)
+    ellipse_twist: float = 0.0  # φ(u) = ellipse_angle + ellipse_twist * u (rad)
+    taper: float = 0.0  # cavity radius times 1 + taper (0.5 - u): > 0 conical, < 0 globular
+    base_narrowing: float = 0.0  # mitral annulus narrower than the basal cavity (fraction at u = 0)
+    thickness_wave: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # a1, phase1, a2, phase2
+    apical_extra: float = 0.0  # apical HCM: thickness times 1 + apical_extra toward the apex
+    contraction_wave: tuple[float, float, float] = (0.0, 0.0, 0.0)  # b1, phase1, base-apex slope
+    base_descent: float = 0.0  # mm the base moves toward the (fixed) apex at ES
 
     @property
     def rv_length(self) -> float:
@@ -104,18 +113,55 @@ class HeartShape:
             return 0.0
         return float((1.0 - u**self.profile_exponent) ** (1.0 / self.profile_exponent))
 
+    @property
+    def _shaped(self) -> bool:
+        """Whether any version-2 shape term is set (version 1 keeps its exact arithmetic)."""
+        return bool(self.ellipticity_slope or self.ellipse_twist or self.taper or self.base_narrowing)
+
     def cavity_radius_ed(self, theta: FloatArray, depth: float) -> FloatArray:
-        f = self._profile(depth / self.lv_length)
+        u = depth / self.lv_length
+        f = self._profile(u)
+        if self._shaped:
+            # Long-axis shape: a conical or globular taper, and a basal narrowing toward the annulus.
+            f *= (1.0 + self.taper * (0.5 - u)) * (1.0 - self.base_narrowing * math.exp(-u / 0.12))
+            e = self.ellipticity + self.ellipticity_slope * u
+            phi = self.ellipse_angle + self.ellipse_twist * u
+            shaped: FloatArray = self.lv_radius * f * (1.0 + e * np.cos(2.0 * (theta - phi)))
+            return shaped
         out: FloatArray = (
             self.lv_radius * f * (1.0 + self.ellipticity * np.cos(2.0 * (theta - self.ellipse_angle)))
         )
         return out
+
+    def ellipticity_at(self, depth: float) -> float:
+        """In-plane cavity ovality ``e(u)`` at ``depth`` (the radius swings by ``± e``)."""
+        return self.ellipticity + self.ellipticity_slope * depth / self.lv_length
+
+    def heart_depth(self, depth: float, phase: Phase) -> float:
+        """Depth in the ED heart of the material that lies at image ``depth`` in ``phase``.
+
+        At ES the base descends by :attr:`base_descent` toward the apex, which stays in place: the
+        long axis shortens linearly, so image depth ``d`` holds ED depth
+        ``(d - descent) · E / (E - descent)`` (``E`` the epicardial apex depth).
+        """
+        if phase == "ED" or self.base_descent == 0.0:
+            return depth
+        epi = self.epi_length
+        return (depth - self.base_descent) * epi / (epi - self.base_descent)
 
     def thickness_ed(self, theta: FloatArray, depth: float) -> FloatArray:
         u = min(depth / self.lv_length, 1.0)
         modulation = 1.0 + self.septal_extra * window(
             wrap_angle(theta - self.septal_angle), self.septal_width / 2.0, self.septal_width / 4.0
         )
+        if self.apical_extra:
+            # Apical HCM: hypertrophy confined to the apical third ("ace of spades" cavity).
+            ramp = min(max((u - 0.45) / 0.3, 0.0), 1.0)
+            modulation = modulation + self.apical_extra * (3.0 * ramp**2 - 2.0 * ramp**3)
+        a1, p1, a2, p2 = self.thickness_wave
+        if a1 or a2:
+            # Regional variation of a normal wall: a few % thicker or thinner by segment.
+            modulation = modulation * (1.0 + a1 * np.cos(theta - p1) + a2 * np.cos(2.0 * (theta - p2)))
         if self.infarct is not None:
             modulation = modulation - (1.0 - self.infarct.wall_kept) * self.infarct.indicator(theta, u)
         out: FloatArray = self.wall_thickness * modulation * (1.0 - 0.25 * u * u)
@@ -127,11 +173,23 @@ class HeartShape:
         if self.infarct is not None:
             u = depth / self.lv_length
             g = g - (1.0 - self.infarct.contractility) * self.infarct.indicator(theta, u)
+        b1, p1, slope = self.contraction_wave
+        if b1 or slope:
+            # Regional variation of normal function: some segments move more than others, and the
+            # radial motion differs from base to apex.
+            u = depth / self.lv_length
+            g = g * (1.0 + b1 * np.cos(theta - p1) + slope * (u - 0.5))
         out: FloatArray = 1.0 - self.es_contraction * g
         return out
 
     def lv_radii(self, theta: FloatArray, depth: float, phase: Phase) -> tuple[FloatArray, FloatArray]:
-        """Cavity and epicardial radius (mm) at angles ``theta`` and ``depth``."""
+        """Cavity and epicardial radius (mm) at angles ``theta`` and image ``depth``."""
+        stretch = 1.0
+        if phase == "ES" and self.base_descent != 0.0:
+            # Longitudinal shortening squeezes the same myocardium into a shorter ventricle: the
+            # wall area per slice grows by the inverse factor, so mass is preserved.
+            stretch = self.epi_length / (self.epi_length - self.base_descent)
+            depth = self.heart_depth(depth, phase)
         if depth < 0.0 or depth > self.epi_length:
             zero = np.zeros_like(theta)
             return zero, zero
@@ -144,12 +202,17 @@ class HeartShape:
             r_o = self.thickness_ed(theta, self.lv_length) * math.sqrt(max(1.0 - s * s, 0.0))
         if phase == "ES":
             r_c_es = r_c * self.contraction(theta, depth)
-            r_o = np.sqrt(r_c_es**2 + r_o**2 - r_c**2)
+            if stretch != 1.0:
+                r_o = np.sqrt(r_c_es**2 + (r_o**2 - r_c**2) * stretch)
+            else:
+                r_o = np.sqrt(r_c_es**2 + r_o**2 - r_c**2)
             r_c = r_c_es
         return r_c, r_o
 
-    def rv_unit_height(self, theta: FloatArray, depth: float) -> FloatArray:
-        """RV crescent height profile for ``H = 1``."""
+    def rv_unit_height(self, theta: FloatArray, depth: float, phase: Phase = "ED") -> FloatArray:
+        """RV crescent height profile for ``H = 1`` at image ``depth`` (the tricuspid plane descends
+        with the mitral plane at ES)."""
+        depth = self.heart_depth(depth, phase)
         u = depth / self.rv_length
         if depth < 0.0 or u >= 1.0:
             return np.zeros_like(theta)
@@ -162,7 +225,7 @@ class HeartShape:
 
     def rv_height(self, theta: FloatArray, depth: float, phase: Phase) -> FloatArray:
         scale = self.rv_height_ed if phase == "ED" else self.rv_height_es
-        out: FloatArray = scale * self.rv_unit_height(theta, depth)
+        out: FloatArray = scale * self.rv_unit_height(theta, depth, phase)
         return out
 
 
@@ -249,9 +312,13 @@ def fit_heart(
     # ES cavity: V(k) = Σ ½ r² (1 - k g)² = A0 - 2 k A1 + k² A2.
     a0 = a1 = a2 = 0.0
     probe = replace(fitted, es_contraction=1.0)  # contraction() then returns 1 - g
+    g_max = 0.0
     for d in depths:
-        r = fitted.cavity_radius_ed(_ANGLES, float(d))
-        g = 1.0 - probe.contraction(_ANGLES, float(d))
+        d_es = fitted.heart_depth(float(d), "ES")  # the ED material at this slice in systole
+        r = fitted.cavity_radius_ed(_ANGLES, d_es)
+        g = 1.0 - probe.contraction(_ANGLES, d_es)
+        if d_es >= 0.0:
+            g_max = max(g_max, float(np.max(g)))
         a0 += 0.5 * float(np.sum(r**2))
         a1 += 0.5 * float(np.sum(r**2 * g))
         a2 += 0.5 * float(np.sum(r**2 * g**2))
@@ -261,6 +328,8 @@ def fit_heart(
         raise ValueError(
             f"LV end-systolic volume {lv_esv:.1f} ml needs contraction k={k:.3f} outside [0, 0.95)"
         )
+    if k * g_max >= 0.95:  # a regional contraction wave must not close the cavity anywhere
+        raise ValueError(f"LV contraction k={k:.3f} times the regional peak {g_max:.3f} reaches 0.95")
     fitted = replace(fitted, es_contraction=k)
 
     # RV: V(H) = H B1 + H² B2 with B1 = Σ r_o q, B2 = Σ ½ q² (q the unit height).
@@ -269,7 +338,7 @@ def fit_heart(
         b1 = b2 = 0.0
         for d in depths:
             _, r_o = fitted.lv_radii(_ANGLES, float(d), phase)
-            q = fitted.rv_unit_height(_ANGLES, float(d))
+            q = fitted.rv_unit_height(_ANGLES, float(d), phase)
             b1 += float(np.sum(r_o * q))
             b2 += 0.5 * float(np.sum(q * q))
         heights[phase] = _solve_quadratic(b2 * scale, b1 * scale, -target, f"RV {phase} volume")

@@ -35,7 +35,9 @@ from cardiosynth.data.phantom.params import (
     check_phantom_version,
     sample_subject_params,
 )
+from cardiosynth.data.phantom.render import render_phase
 from cardiosynth.data.phantom.tissues import TISSUE_TO_LABEL, Tissue, heart_tissues
+from cardiosynth.data.phantom.variation import VARIATION_STREAM, vary_subject
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ class PhantomSubject:
             "model_volumes_ml": model,
             "shape": _jsonable(asdict(self.shape)),
             "acquisition": _jsonable(asdict(acq)),
+            "variation": _jsonable(asdict(v)) if (v := self.params.variation) is not None else None,
         }
 
 
@@ -138,6 +141,8 @@ def _oblique_affine(params: SubjectParams, rng: np.random.Generator) -> npt.NDAr
 def _render_phase(
     params: SubjectParams, shape: HeartShape, phase: Phase, rng: np.random.Generator
 ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.uint8]]:
+    if params.variation is not None:  # version 2
+        return render_phase(params, shape, phase, rng)
     acq = params.acquisition
     style = STYLES[params.style]
     nx, ny = acq.matrix
@@ -201,8 +206,12 @@ def generate_subject(index: int, group: Group, seed: int, version: int = PHANTOM
     phantom ``version`` (see :data:`.params.PHANTOM_VERSIONS`; ValueError for another)."""
     version = check_phantom_version(version)
     rng = np.random.default_rng([seed, index])
+    # Version 2's anatomy and appearance draw from their own stream: the population's draws stay put.
+    variation_rng = np.random.default_rng([seed, index, VARIATION_STREAM])
     for attempt in range(_MAX_DRAWS):
         params = sample_subject_params(group, rng, version)
+        if version >= 2:
+            params = vary_subject(params, variation_rng)
         acq = params.acquisition
         try:
             shape = fit_heart(

@@ -30,6 +30,7 @@ from cardiosynth.data.labels import Group
 from cardiosynth.data.phantom.anatomy import FloatArray, HeartShape, Infarct
 from cardiosynth.data.phantom.appearance import STYLES, BodyLayout
 from cardiosynth.data.phantom.tissues import Columns, HeartExtras
+from cardiosynth.data.phantom.variation import Variation
 from cardiosynth.data.territory import TERRITORIES, TERRITORY_FREQUENCY
 
 # The phantom's versions. Each is kept reproducible: a subject of version ``v`` with seed ``s`` and
@@ -43,7 +44,7 @@ PHANTOM_VERSION = 2  # the default
 # What a version's output is, as a string that changes whenever the arrays of that version change
 # (the default data cache is keyed by it, so a machine never serves data made by older code of the
 # same version). Version 1 is frozen; bump version 2's minor with every change to its output.
-PHANTOM_CONTENT: dict[int, str] = {1: "1.0", 2: "2.1"}
+PHANTOM_CONTENT: dict[int, str] = {1: "1.0", 2: "2.2"}
 
 
 def check_phantom_version(version: int) -> int:
@@ -120,6 +121,7 @@ class SubjectParams:
     body: BodyLayout
     style: str
     version: int = PHANTOM_VERSION  # phantom version (PHANTOM_VERSIONS) that rendering follows
+    variation: Variation | None = None  # version 2's anatomy, coverage and appearance (.variation)
 
     @property
     def bsa(self) -> float:

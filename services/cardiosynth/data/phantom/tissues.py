@@ -6,6 +6,7 @@ dark in the image); the RV free wall and epicardial fat are labelled background.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -13,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cardiosynth.data.labels import BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY
-from cardiosynth.data.phantom.anatomy import FloatArray, HeartShape, Phase
+from cardiosynth.data.phantom.anatomy import FloatArray, HeartShape, Phase, wrap_angle
 
 RV_WALL_MIN_HEIGHT_MM = 0.3  # below this crescent height there is no RV cavity to wall in
 
@@ -27,11 +28,22 @@ class Tissue(IntEnum):
     RV_TRABECULA = 5  # in the RV cavity label
     RV_WALL = 6  # background label
     EPI_FAT = 7  # background label
+    OTHER_BLOOD = 8  # version 2: LV outflow tract, aortic root, atria (background label, bright)
 
 
 # Tissue code -> ACDC label.
 TISSUE_TO_LABEL: npt.NDArray[np.uint8] = np.array(
-    [BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY, LV_CAVITY, RV_CAVITY, BACKGROUND, BACKGROUND],
+    [
+        BACKGROUND,
+        LV_CAVITY,
+        LV_MYOCARDIUM,
+        RV_CAVITY,
+        LV_CAVITY,
+        RV_CAVITY,
+        BACKGROUND,
+        BACKGROUND,
+        BACKGROUND,
+    ],
     dtype=np.uint8,
 )
 
@@ -57,6 +69,42 @@ class Columns:
 
 
 @dataclass(frozen=True)
+class Outflow:
+    """Version 2: the LV outflow tract, where basal slices cut the ring of myocardium open.
+
+    Above ``depth`` (mm from the mitral plane, in the ED heart) the myocardium within ``width``
+    (rad) around ``angle`` is replaced by outflow blood, labelled background as ACDC's annotators
+    leave it; the gap narrows linearly to half its width at ``depth``.
+    """
+
+    angle: float
+    width: float
+    depth: float
+
+
+@dataclass(frozen=True)
+class Atria:
+    """Version 2: blood pools above the mitral plane (left and right atria, aortic root), labelled
+    background, so that a stack starting above the base shows atrial slices.
+
+    Positions are polar about the LV axis (mm, rad); ``height`` is how far above the valve plane
+    they reach (mm).
+    """
+
+    la_angle: float
+    la_offset: float
+    la_radius: float
+    ra_angle: float
+    ra_offset: float
+    ra_radius: float
+    aorta_angle: float
+    aorta_offset: float
+    aorta_radius: float
+    wall: float
+    height: float
+
+
+@dataclass(frozen=True)
 class HeartExtras:
     """Structures around and inside the heart that are not in the labels."""
 
@@ -67,6 +115,8 @@ class HeartExtras:
     fat_base: float  # mm of epicardial fat everywhere
     fat_extra: float  # mm more toward fat_angle (AV groove side)
     fat_angle: float
+    outflow: Outflow | None = None  # version 2
+    atria: Atria | None = None  # version 2
 
 
 def _paint_columns(
@@ -92,15 +142,33 @@ def heart_tissues(
     y: FloatArray,
     depth: float,
     phase: Phase,
+    *,
+    fast: bool = False,
+    grid: PolarGrid | None = None,
 ) -> npt.NDArray[np.int8]:
-    """Tissue codes at in-plane points ``(x, y)`` (mm, LV axis at the origin), any array shape."""
+    """Tissue codes at in-plane points ``(x, y)`` (mm, LV axis at the origin), any array shape.
+
+    ``fast`` (version 2) evaluates the boundary radii on a table of angles and interpolates
+    (under 0.01 mm from the exact radii) instead of at every point; version 1 keeps the exact
+    evaluation so that its output does not change. ``grid`` (the polar coordinates of ``(x, y)``)
+    saves recomputing them when the same points are drawn at several depths.
+    """
     codes = np.zeros(x.shape, dtype=np.int8)
+    heart_depth = shape.heart_depth(depth, phase)
+    if extras.atria is not None and -extras.atria.height < heart_depth < 0.0:
+        _paint_atria(codes, x, y, extras.atria, heart_depth)
     if depth < -extras.fat_base - extras.fat_extra or depth > shape.epi_length + extras.fat_base:
         return codes
-    r = np.hypot(x, y)
-    theta = np.arctan2(y, x)
-    r_c, r_o = shape.lv_radii(theta, depth, phase)
-    h = shape.rv_height(theta, depth, phase)
+    if grid is None:
+        r = np.hypot(x, y)
+        theta = np.arctan2(y, x)
+    else:
+        r, theta = grid.r, grid.theta
+    if fast:
+        r_c, r_o, h = _radii_from_table(shape, grid if grid is not None else PolarGrid.of(x, y), depth, phase)
+    else:
+        r_c, r_o = shape.lv_radii(theta, depth, phase)
+        h = shape.rv_height(theta, depth, phase)
     has_rv = h > RV_WALL_MIN_HEIGHT_MM
     wall_outer = r_o + h + np.where(has_rv, extras.rv_wall, 0.0)
     fat = extras.fat_base + extras.fat_extra * 0.5 * (1.0 + np.cos(theta - extras.fat_angle))
@@ -111,28 +179,109 @@ def heart_tissues(
     codes[has_rv & (r < r_o + h)] = Tissue.RV_BLOOD
     codes[r < r_o] = Tissue.LV_MYO
     codes[r < r_c] = Tissue.LV_BLOOD
+    outflow = extras.outflow
+    if outflow is not None and 0.0 <= heart_depth < outflow.depth:
+        # The gap narrows to half its width at ``depth`` (not to a sliver that would leave pockets).
+        half = 0.5 * outflow.width * (1.0 - 0.5 * heart_depth / outflow.depth)
+        gap = np.abs(wrap_angle(theta - outflow.angle)) < half
+        codes[gap & (codes == Tissue.LV_MYO)] = Tissue.OTHER_BLOOD
 
-    # Cavity structures move with the wall: positions scale with the local cavity size.
+    # Cavity structures move with the wall: positions scale with the local cavity size. They are
+    # attached to the ED material, so at ES they follow the descent of the base.
+    column_depth = heart_depth if fast else depth
+    paint = _paint_columns_fast if fast else _paint_columns
     for columns, tissue, inside in (
         (extras.papillary, Tissue.PAPILLARY, Tissue.LV_BLOOD),
         (extras.lv_trabeculae, Tissue.PAPILLARY, Tissue.LV_BLOOD),
     ):
-        sel = columns.at_depth(depth)
+        sel = columns.at_depth(column_depth)
         if not np.any(sel):
             continue
         ang = columns.angle[sel]
         rc_at, _ = shape.lv_radii(ang, depth, phase)
         grow = 1.15 if phase == "ES" else 1.0  # papillary muscles thicken in systole
-        _paint_columns(
-            codes, x, y, columns.radial[sel] * rc_at, ang, columns.radius[sel] * grow, inside, tissue
-        )
-    sel = extras.rv_trabeculae.at_depth(depth)
+        paint(codes, x, y, columns.radial[sel] * rc_at, ang, columns.radius[sel] * grow, inside, tissue)
+    sel = extras.rv_trabeculae.at_depth(column_depth)
     if np.any(sel):
         ang = extras.rv_trabeculae.angle[sel]
         _, ro_at = shape.lv_radii(ang, depth, phase)
         h_at = shape.rv_height(ang, depth, phase)
         centres = ro_at + extras.rv_trabeculae.radial[sel] * h_at
-        _paint_columns(
+        paint(
             codes, x, y, centres, ang, extras.rv_trabeculae.radius[sel], Tissue.RV_BLOOD, Tissue.RV_TRABECULA
         )
     return codes
+
+
+_TABLE_SIZE = 4096  # angular step 0.09°: under 0.1 mm at 60 mm from the axis
+_TABLE_ANGLES: FloatArray = (np.arange(_TABLE_SIZE, dtype=np.float64) + 0.5) * (
+    2.0 * np.pi / _TABLE_SIZE
+) - np.pi
+
+
+@dataclass(frozen=True)
+class PolarGrid:
+    """Polar coordinates of in-plane points about the LV axis, with their angle-table index."""
+
+    r: FloatArray
+    theta: FloatArray
+    index: npt.NDArray[np.intp]
+
+    @classmethod
+    def of(cls, x: FloatArray, y: FloatArray) -> PolarGrid:
+        theta = np.arctan2(y, x)
+        index = np.minimum(((theta + np.pi) * (_TABLE_SIZE / (2.0 * np.pi))).astype(np.intp), _TABLE_SIZE - 1)
+        return cls(r=np.hypot(x, y), theta=theta, index=index)
+
+
+def _radii_from_table(
+    shape: HeartShape, grid: PolarGrid, depth: float, phase: Phase
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """LV cavity, epicardial and RV crescent radii at the grid's angles, from a fine table."""
+    r_c, r_o = shape.lv_radii(_TABLE_ANGLES, depth, phase)
+    h = shape.rv_height(_TABLE_ANGLES, depth, phase)
+    return r_c[grid.index], r_o[grid.index], h[grid.index]
+
+
+def _paint_columns_fast(
+    codes: npt.NDArray[np.int8],
+    x: FloatArray,
+    y: FloatArray,
+    centres: FloatArray,
+    angles: FloatArray,
+    radii: FloatArray,
+    inside: Tissue,
+    paint: Tissue,
+) -> None:
+    """:func:`_paint_columns` on the points of the ``inside`` tissue only (a small share of them)."""
+    where = np.flatnonzero(codes.ravel() == inside)
+    if where.size == 0:
+        return
+    px, py = x.ravel()[where], y.ravel()[where]
+    hit = np.zeros(where.size, dtype=bool)
+    for rho, ang, rad in zip(centres, angles, radii, strict=True):
+        hit |= (px - rho * np.cos(ang)) ** 2 + (py - rho * np.sin(ang)) ** 2 < rad * rad
+    flat = codes.reshape(-1)
+    flat[where[hit]] = paint
+
+
+def _paint_atria(
+    codes: npt.NDArray[np.int8], x: FloatArray, y: FloatArray, atria: Atria, depth: float
+) -> None:
+    """Left and right atria and the aortic root above the valve plane (``depth`` < 0), with walls.
+
+    The atria narrow slightly toward the valve plane and toward their roof.
+    """
+    s = -depth / atria.height  # 0 at the valve plane, 1 at the roof
+    scale = math.sqrt(max(1.0 - s * s, 0.0)) * (0.75 + 0.25 * min(s / 0.2, 1.0))
+    for angle, offset, radius, grows in (
+        (atria.la_angle, atria.la_offset, atria.la_radius, True),
+        (atria.ra_angle, atria.ra_offset, atria.ra_radius, True),
+        (atria.aorta_angle, atria.aorta_offset, atria.aorta_radius, False),
+    ):
+        rad = radius * (scale if grows else 1.0)
+        if rad <= 0.5:
+            continue
+        d2 = (x - offset * math.cos(angle)) ** 2 + (y - offset * math.sin(angle)) ** 2
+        codes[(d2 < (rad + atria.wall) ** 2) & (codes != Tissue.OTHER_BLOOD)] = Tissue.RV_WALL
+        codes[d2 < rad * rad] = Tissue.OTHER_BLOOD
