@@ -290,26 +290,26 @@ def test_a_tiny_spec_through_the_embedded_stack(
         storage = stack.state / "storage"
         _, cancelled = stack.request("GET", f"/datasets/{other['id']}")
         assert cancelled["state"] == "cancelled"
-    files = results["files"]
-    synthetic = {f["subject"] for f in files if f["source"] == "synthetic"}
-    assert synthetic == {"HCM_000", "HCM_001", "DCM_000"}  # exactly the subjects asked for
-    images = [f for f in files if f["source"] == "synthetic" and f["kind"] in ("image", "label")]
-    assert len(images) == 2 * 2 * 2 + 1 * 2  # HCM: ED/ES x image/label each; DCM: ED only
-    assert results["made"]["synthetic"] == 3
-    assert {"card", "readme", "checksums", "plot", "spec", "archive"} <= set(results["links"])
-    by_path = {f["path"]: f for f in files}
-    # Every stored file is what the card and SHA256SUMS say it is.
-    lines = _download(results["links"]["checksums"]).decode().splitlines()
-    sums = {path: digest for digest, path in (line.split("  ", 1) for line in lines)}
-    card = json.loads(_download(results["links"]["card"]))
-    assert card["made"]["synthetic"] == 3
-    assert [g["n"] for g in card["made"]["groups"]] == [2, 1]
-    for path, digest in sums.items():
-        assert by_path[path]["sha256"] == digest
-    for f in files:
-        assert hashlib.sha256((storage / f["key"]).read_bytes()).hexdigest() == f["sha256"]
-    assert _download(results["links"]["plot"]).startswith(b"\x89PNG")
-    archive = zipfile.ZipFile(io.BytesIO(_download(results["links"]["archive"])))
-    assert "tiny/dataset.json" in archive.namelist()
-    assert "tiny/synthetic/DCM_000/DCM_000_s1.00_ED.nii.gz" in archive.namelist()
-    assert not (storage / "jobs" / other["id"]).exists()  # the cancelled one left nothing
+        files = results["files"]
+        synthetic = {f["subject"] for f in files if f["source"] == "synthetic"}
+        assert synthetic == {"HCM_000", "HCM_001", "DCM_000"}  # exactly the subjects asked for
+        images = [f for f in files if f["source"] == "synthetic" and f["kind"] in ("image", "label")]
+        assert len(images) == 2 * 2 * 2 + 1 * 2  # HCM: ED/ES x image/label each; DCM: ED only
+        assert results["made"]["synthetic"] == 3
+        assert {"card", "readme", "checksums", "plot", "spec", "archive"} <= set(results["links"])
+        by_path = {f["path"]: f for f in files}
+        # Every stored file is what the card and SHA256SUMS say it is.
+        lines = _download(results["links"]["checksums"]).decode().splitlines()
+        sums = {path: digest for digest, path in (line.split("  ", 1) for line in lines)}
+        card = json.loads(_download(results["links"]["card"]))
+        assert card["made"]["synthetic"] == 3
+        assert [g["n"] for g in card["made"]["groups"]] == [2, 1]
+        for path, digest in sums.items():
+            assert by_path[path]["sha256"] == digest
+        for f in files:
+            assert hashlib.sha256((storage / f["key"]).read_bytes()).hexdigest() == f["sha256"]
+        assert _download(results["links"]["plot"]).startswith(b"\x89PNG")
+        archive = zipfile.ZipFile(io.BytesIO(_download(results["links"]["archive"])))
+        assert "tiny/dataset.json" in archive.namelist()
+        assert "tiny/synthetic/DCM_000/DCM_000_s1.00_ED.nii.gz" in archive.namelist()
+        assert not (storage / "jobs" / other["id"]).exists()  # the cancelled one left nothing
