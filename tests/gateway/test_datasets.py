@@ -313,3 +313,24 @@ def test_a_tiny_spec_through_the_embedded_stack(
         assert "tiny/dataset.json" in archive.namelist()
         assert "tiny/synthetic/DCM_000/DCM_000_s1.00_ED.nii.gz" in archive.namelist()
         assert not (storage / "jobs" / other["id"]).exists()  # the cancelled one left nothing
+
+
+def test_the_dataset_list_pages_over_the_keys_other_jobs(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cardiosynth.gateway.routes import datasets
+    from cardiosynth.jobs.base import owner_id
+
+    client, _, _ = api
+    monkeypatch.setattr(datasets, "SCAN_PAGE", 2)  # several store pages for a few jobs
+    jobs = client.app.state.services.jobs  # type: ignore[attr-defined]
+    made = []
+    for i in range(8):
+        request = {"kind": "dataset", "spec": {"seed": i}} if i % 3 == 0 else {"pathology": "HCM", "n": 1}
+        job, _ = jobs.create(owner_id(KEY_A), request, stage="dataset" if i % 3 == 0 else "vae")
+        made.append((job.id, i % 3 == 0))
+        time.sleep(0.002)  # distinct creation times: the list is newest first
+    expected = [job_id for job_id, is_dataset in reversed(made) if is_dataset]
+    assert len(expected) == 3
+    page = client.get("/datasets?offset=1&limit=2", headers=A).json()
+    assert page["total"] == 3
+    assert [j["id"] for j in page["items"]] == expected[1:3]
+    assert all(j["kind"] == "dataset" for j in page["items"])

@@ -27,6 +27,7 @@ from cardiosynth.jobs.base import (
     Job,
     JobState,
     QueueFullError,
+    StoredBytesQuotaError,
 )
 from cardiosynth.models.catalog import find_model
 from cardiosynth.queues import DATASET_STAGE
@@ -104,7 +105,12 @@ def create_dataset(
             weight=weight,
             max_subjects=quota,
             stage=DATASET_STAGE,
+            max_stored_bytes=svc.settings.max_stored_bytes_per_key,
         )
+    except StoredBytesQuotaError as exc:
+        # Retention frees the oldest files within this time at the latest; a purge frees them now.
+        retry = str(svc.settings.result_retention_s)
+        raise ProblemError(429, str(exc), headers={"Retry-After": retry}) from None
     except QueueFullError as exc:
         raise ProblemError(429, str(exc), headers={"Retry-After": "30"}) from None
     except IdempotencyConflictError as exc:
@@ -141,8 +147,8 @@ def list_datasets(
             who, state=JobState(state) if state else None, offset=start, limit=SCAN_PAGE
         )
         found.extend(j for j in page if is_dataset(j))
-        start += len(page)
-        if not page or start >= total:
+        start += SCAN_PAGE  # by the window asked for: a page may be short where a record is gone
+        if start >= total:
             break
     items = [job_out(j, svc) for j in found[offset : offset + limit]]
     return JobList(items=items, total=len(found), offset=offset, limit=limit)
