@@ -250,3 +250,25 @@ def test_the_largest_requests_the_schema_accepts_fit_the_default_quota(
     r = client.post("/synthesize", json={"pathology": "HCM", "n": 100, "trajectory": 20}, headers=A)
     assert r.status_code == 422
     assert "quota" not in r.json()["detail"]
+
+
+def test_a_key_at_its_stored_bytes_quota_is_refused_until_it_purges(
+    api: tuple[TestClient, RecordingDispatcher, LocalStore],
+) -> None:
+    client, _, _ = api
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    assert GatewaySettings().max_stored_bytes_per_key == 10 * 2**30
+    svc.settings.max_stored_bytes_per_key = 1000
+    job_id = client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=A).json()["id"]
+    svc.jobs.transition(job_id, JobState.RUNNING, stage="vae")
+    svc.jobs.transition(job_id, JobState.SUCCEEDED, result={"files": [], "biomarkers": {}}, stored_bytes=1500)
+    assert client.get(f"/jobs/{job_id}", headers=A).json()["stored_bytes"] == 1500
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=A)
+    assert r.status_code == 429
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "1500 bytes" in r.json()["detail"]
+    assert "quota of 1000" in r.json()["detail"]
+    assert r.headers["Retry-After"] == str(svc.settings.result_retention_s)  # retention frees it by then
+    assert client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=B).status_code == 202
+    assert client.delete(f"/jobs/{job_id}?purge=true", headers=A).status_code == 204
+    assert client.post("/synthesize", json={"pathology": "HCM", "n": 1}, headers=A).status_code == 202

@@ -282,6 +282,40 @@ def test_the_subject_quota_holds_under_30_simultaneous_creates(store: JobStore) 
     assert outcomes == Counter({"ok": 6, "quota": 24})  # 6 x 3 = 18 <= 20 < 21
 
 
+def _succeed(store: JobStore, owner: str, stored_bytes: int) -> str:
+    job, _ = store.create(owner, {"n": 1, "tag": stored_bytes})
+    store.transition(job.id, JobState.RUNNING, stage="vae")
+    store.transition(job.id, JobState.SUCCEEDED, result={"files": []}, stored_bytes=stored_bytes)
+    return job.id
+
+
+def test_the_stored_bytes_quota_counts_succeeded_files_until_expiry_or_purge(store: JobStore) -> None:
+    from cardiosynth.jobs.base import StoredBytesQuotaError
+
+    first = _succeed(store, "alice", 600)
+    got = store.get(first)
+    assert got is not None
+    assert got.stored_bytes == 600
+    queued, _ = store.create("alice", {"n": 2}, max_stored_bytes=1000, idempotency_key="q")  # 600 < 1000
+    second = _succeed(store, "alice", 500)
+    failed, _ = store.create("alice", {"n": 3})
+    store.transition(failed.id, JobState.FAILED, error={"title": "x"}, stored_bytes=999)  # not counted
+    with pytest.raises(StoredBytesQuotaError, match=r"1100 bytes .* quota of 1000.*purge"):
+        store.create("alice", {"n": 4}, max_stored_bytes=1000)
+    # A retry of an accepted job is answered over the quota; another key has its own.
+    again, created = store.create("alice", {"n": 2}, max_stored_bytes=1000, idempotency_key="q")
+    assert (again.id, created) == (queued.id, False)
+    store.create("bob", {"n": 1}, max_stored_bytes=1000)
+    store.create("alice", {"n": 4}, max_stored_bytes=2000)  # a larger quota: room
+    assert store.mark_expired(first, time.time())  # retention deleted its files: 500 left
+    assert not store.mark_expired(first, time.time())  # released once only
+    store.create("alice", {"n": 5}, max_stored_bytes=600)
+    with pytest.raises(StoredBytesQuotaError, match="500 bytes"):
+        store.create("alice", {"n": 6}, max_stored_bytes=500)  # at the quota is over it
+    assert store.purge(second)
+    store.create("alice", {"n": 6}, max_stored_bytes=1)  # nothing stored any more
+
+
 def test_a_finished_redis_record_outlives_the_default_retention(redis_url: str, redis_prefix: str) -> None:
     store = open_job_store(redis_url, prefix=redis_prefix)
     assert isinstance(store, RedisJobStore)

@@ -159,6 +159,11 @@ class JobOut(BaseModel):
     error: Problem | None = None
     expired: bool = Field(default=False, description="its results were deleted by output retention")
     expired_at: float | None = None
+    stored_bytes: int = Field(
+        default=0,
+        description="bytes of its stored files; counted against the key's quota on stored bytes until it "
+        "expires or is purged",
+    )
     links: dict[str, str]
 
 

@@ -19,6 +19,13 @@ class GatewaySettings(CommonSettings):
         ge=1,
         description="queued + running subjects x severities per key (429 above)",
     )
+    # 10 GiB: about 20 of the largest jobs (200 subjects x severities, ~0.5 GB of NIfTI) per key.
+    max_stored_bytes_per_key: int = Field(
+        default=10 * 2**30,
+        ge=1,
+        description="bytes of succeeded jobs' files a key may hold before new jobs are refused (429); "
+        "freed by retention or DELETE /jobs/{id}?purge=true",
+    )
     result_url_ttl_s: int = Field(default=3600, ge=60)
     heartbeat_stale_s: float = Field(default=600.0, gt=0)
     result_retention_s: int = Field(

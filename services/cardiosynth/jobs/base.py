@@ -55,6 +55,11 @@ class QueueFullError(Exception):
     """The owner already has ``max_queued`` queued jobs (HTTP 429)."""
 
 
+class StoredBytesQuotaError(QueueFullError):
+    """The owner's stored files (succeeded jobs not yet expired or purged) are at or above the quota
+    on stored bytes (HTTP 429: the key's own usage, freed by a purge or by retention)."""
+
+
 class SubjectQuotaError(QueueFullError):
     """The owner's subjects in flight (queued + running) plus this job's would exceed the quota (HTTP 429)."""
 
@@ -82,6 +87,9 @@ class Job:
     attempts: int = 0  # redeliveries of a stage whose worker went silent (see jobs/reaper.py)
     expired_at: float | None = None  # when retention deleted its stored files (the record stays)
     weight: int = 0  # subjects x severities it synthesizes (the per-key quota on subjects in flight)
+    # Bytes of the files it stored, set when it succeeds; counted against the per-key quota on stored
+    # bytes until retention expires them or the job is purged.
+    stored_bytes: int = 0
 
 
 def subject_weight(request: dict[str, Any]) -> int:
@@ -98,6 +106,14 @@ def quota_detail(in_flight: int, weight: int, max_subjects: int) -> str:
     return (
         f"{in_flight} subjects x severities already in flight (queued or running) for this key; this job's "
         f"{weight} would exceed the quota of {max_subjects}"
+    )
+
+
+def stored_detail(stored: int, max_stored: int) -> str:
+    """The 429 detail of :class:`StoredBytesQuotaError`, naming the numbers and the way out."""
+    return (
+        f"{stored} bytes of finished jobs' files stored for this key, at or above the quota of {max_stored}: "
+        "purge finished jobs (DELETE /jobs/{id}?purge=true) or wait for retention to delete their files"
     )
 
 
@@ -139,6 +155,7 @@ class JobStore(Protocol):
         weight: int = 0,
         max_subjects: int | None = None,
         stage: str = STAGES[0],
+        max_stored_bytes: int | None = None,
     ) -> tuple[Job, bool]:
         """Create a job queued at ``stage`` (the first stage; a dataset build its own); return
         ``(job, created)``.
@@ -148,7 +165,12 @@ class JobStore(Protocol):
         :class:`IdempotencyConflictError`. A key whose job record is gone is released and a new job is
         created. Then, in the same atomic step, :class:`QueueFullError` when ``owner`` already has
         ``max_queued`` queued jobs, and :class:`SubjectQuotaError` when the ``weight`` of its queued and
-        running jobs plus this job's ``weight`` would exceed ``max_subjects``. The weight is stored."""
+        running jobs plus this job's ``weight`` would exceed ``max_subjects``. The weight is stored.
+        Last, :class:`StoredBytesQuotaError` when the ``stored_bytes`` of the owner's succeeded jobs
+        that are neither expired nor purged add up to ``max_stored_bytes`` or more.
+
+        ``stored_bytes`` are counted by :meth:`transition` to ``succeeded`` (the field given there)
+        and released by :meth:`mark_expired` and :meth:`purge`."""
         ...
 
     def get(self, job_id: str) -> Job | None:
@@ -171,7 +193,8 @@ class JobStore(Protocol):
 
     def transition(self, job_id: str, to: JobState, **fields: Any) -> Job:
         """Move ``job_id`` to ``to`` (checked against :data:`TRANSITIONS`), setting ``fields``;
-        ``KeyError`` when the job is gone. Becoming ``running`` starts the heartbeat."""
+        ``KeyError`` when the job is gone. Becoming ``running`` starts the heartbeat; becoming
+        ``succeeded`` with ``stored_bytes`` counts them against the owner's quota on stored bytes."""
         ...
 
     def update(self, job_id: str, **fields: Any) -> bool:
@@ -196,7 +219,8 @@ class JobStore(Protocol):
         ...
 
     def mark_expired(self, job_id: str, at: float) -> bool:
-        """Set ``expired_at`` of a finished job; ``False`` when gone, not finished or already expired."""
+        """Set ``expired_at`` of a finished job (its stored bytes no longer count); ``False`` when gone,
+        not finished or already expired."""
         ...
 
     def purge(self, job_id: str) -> bool:

@@ -23,12 +23,14 @@ from cardiosynth.jobs.base import (
     Job,
     JobState,
     QueueFullError,
+    StoredBytesQuotaError,
     SubjectQuotaError,
     TransitionRefusedError,
     idempotency_digest,
     quota_detail,
     request_hash,
     stale_error,
+    stored_detail,
 )
 from cardiosynth.queues import STAGES
 
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL, updated REAL NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
     error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL,
     stage TEXT NOT NULL DEFAULT 'vae', attempts INTEGER NOT NULL DEFAULT 0, expired_at REAL,
-    weight INTEGER NOT NULL DEFAULT 0
+    weight INTEGER NOT NULL DEFAULT 0, stored_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
@@ -71,6 +73,8 @@ class SqliteJobStore:
             db.execute("ALTER TABLE jobs ADD COLUMN expired_at REAL")
         if "weight" not in columns:
             db.execute("ALTER TABLE jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 0")
+        if "stored_bytes" not in columns:
+            db.execute("ALTER TABLE jobs ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0")
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread (sqlite3 connections must not cross threads).
@@ -115,6 +119,7 @@ class SqliteJobStore:
             attempts=int(row["attempts"] or 0),
             expired_at=row["expired_at"],
             weight=int(row["weight"] or 0),
+            stored_bytes=int(row["stored_bytes"] or 0),
         )
 
     def create(
@@ -127,6 +132,7 @@ class SqliteJobStore:
         weight: int = 0,
         max_subjects: int | None = None,
         stage: str = STAGES[0],
+        max_stored_bytes: int | None = None,
     ) -> tuple[Job, bool]:
         digest = request_hash(request)
         key = idempotency_digest(idempotency_key) if idempotency_key else None
@@ -162,6 +168,17 @@ class SqliteJobStore:
                 )
                 if in_flight + weight > max_subjects:
                     raise SubjectQuotaError(quota_detail(in_flight, weight, max_subjects))
+            if max_stored_bytes is not None:
+                # Succeeded jobs whose files are still there: expiry sets expired_at, purge deletes the row.
+                stored = int(
+                    db.execute(
+                        "SELECT COALESCE(SUM(stored_bytes), 0) FROM jobs "
+                        "WHERE owner = ? AND state = ? AND expired_at IS NULL",
+                        (owner, JobState.SUCCEEDED.value),
+                    ).fetchone()[0]
+                )
+                if stored >= max_stored_bytes:
+                    raise StoredBytesQuotaError(stored_detail(stored, max_stored_bytes))
             if key is not None:
                 db.execute(
                     "INSERT INTO idempotency (owner, key, job_id, digest) VALUES (?, ?, ?, ?)",
@@ -234,7 +251,7 @@ class SqliteJobStore:
     def _write(db: sqlite3.Connection, job: Job) -> None:
         db.execute(
             "UPDATE jobs SET state = ?, updated = ?, progress = ?, error = ?, timings = ?, result = ?, "
-            "heartbeat = ?, stage = ?, attempts = ? WHERE id = ?",
+            "heartbeat = ?, stage = ?, attempts = ?, stored_bytes = ? WHERE id = ?",
             (
                 job.state.value,
                 job.updated,
@@ -245,6 +262,7 @@ class SqliteJobStore:
                 job.heartbeat,
                 job.stage,
                 job.attempts,
+                job.stored_bytes,
                 job.id,
             ),
         )

@@ -10,6 +10,8 @@ Keys (``prefix`` defaults to ``cs``)::
     cs:queued:<owner>           the owner's queued job ids (the per-key cap)
     cs:inflight:<owner>         sorted set: the owner's queued and running job ids -> weight
                                 (the per-key quota on subjects in flight)
+    cs:stored:<owner>           sorted set: the owner's succeeded, not yet expired or purged job ids
+                                -> bytes of their stored files (the per-key quota on stored bytes)
     cs:running                  set of running job ids (the reaper's worklist)
     cs:finished                 sorted set of finished, not yet expired job ids by finishing time
                                 (retention's worklist)
@@ -35,6 +37,7 @@ from cardiosynth.jobs.base import (
     Job,
     JobState,
     QueueFullError,
+    StoredBytesQuotaError,
     SubjectQuotaError,
     TransitionRefusedError,
     idempotency_digest,
@@ -42,6 +45,7 @@ from cardiosynth.jobs.base import (
     quota_detail,
     request_hash,
     stale_error,
+    stored_detail,
 )
 from cardiosynth.queues import STAGES
 
@@ -63,9 +67,10 @@ log = logging.getLogger(__name__)
 
 # The idempotency lookup, the cap and the insert in one step: no two creators can both see room for
 # one more job, and a retry of an existing job is answered before the cap is looked at.
-# KEYS: idem, job, owner set, queued set, owner's queued set, owner's in-flight weights.
+# KEYS: idem, job, owner set, queued set, owner's queued set, owner's in-flight weights, owner's
+# stored bytes.
 # ARGV: use idem (1/0), job id, request digest, now, ttl, cap (-1: none), weight, subject quota
-# (-1: none), then field/value pairs.
+# (-1: none), stored-bytes quota (-1: none), job key prefix, then field/value pairs.
 _CREATE = """
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[1])
@@ -81,8 +86,22 @@ if quota >= 0 then
   for i = 2, #pairs_, 2 do in_flight = in_flight + tonumber(pairs_[i]) end
   if in_flight + weight > quota then return {'quota', tostring(in_flight)} end
 end
+local max_stored = tonumber(ARGV[9])
+if max_stored >= 0 then
+  local stored = 0
+  local pairs_ = redis.call('ZRANGE', KEYS[7], 0, -1, 'WITHSCORES')
+  for i = 2, #pairs_, 2 do
+    -- A record that expired without the retention pass (it outlives its files) counts no more.
+    if redis.call('EXISTS', ARGV[10] .. pairs_[i - 1]) == 1 then
+      stored = stored + tonumber(pairs_[i])
+    else
+      redis.call('ZREM', KEYS[7], pairs_[i - 1])
+    end
+  end
+  if stored >= max_stored then return {'stored', string.format('%d', stored)} end
+end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
@@ -160,7 +179,7 @@ def _field(name: str, value: Any) -> str:
         return repr(float(value)) if value is not None else ""
     if name == "state":
         return JobState(value).value
-    if name in ("attempts", "weight"):
+    if name in ("attempts", "weight", "stored_bytes"):
         return str(int(value))
     return str(value)
 
@@ -199,6 +218,7 @@ class RedisJobStore:
         weight: int = 0,
         max_subjects: int | None = None,
         stage: str = STAGES[0],
+        max_stored_bytes: int | None = None,
     ) -> tuple[Job, bool]:
         digest = request_hash(request)
         idem = self._k("idem", owner, idempotency_digest(idempotency_key)) if idempotency_key else ""
@@ -207,10 +227,13 @@ class RedisJobStore:
             job = Job(uuid.uuid4().hex, owner, JobState.QUEUED, request, now, now, weight=weight, stage=stage)
             flat = [item for pair in self._encode(job).items() for item in pair]
             keys = [idem or self._k("idem", "-"), self._k("job", job.id), self._k("owner", owner),
-                    self._k("queued"), self._k("queued", owner), self._k("inflight", owner)]  # fmt: skip
+                    self._k("queued"), self._k("queued", owner), self._k("inflight", owner),
+                    self._k("stored", owner)]  # fmt: skip
             args = ["1" if idem else "0", job.id, digest, repr(now), self.ttl_s,
                     -1 if max_queued is None else max_queued, weight,
-                    -1 if max_subjects is None else max_subjects, *flat]  # fmt: skip
+                    -1 if max_subjects is None else max_subjects,
+                    -1 if max_stored_bytes is None else max_stored_bytes,
+                    self._k("job", ""), *flat]  # fmt: skip
             status, value = self._create(keys=keys, args=args)
             status = status.decode()
             if status == "created":
@@ -220,6 +243,9 @@ class RedisJobStore:
             if status == "quota":
                 quota = -1 if max_subjects is None else max_subjects  # "quota" needs one: never -1
                 raise SubjectQuotaError(quota_detail(int(value.decode()), weight, quota))
+            if status == "stored":
+                limit = -1 if max_stored_bytes is None else max_stored_bytes  # "stored" needs one
+                raise StoredBytesQuotaError(stored_detail(int(value.decode()), limit))
             existing = value.decode()
             other_id, other_digest, *rest = existing.split(" ")
             if other_digest != digest:
@@ -245,7 +271,8 @@ class RedisJobStore:
         return {
             name: _field(name, getattr(job, name))
             for name in ("id", "owner", "state", "stage", "request", "created", "updated", "progress",
-                         "error", "timings", "result", "heartbeat", "attempts", "expired_at", "weight")
+                         "error", "timings", "result", "heartbeat", "attempts", "expired_at", "weight",
+                         "stored_bytes")
         }  # fmt: skip
 
     @staticmethod
@@ -270,6 +297,7 @@ class RedisJobStore:
             attempts=int(d.get("attempts") or 0),
             expired_at=float(d["expired_at"]) if d.get("expired_at") else None,
             weight=int(d.get("weight") or 0),
+            stored_bytes=int(d.get("stored_bytes") or 0),
         )
 
     def get(self, job_id: str) -> Job | None:
@@ -338,6 +366,8 @@ class RedisJobStore:
                         pipe.expire(key, 2 * self.ttl_s)
                         pipe.zadd(self._k("finished"), {job_id: job.updated})
                         pipe.zrem(self._k("inflight", job.owner), job_id)
+                    if to is JobState.SUCCEEDED and job.stored_bytes > 0:
+                        pipe.zadd(self._k("stored", job.owner), {job_id: job.stored_bytes})
                     if to is JobState.RUNNING:
                         pipe.sadd(self._k("running"), job_id)
                     else:
@@ -399,6 +429,9 @@ class RedisJobStore:
     def mark_expired(self, job_id: str, at: float) -> bool:
         done = bool(self._expire(keys=[self._k("job", job_id)], args=[repr(float(at))]))
         self.r.zrem(self._k("finished"), job_id)
+        owner = self.r.hget(self._k("job", job_id), "owner")
+        if owner is not None:  # its files are gone: they no longer count (ZREM: at most once)
+            self.r.zrem(self._k("stored", owner.decode()), job_id)
         return done
 
     def purge(self, job_id: str) -> bool:
@@ -426,6 +459,7 @@ class RedisJobStore:
                     pipe.zrem(self._k("queued", job.owner), job_id)
                     pipe.srem(self._k("running"), job_id)
                     pipe.zrem(self._k("inflight", job.owner), job_id)
+                    pipe.zrem(self._k("stored", job.owner), job_id)
                     pipe.execute()
                     # The idempotency key naming it (if any) is released by the next create with it.
                     return True

@@ -273,7 +273,8 @@ def dataset_build(self: Task, job_id: str) -> None:
             result = build_and_store(job_id, job.request, lease)
             lease.check()
             timings = {**job.timings, DATASET_STAGE: time.perf_counter() - started}
-            _move(job_id, JobState.SUCCEEDED, result=result, timings=timings)
+            stored = sum(int(f["bytes"]) for f in result["files"])  # the key's quota on stored bytes
+            _move(job_id, JobState.SUCCEEDED, result=result, timings=timings, stored_bytes=stored)
         log.info("job %s: dataset %s built: %d files", job_id, result["name"], len(result["files"]))
     except JobCancelledError:
         _stopped(job_id, DATASET_STAGE)

@@ -210,15 +210,16 @@ def spade_stage(self: Task, job_id: str) -> None:
             files: list[dict[str, Any]] = []
             biomarkers: dict[str, Any] = {}
             models = dict(synth.model_versions)
-            count = len(batch.base_ids)
+            count, stored = len(batch.base_ids), 0
             with tempfile.TemporaryDirectory() as tmp:
                 # Translation reports (and checks for a cancel) per chunk of slices, writing per subject.
                 for done, subject in enumerate(synth.stream(batch, report), start=1):
                     lease.check()  # between subjects: a cancel stops the writing here
                     folder = write_subject(subject, batch.request, Path(tmp), models=models)
                     for path in sorted(folder.iterdir()):
-                        key = output_key(job_id, subject.name, path.name)
-                        store.put_bytes(key, path.read_bytes())
+                        key, data = output_key(job_id, subject.name, path.name), path.read_bytes()
+                        store.put_bytes(key, data)
+                        stored += len(data)
                         files.append({"subject": subject.name, "key": key, **_describe(path.name)})
                     biomarkers[subject.name] = {
                         f"{a:.2f}": (b.to_dict() if b is not None else None)
@@ -228,9 +229,9 @@ def spade_stage(self: Task, job_id: str) -> None:
                     del subject  # nor is it kept in memory while the next part is translated
                     report("store", done, count)
             timings = {**job.timings, "spade": time.perf_counter() - started}
-            _move(
-                job_id, JobState.SUCCEEDED, result={"files": files, "biomarkers": biomarkers}, timings=timings
-            )
+            result = {"files": files, "biomarkers": biomarkers}
+            # stored_bytes: what this job holds against its key's quota on stored bytes.
+            _move(job_id, JobState.SUCCEEDED, result=result, timings=timings, stored_bytes=stored)
         store.delete(work_key(job_id))  # the outputs are all stored; the intermediate is not one
     except JobCancelledError:
         _stopped(job_id, "spade")

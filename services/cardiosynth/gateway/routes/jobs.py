@@ -26,6 +26,7 @@ from cardiosynth.jobs.base import (
     Job,
     JobState,
     QueueFullError,
+    StoredBytesQuotaError,
     TransitionRefusedError,
     subject_weight,
 )
@@ -40,7 +41,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "no such job for this key"),
         (409, "conflict with the job's state"),
         (422, "invalid request"),
-        (429, "too many queued jobs, or subjects in flight, for this key"),
+        (429, "too many queued jobs, subjects in flight or stored bytes for this key"),
         (503, "broker or storage unavailable"),
     )
 }
@@ -62,6 +63,7 @@ def job_out(job: Job, svc: Services) -> JobOut:
         error=Problem(**job.error) if job.error else None,
         expired=job.expired_at is not None,
         expired_at=job.expired_at,
+        stored_bytes=job.stored_bytes if job.expired_at is None else 0,
         links={"self": f"{base}/{job.id}", "results": f"{base}/{job.id}/results", "job": f"/jobs/{job.id}"},
     )
 
@@ -115,7 +117,12 @@ def synthesize(
             max_queued=svc.settings.max_queued_per_key,
             weight=weight,
             max_subjects=quota,
+            max_stored_bytes=svc.settings.max_stored_bytes_per_key,
         )
+    except StoredBytesQuotaError as exc:
+        # Retention frees the oldest files within this time at the latest; a purge frees them now.
+        retry = str(svc.settings.result_retention_s)
+        raise ProblemError(429, str(exc), headers={"Retry-After": retry}) from None
     except QueueFullError as exc:
         raise ProblemError(429, str(exc), headers={"Retry-After": "30"}) from None
     except IdempotencyConflictError as exc:
