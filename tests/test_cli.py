@@ -10,12 +10,16 @@ from cardiosynth.cli import main
 def test_phantom_with_summary_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ph"
     png = tmp_path / "preview.png"
+    # Version 1: every subject meets its group's criteria (version 2 lets a few sit near them).
     code = main(["phantom", "--out", str(out), "--subjects", "5", "--workers", "1", "--quiet", "--summary",
-                 "--preview", str(png), "--summary-json", str(tmp_path / "s.json")])  # fmt: skip
+                 "--version", "1", "--preview", str(png),
+                 "--summary-json", str(tmp_path / "s.json")])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
+    assert "wrote 5 phantom v1 subjects" in text
     assert "agreement: 5/5 subjects" in text
     assert "LVEF %" in text
+    assert "ACDC" in text  # the published means next to the measured ones
     assert png.is_file()
     assert (tmp_path / "s.json").is_file()
 

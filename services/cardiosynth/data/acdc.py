@@ -45,7 +45,9 @@ class SubjectInfo:
     """The contents of ``Info.cfg``.
 
     ``group``, ``height`` (cm), ``weight`` (kg) and ``nb_frames`` are ``None`` when the file omits
-    them (user data); the ACDC files always have them.
+    them (user data); the ACDC files always have them. ``sex`` (``M``/``F``) is not an ACDC key: the
+    phantom (version 2) adds ``Sex:`` because the RV rule's threshold depends on it; readers that
+    do not know the key ignore it, and without it the rules fall back to the men's threshold.
     """
 
     ed: int
@@ -54,6 +56,7 @@ class SubjectInfo:
     height: float | None = None
     weight: float | None = None
     nb_frames: int | None = None
+    sex: str | None = None
 
     @property
     def bsa(self) -> float | None:
@@ -73,6 +76,8 @@ class SubjectInfo:
             fields["NbFrame"] = str(self.nb_frames)
         if self.weight is not None:
             fields["Weight"] = f"{self.weight:.1f}"
+        if self.sex is not None:
+            fields["Sex"] = self.sex
         return "".join(f"{k}: {v}\n" for k, v in fields.items())
 
 
@@ -172,6 +177,11 @@ def parse_info_cfg(path: Path) -> SubjectInfo:
             group = parse_group(values["Group"])
         except ValueError as exc:
             raise AcdcFormatError(f"{path}: {exc}") from None
+    sex: str | None = None
+    if "Sex" in values:
+        sex = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F"}.get(values["Sex"].strip().upper())
+        if sex is None:
+            raise AcdcFormatError(f"{path}: Sex must be M or F, got {values['Sex']!r}")
     return SubjectInfo(
         ed=ed,
         es=es,
@@ -179,6 +189,7 @@ def parse_info_cfg(path: Path) -> SubjectInfo:
         height=positive("Height"),
         weight=positive("Weight"),
         nb_frames=nb_frames,
+        sex=sex,
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cardiosynth.data.acdc import read_dataset, read_subject
-from cardiosynth.data.biomarkers import subject_biomarkers
+from cardiosynth.data.biomarkers import compute_biomarkers
 from cardiosynth.data.classify import classify
 from cardiosynth.data.labels import ACDC_GROUP_ORDER, LV_CAVITY, RV_CAVITY, Group
 from cardiosynth.data.phantom import generate_dataset, generate_subject
@@ -47,9 +47,14 @@ def test_other_seed_other_subjects() -> None:
     assert not np.array_equal(a.ed_label, b.ed_label) or a.ed_label.shape != b.ed_label.shape
 
 
-def test_every_group_meets_its_acdc_criteria(phantom_root: Path) -> None:
-    for subject in read_dataset(phantom_root):
-        assert classify(subject_biomarkers(subject)).label == subject.group
+def test_every_version_1_subject_meets_its_acdc_criteria() -> None:
+    # Version 1 keeps every subject inside its group's criteria; version 2 lets a few percent sit
+    # near the thresholds as in ACDC (its agreement band is tested in test_population.py).
+    for index, group in enumerate(ACDC_GROUP_ORDER):
+        s = generate_subject(index, group, seed=0, version=1)
+        spacing = (s.params.acquisition.pixel_spacing,) * 2 + (s.params.acquisition.slice_spacing,)
+        b = compute_biomarkers(s.ed_label, s.es_label, spacing, height=s.info.height, weight=s.info.weight)
+        assert classify(b).label == group
 
 
 def test_native_geometry_is_acdc_like(phantom_root: Path) -> None:

@@ -35,6 +35,7 @@ from cardiosynth.data.phantom.params import (
     check_phantom_version,
     sample_subject_params,
 )
+from cardiosynth.data.phantom.population import fit_wall_to_mass
 from cardiosynth.data.phantom.render import render_phase
 from cardiosynth.data.phantom.tissues import TISSUE_TO_LABEL, Tissue, heart_tissues
 from cardiosynth.data.phantom.variation import VARIATION_STREAM, vary_subject
@@ -79,7 +80,13 @@ class PhantomSubject:
             "group": self.params.group.value,
             "territory": infarct.territory if infarct is not None else None,
             "style": self.params.style,
+            "sex": self.params.sex,
             "bsa_m2": self.params.bsa,
+            "population": {
+                "mass_target_g": self.params.mass_target,
+                "max_wall_target_mm": self.params.max_wall_target,
+                "wall_thickness_mm": self.shape.wall_thickness,
+            },
             "targets_ml": {
                 "lv_edv": self.params.lv_edv,
                 "lv_esv": self.params.lv_esv,
@@ -223,6 +230,18 @@ def generate_subject(index: int, group: Group, seed: int, version: int = PHANTOM
                 rv_edv=params.rv_edv,
                 rv_esv=params.rv_esv,
             )
+            if params.mass_target is not None:  # version 2: the wall carries the drawn mass
+                shape = fit_wall_to_mass(
+                    shape,
+                    acq.depths,
+                    acq.slice_spacing,
+                    mass_g=params.mass_target,
+                    max_wall=params.max_wall_target,
+                    lv_edv=params.lv_edv,
+                    lv_esv=params.lv_esv,
+                    rv_edv=params.rv_edv,
+                    rv_esv=params.rv_esv,
+                )
             break
         except ValueError as exc:  # a shape that cannot hold the targets: draw again
             log.debug("subject %d draw %d rejected: %s", index, attempt, exc)
@@ -238,6 +257,7 @@ def generate_subject(index: int, group: Group, seed: int, version: int = PHANTOM
         height=round(params.height, 1),
         weight=round(params.weight, 1),
         nb_frames=acq.nb_frames,
+        sex=params.sex,  # version 2 only; version 1's Info.cfg stays as it was
     )
     return PhantomSubject(
         subject_id=f"patient{index + 1:03d}",

@@ -29,6 +29,7 @@ from cardiosynth.data.acdc import body_surface_area
 from cardiosynth.data.labels import Group
 from cardiosynth.data.phantom.anatomy import FloatArray, HeartShape, Infarct
 from cardiosynth.data.phantom.appearance import STYLES, BodyLayout
+from cardiosynth.data.phantom.population import PopulationDraw, initial_wall, sample_population
 from cardiosynth.data.phantom.tissues import Columns, HeartExtras
 from cardiosynth.data.phantom.variation import Variation
 from cardiosynth.data.territory import TERRITORIES, TERRITORY_FREQUENCY
@@ -44,7 +45,7 @@ PHANTOM_VERSION = 2  # the default
 # What a version's output is, as a string that changes whenever the arrays of that version change
 # (the default data cache is keyed by it, so a machine never serves data made by older code of the
 # same version). Version 1 is frozen; bump version 2's minor with every change to its output.
-PHANTOM_CONTENT: dict[int, str] = {1: "1.0", 2: "2.2"}
+PHANTOM_CONTENT: dict[int, str] = {1: "1.0", 2: "2.3"}
 
 
 def check_phantom_version(version: int) -> int:
@@ -121,6 +122,11 @@ class SubjectParams:
     body: BodyLayout
     style: str
     version: int = PHANTOM_VERSION  # phantom version (PHANTOM_VERSIONS) that rendering follows
+    # Version 2's population (None in version 1): sex (M/F), the LV mass (g) the generator fits the
+    # wall thickness to, and HCM's maximal (septal) wall thickness (mm).
+    sex: str | None = None
+    mass_target: float | None = None
+    max_wall_target: float | None = None
     variation: Variation | None = None  # version 2's anatomy, coverage and appearance (.variation)
 
     @property
@@ -219,13 +225,24 @@ def sample_subject_params(
     """
     version = check_phantom_version(version)
     ranges = GROUP_RANGES[group]
-    height = float(np.clip(rng.normal(171.0, 9.0), 150.0, 195.0))
-    weight = float(np.clip(rng.normal(76.0, 13.0), 48.0, 120.0))
-    bsa = body_surface_area(height, weight)
-    lv_edv = _u(rng, ranges.lv_edv_index) * bsa
-    lv_esv = lv_edv * (1.0 - _u(rng, ranges.lv_ef) / 100.0)
-    rv_edv = _u(rng, ranges.rv_edv_index) * bsa
-    rv_esv = rv_edv * (1.0 - _u(rng, ranges.rv_ef) / 100.0)
+    draw: PopulationDraw | None = None
+    if version >= 2:
+        # The ACDC-like joint population: sizes, functions, mass and sex drawn together.
+        draw = sample_population(group, rng)
+        height, weight = draw.height, draw.weight
+        bsa = body_surface_area(height, weight)
+        lv_edv = draw.lv_edv_index * bsa
+        lv_esv = lv_edv * (1.0 - draw.lv_ef / 100.0)
+        rv_edv = draw.rv_edv_index * bsa
+        rv_esv = rv_edv * (1.0 - draw.rv_ef / 100.0)
+    else:  # version 1: uniform, independent targets inside GROUP_RANGES
+        height = float(np.clip(rng.normal(171.0, 9.0), 150.0, 195.0))
+        weight = float(np.clip(rng.normal(76.0, 13.0), 48.0, 120.0))
+        bsa = body_surface_area(height, weight)
+        lv_edv = _u(rng, ranges.lv_edv_index) * bsa
+        lv_esv = lv_edv * (1.0 - _u(rng, ranges.lv_ef) / 100.0)
+        rv_edv = _u(rng, ranges.rv_edv_index) * bsa
+        rv_esv = rv_edv * (1.0 - _u(rng, ranges.rv_ef) / 100.0)
 
     septal_angle = math.pi + _u(rng, (-0.35, 0.35))
     q = _u(rng, (2.0, 2.5))
@@ -234,10 +251,12 @@ def sample_subject_params(
     u = np.linspace(0.0, 1.0, 2001)
     profile_sq = float(np.trapezoid((1.0 - u**q) ** (2.0 / q), u))
     radius0 = (lv_edv * 1000.0 / (math.pi * aspect * profile_sq)) ** (1.0 / 3.0)
-    wall = _u(rng, ranges.wall)
+    # Version 2: a first guess; the generator solves the wall for the drawn mass (fit_wall_to_mass).
+    wall = _u(rng, ranges.wall) if draw is None else initial_wall(draw.mass_index * bsa, lv_edv, aspect)
     septal_extra, septal_width = 0.0, math.radians(100.0)
     if group is Group.HCM:
-        septal_extra = _u(rng, (20.0, 28.0)) / wall - 1.0
+        septal = _u(rng, (20.0, 28.0)) if draw is None or draw.max_wall is None else draw.max_wall
+        septal_extra = max(septal / wall - 1.0, 0.05)
         septal_width = math.radians(_u(rng, (80.0, 140.0)))
     infarct = None
     if group is Group.MINF:
@@ -339,4 +358,7 @@ def sample_subject_params(
         body=body,
         style=style,
         version=version,
+        sex=draw.sex if draw is not None else None,
+        mass_target=draw.mass_index * bsa if draw is not None else None,
+        max_wall_target=draw.max_wall if draw is not None else None,
     )
