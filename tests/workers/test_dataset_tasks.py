@@ -79,7 +79,8 @@ def test_a_build_stores_exactly_the_requested_subjects_with_card_checksums_and_e
     worker: tuple[JobStore, ObjectStore],
 ) -> None:
     jobs, store = worker
-    job = _submit(jobs, {**SPEC, "include_real": True}, "nnunet")
+    # Symlinked real subjects: their files are stored too (the worker's links would mean nothing).
+    job = _submit(jobs, {**SPEC, "include_real": True, "real_mode": "symlink"}, "nnunet")
     dataset_build(job.id)
     done = jobs.get(job.id)
     assert done is not None

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 import time
 import zipfile
@@ -105,17 +106,17 @@ def describe_dataset_file(path: str, real_phases: dict[str, str] | None = None) 
 def _pair(vae_version: str, spade_version: str) -> Any:
     """A synthesizer with two different model versions (the same version shares the SPADE stage's)."""
     from cardiosynth.data.default import cache_root, default_data
-    from cardiosynth.models.registry import load_model_anywhere
+    from cardiosynth.models.registry import load_spade, load_vae
     from cardiosynth.synthesis.engine import Synthesizer
 
     s, store = runtime.settings(), runtime.storage()
     cache_dir = cache_root() / "models"
-    vae = load_model_anywhere("vae", vae_version, root=s.model_root, store=store, cache_dir=cache_dir)
-    spade = load_model_anywhere("spade", spade_version, root=s.model_root, store=store, cache_dir=cache_dir)
+    vae = load_vae(vae_version, root=s.model_root, store=store, cache_dir=cache_dir)
+    spade = load_spade(spade_version, root=s.model_root, store=store, cache_dir=cache_dir)
     log.info("loaded models vae %s, spade %s for dataset builds", vae.version, spade.version)
     return Synthesizer(
-        vae.module,  # type: ignore[arg-type]
-        spade.module,  # type: ignore[arg-type]
+        vae.module,
+        spade.module,
         s.data_dir if s.data_dir is not None else default_data(),
         model_versions={"vae": vae.version, "spade": spade.version},
         cache_store=store,
@@ -141,10 +142,17 @@ def _families_bound(spec: Any, synthesizer: Any) -> int:
     return int(bound)
 
 
+def dataset_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted, through symlinked folders too (``real_mode: symlink``
+    links the real subjects' folders, which ``Path.rglob`` would not enter)."""
+    out = [Path(root) / name for root, _, names in os.walk(folder, followlinks=True) for name in names]
+    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+
+
 def _zip(folder: Path, target: Path) -> Path:
     """``folder`` as ``target`` (a .zip), its entries under ``folder.name/``."""
     with zipfile.ZipFile(target, "w") as archive:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        for path in dataset_files(folder):
             method = zipfile.ZIP_STORED if path.name.endswith(_STORED) else zipfile.ZIP_DEFLATED
             archive.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}", compress_type=method)
     return target
@@ -209,7 +217,7 @@ def build_and_store(job_id: str, request: dict[str, Any], lease: StageLease) -> 
         card = read_card(folder)
         archive = _export(fmt, folder, Path(tmp), spec.name, spec.seed)
         real_phases = {f[k]: f["phase"] for r in card["real"] for f in r["files"] for k in ("image", "label")}
-        paths = sorted(p for p in folder.rglob("*") if p.is_file())
+        paths = dataset_files(folder)
         files: list[dict[str, Any]] = []
         for count, path in enumerate(paths, start=1):
             rel = path.relative_to(folder).as_posix()
