@@ -1,0 +1,56 @@
+"""Where a dataset build's task goes: one task on the SPADE queue, sent again there by the reaper
+(Celery's own routing over Kombu's in-memory broker; nothing runs the tasks)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from celery import Celery
+
+from cardiosynth.config import CommonSettings
+from cardiosynth.jobs.base import JobState
+from cardiosynth.jobs.celery_app import make_celery
+from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
+from cardiosynth.jobs.reaper import redeliver_or_fail
+from cardiosynth.jobs.sqlite_store import SqliteJobStore
+
+
+def _sent(app: Celery) -> list[tuple[str, str, str]]:
+    """(queue, task name, task id) of every message waiting, oldest first; the queues are emptied."""
+    out = []
+    with app.connection_for_read() as conn:
+        for queue in ("vae", "spade"):
+            simple = conn.SimpleQueue(queue)
+            while True:
+                try:
+                    message = simple.get(block=False)
+                except simple.Empty:
+                    break
+                out.append((queue, message.headers["task"], message.headers["id"]))
+                message.ack()
+    return out
+
+
+def test_a_dataset_is_one_task_on_the_spade_queue_and_the_reaper_resends_it_there(tmp_path: Path) -> None:
+    app = make_celery(CommonSettings(broker_url="memory://"))
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    dispatcher = CeleryDispatcher(app, store)
+    _sent(app)  # the in-memory broker is the process's: start from empty queues
+    dataset, _ = store.create("owner", {"kind": "dataset", "spec": {}}, stage="dataset")
+    synth, _ = store.create("owner", {"pathology": "HCM", "n": 1})
+    assert (dataset.stage, synth.stage) == ("dataset", "vae")
+    dispatcher.submit(dataset.id, dataset.request)
+    dispatcher.submit(synth.id, synth.request)
+    assert _sent(app) == [
+        ("vae", "cardiosynth.vae_stage", f"{synth.id}-vae"),
+        ("spade", "cardiosynth.dataset_build", f"{dataset.id}-dataset"),
+    ]
+    # Its worker went silent: the reaper puts the job back at its own stage and sends that task.
+    store.transition(dataset.id, JobState.RUNNING)
+    redelivered, failed = redeliver_or_fail(store, dispatcher, 60.0, now=time.time() + 3600)
+    assert (redelivered, failed) == ([dataset.id], [])
+    again = store.get(dataset.id)
+    assert again is not None
+    assert (again.state, again.stage, again.attempts) == (JobState.QUEUED, "dataset", 1)
+    assert _sent(app) == [("spade", "cardiosynth.dataset_build", f"{dataset.id}-dataset")]
