@@ -268,10 +268,29 @@ def sample_population(group: Group, rng: np.random.Generator) -> PopulationDraw:
     raise RuntimeError(f"{group.value}: no draw met the selection in {_MAX_TRIES} tries")
 
 
-def _septal_extra(max_wall: float | None, wall: float, current: float) -> float:
-    if max_wall is None or current <= 0.0:
-        return current
-    return max(max_wall / wall - 1.0, 0.0)
+# Apical hypertrophy peaks where the apical ramp is complete, u = 0.75, where the wall's base-to-apex
+# taper (1 - u²/4) is 0.86 (HeartShape.thickness_ed).
+_APICAL_TAPER: Final = 0.86
+
+
+def _hypertrophy(shape: HeartShape, max_wall: float | None, wall: float) -> HeartShape:
+    """``shape`` at basal wall ``wall`` with its hypertrophy (septal or apical, whichever is set)
+    rescaled so that its peak stays at ``max_wall`` mm; without ``max_wall``, ratios are kept."""
+    if max_wall is None:
+        return replace(shape, wall_thickness=wall, apex_cap=shape.apex_cap * wall / shape.wall_thickness)
+    septal = shape.septal_extra
+    apical = shape.apical_extra
+    if septal > 0.0:
+        septal = max(max_wall / wall - 1.0, 0.02)  # stays > 0: still the septal pattern
+    elif apical > 0.0:
+        apical = max(max_wall / (_APICAL_TAPER * wall) - 1.0, 0.02)
+    return replace(
+        shape,
+        wall_thickness=wall,
+        apex_cap=shape.apex_cap * wall / shape.wall_thickness,
+        septal_extra=septal,
+        apical_extra=apical,
+    )
 
 
 def fit_wall_to_mass(
@@ -292,9 +311,9 @@ def fit_wall_to_mass(
     The cavity does not depend on the wall, so only the thickness scale changes (with the apical
     cap in proportion): a few multiplicative steps on the model's ED myocardial volume, which is
     measured the way ACDC measures it (slice areas times spacing). With ``max_wall`` (HCM) the septal
-    hypertrophy is rescaled at each step so its peak stays at ``max_wall`` mm; other regional terms
-    (:class:`HeartShape` thickness waves, apical hypertrophy) keep their ratios. The RV is refitted
-    last, as it wraps the new epicardium.
+    or apical hypertrophy is rescaled at each step so its peak stays at ``max_wall`` mm (a diffuse
+    pattern is a wide septal one); other regional terms (thickness waves) keep their ratios. The RV
+    is refitted last, as it wraps the new epicardium.
 
     Raises:
         ValueError: the mass needs a wall outside 3-30 mm (the caller draws again).
@@ -313,12 +332,7 @@ def fit_wall_to_mass(
         wall = current.wall_thickness * ratio**0.9
         if not 3.0 <= wall <= 30.0:
             raise ValueError(f"mass {mass_g:.0f} g needs a wall of {wall:.1f} mm, outside 3-30 mm")
-        current = replace(
-            current,
-            wall_thickness=wall,
-            apex_cap=current.apex_cap * wall / current.wall_thickness,
-            septal_extra=_septal_extra(max_wall, wall, current.septal_extra),
-        )
+        current = _hypertrophy(current, max_wall, wall)
     return fit_heart(current, depths, spacing, lv_edv=lv_edv, lv_esv=lv_esv, rv_edv=rv_edv, rv_esv=rv_esv)
 
 
