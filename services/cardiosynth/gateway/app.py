@@ -15,7 +15,7 @@ from cardiosynth.gateway.deps import Services
 from cardiosynth.gateway.limits import BodyLimit
 from cardiosynth.gateway.metrics import LATENCY, REQUESTS
 from cardiosynth.gateway.problems import install, unexpected
-from cardiosynth.gateway.routes import datasets, jobs, meta
+from cardiosynth.gateway.routes import datasets, jobs, meta, ui
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
 from cardiosynth.jobs.factory import open_job_store
@@ -75,6 +75,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(meta.router)
+    app.include_router(ui.router)  # the web page, /ui (static files with their own CSP)
 
     # Inside the metrics middleware (added later = outer), so refusals are counted; an oversized body
     # is refused before any route or store sees it.

@@ -132,6 +132,7 @@ async function enter() {
     try {
       await setUpForm();
       formReady = true;
+      el("submit-job").disabled = false; // disabled in the HTML until the form knows the API's rules
     } catch (err) {
       el("err-form").textContent = `Could not load the form's choices: ${describe(err)}`;
     }
@@ -613,6 +614,8 @@ let showing = 0; // the newest show() call wins when the user moves faster than 
 async function show({ recentre = false } = {}) {
   if (!view.main) return;
   const call = ++showing;
+  // "loading" until this call has drawn: what a test (or an assistive tool) can wait for.
+  el("v-main").dataset.state = "loading";
   const { s, phase, severity } = currentSelection();
   const index = s.severities.indexOf(severity);
   el("v-severity-out").textContent = `${severity} (${index + 1} of ${s.severities.length})`;
@@ -644,10 +647,12 @@ async function show({ recentre = false } = {}) {
     setSlice(keepSlice ?? view.main.middleSlice());
     applyOverlay();
     el("v-status").textContent = "";
+    el("v-main").dataset.state = "ready";
   } catch (err) {
     if (call !== showing) return;
     if (err.status === 401) return signOut(UNAUTHORIZED);
     el("v-status").textContent = `Could not show the volumes: ${err.message || err}`;
+    el("v-main").dataset.state = "error";
   }
 }
 

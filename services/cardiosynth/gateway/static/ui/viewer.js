@@ -61,7 +61,7 @@ export class Viewer {
     this.nv = new globalThis.niivue.Niivue({
       backColor: [0, 0, 0, 1],
       crosshairColor: [1, 0.85, 0, 0.3],
-      crosshairWidth: 1,
+      crosshairWidth: 0.5,
       show3Dcrosshair: false,
       isColorbar: false,
       isOrientCube: false,
@@ -71,6 +71,7 @@ export class Viewer {
     });
     this.image = null;
     this.label = null;
+    this.key = null;
     this.axis = 2; // the voxel axis the slices are taken along (short-axis stacks: z)
     this.nv.onLocationChange = (data) => {
       if (!this.image || !data || !data.vox) return;
@@ -81,6 +82,7 @@ export class Viewer {
   }
 
   async show(imageBytes, labelBytes, key) {
+    if (this.key === key) return; // already on screen (only the other panel changed)
     const { NVImage } = globalThis.niivue;
     const name = key.split("/").pop();
     // The file name tells NiiVue the format (.nii.gz); the bytes are already here.
@@ -91,11 +93,15 @@ export class Viewer {
       label = await NVImage.loadFromUrl({ url: labelName, name: labelName, buffer: labelBytes, colormap: "gray" });
       label.setColormapLabel(LABELS);
     }
-    for (const volume of [...this.nv.volumes]) this.nv.removeVolume(volume);
-    this.nv.addVolume(image);
-    if (label) this.nv.addVolume(label);
+    // Both layers swapped in at once, then one GPU refresh: removeVolume and addVolume refresh the
+    // textures after every call (four passes instead of one; seconds on a software renderer).
+    this.nv.volumes = label ? [image, label] : [image];
+    this.nv.back = image;
+    this.nv.overlays = label ? [label] : [];
+    this.nv.updateGLVolume();
     this.image = image;
     this.label = label;
+    this.key = key;
     this.axis = 2;
     this.nv.setSliceType(this.sliceType(image));
   }

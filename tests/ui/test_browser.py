@@ -1,0 +1,324 @@
+"""The web page end to end in a real browser: Debian's Chromium driven by Playwright, against an
+embedded stack (gateway and both workers as processes, the shipped phantom-v1 models).
+
+One stack and one browser for the module. Every page records what it requested and any CSP
+violation, and each test ends by checking that nothing left the page's origin and that the API key
+appeared in no address. Screenshots of each step go to ``$CARDIOSYNTH_UI_SCREENSHOTS`` (default: a
+temporary folder).
+
+Skipped where Playwright or Chromium is missing; under CI (``CI=true``) that is a failure instead:
+``scripts/test.sh`` installs both (``apt-get install chromium``, ``playwright`` from the test extra;
+never ``playwright install``, which downloads a browser of its own).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+from cardiosynth.embedded import Stack, running_stack
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path(os.environ.get("CARDIOSYNTH_CHROMIUM", "/usr/bin/chromium"))
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",  # WebGL2 still works: Chromium falls back to its software renderer
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+KEY = "ui-test-key-5f0c2a9e71"
+LAPTOP = {"width": 1366, "height": 768}
+
+
+def _missing(reason: str) -> None:
+    # In CI the browser tests are the point: a missing browser fails the run, never skips it.
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (the test extra: pip install -c constraints.txt -e '.[test]')")
+    if not CHROMIUM.is_file():
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CARDIOSYNTH_CHROMIUM)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def stack(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.delenv("CARDIOSYNTH_MODELS", raising=False)  # the shipped models
+        with running_stack(tmp_path_factory.mktemp("ui-stack"), data=phantom_root, api_key=KEY) as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("CARDIOSYNTH_UI_SCREENSHOTS") or tmp_path_factory.mktemp("ui-shots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class Recorder:
+    """What a page did: every request's address and API-key header, CSP violations, page errors."""
+
+    origin: str
+    urls: list[str] = field(default_factory=list)
+    keyed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        outside = [u for u in self.urls if not u.startswith(self.origin + "/") and not u.startswith("data:")]
+        assert outside == [], f"requests outside {self.origin}: {outside}"
+        assert [u for u in self.urls if KEY in u] == [], "the API key appeared in an address"
+        assert self.errors == [], self.errors
+
+
+# Registered before the page's own scripts: a violation of the CSP becomes a console error we see.
+CSP_WATCH = """
+document.addEventListener('securitypolicyviolation', (e) =>
+  console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+
+@pytest.fixture
+def page(browser: Any, stack: Stack) -> Iterator[tuple[Any, Recorder]]:
+    context = browser.new_context(viewport=LAPTOP)
+    tab = context.new_page()
+    record = Recorder(stack.url)
+    tab.add_init_script(CSP_WATCH)
+
+    def on_request(request: Any) -> None:
+        record.urls.append(request.url)
+        if request.headers.get("x-api-key"):
+            record.keyed.append(request.url)
+
+    tab.on("request", on_request)
+    tab.on("pageerror", lambda exc: record.errors.append(f"page error: {exc}"))
+    tab.on(
+        "console",
+        lambda msg: record.errors.append(msg.text) if "CSP violation" in msg.text else None,
+    )
+    tab.on("dialog", lambda dialog: dialog.accept())
+    yield tab, record
+    context.close()
+
+
+def _sign_in(tab: Any, stack: Stack, key: str = KEY) -> Any:
+    response = tab.goto(stack.url + "/ui/")
+    tab.get_by_label("API key").fill(key)
+    tab.get_by_role("button", name="Sign in").click()
+    return response
+
+
+def _pixels(tab: Any, selector: str) -> np.ndarray:
+    from PIL import Image
+
+    png = tab.locator(selector).screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
+
+
+def _changed(tab: Any, selector: str, before: np.ndarray, timeout_s: float = 10.0) -> float:
+    """Mean absolute grey-level change of the canvas once it has redrawn (0 if it never did)."""
+    deadline = time.monotonic() + timeout_s
+    diff = 0.0
+    while time.monotonic() < deadline:
+        after = _pixels(tab, selector)
+        diff = float(np.abs(after - before).mean()) if after.shape == before.shape else 255.0
+        if diff > 0.5:
+            return diff
+        tab.wait_for_timeout(100)
+    return diff
+
+
+def _wait_shown(tab: Any) -> None:
+    # Not wait_for_function: evaluating a string is eval, which the page's CSP rightly refuses.
+    tab.locator('#v-main[data-state="ready"]').wait_for(state="attached", timeout=60_000)
+
+
+def test_wrong_key_shows_a_clear_message(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
+    tab, record = page
+    _sign_in(tab, stack, key="not-the-key")
+    message = tab.locator("#api-key-error")
+    message.wait_for(state="visible")
+    assert "did not accept this API key (401)" in message.inner_text()
+    assert tab.locator("#app").is_hidden()
+    assert tab.evaluate("sessionStorage.length") == 0  # a refused key is not kept
+    tab.screenshot(path=shots / "01-wrong-key.png")
+    record.assert_clean()
+
+
+def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
+    tab, record = page
+    response = _sign_in(tab, stack)
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    tab.locator("#app").wait_for(state="visible")
+    # The key lives in sessionStorage only: not in the form, not in localStorage.
+    assert tab.get_by_label("API key").input_value() == ""
+    assert tab.evaluate("localStorage.length") == 0
+    tab.screenshot(path=shots / "02-signed-in.png")
+
+    # Submit HCM, n = 1, a trajectory of 2 severities (so the severity slider has somewhere to go).
+    tab.get_by_label("Pathology").select_option("HCM")
+    tab.get_by_label("Subjects (n)").fill("1")
+    tab.get_by_label("Trajectory", exact=True).check()
+    tab.get_by_label("Trajectory steps").fill("2")
+    tab.get_by_role("button", name="Submit job").click()
+    tab.locator("#submit-status").filter(has_text="accepted").wait_for()
+    job_id = tab.locator("#job-list li").first.get_attribute("data-job")
+    assert job_id
+    row = tab.locator(f'li[data-job="{job_id}"]')
+    tab.screenshot(path=shots / "03-submitted.png")
+    # Live state by polling: the row reaches succeeded with no reload, its stages all done.
+    row.locator(".state.succeeded").wait_for(timeout=240_000)
+    stages = row.locator(".stages progress")
+    assert stages.count() >= 4
+    for i in range(stages.count()):
+        bar = stages.nth(i)
+        assert bar.get_attribute("value") == bar.get_attribute("max")
+    tab.screenshot(path=shots / "04-succeeded.png")
+
+    row.get_by_role("button", name="Open results").click()
+    _wait_shown(tab)
+    canvas = "#v-main"
+    first = _pixels(tab, canvas)
+    assert first.var() > 100.0, f"the canvas looks empty (variance {first.var():.1f})"
+    assert tab.locator("#v-other").is_visible()  # something side by side by default
+    assert _pixels(tab, "#v-other").var() > 100.0
+    tab.screenshot(path=shots / "05-viewer.png", full_page=True)
+    # One viewer from here on: every volume change below costs half the (software) rendering.
+    tab.get_by_label("Side by side").select_option("none")
+    _wait_shown(tab)
+    assert tab.locator("#v-other").is_hidden()
+    first = _pixels(tab, canvas)
+
+    # The slice, with the keyboard on the focused canvas.
+    slice_before = tab.locator("#v-slice").input_value()
+    tab.locator(canvas).focus()
+    tab.keyboard.press("ArrowUp")
+    assert tab.locator("#v-slice").input_value() == str(int(slice_before) + 1)
+    assert _changed(tab, canvas, first) > 0.5, "the canvas did not change with the slice"
+
+    # The label overlay, toggled with the keyboard.
+    shown = _pixels(tab, canvas)
+    tab.get_by_label("Show", exact=True).focus()
+    tab.keyboard.press("Space")
+    assert not tab.get_by_label("Show", exact=True).is_checked()
+    assert _changed(tab, canvas, shown) > 0.5, "the canvas did not change with the overlay"
+    tab.get_by_label("Show", exact=True).check()
+
+    # ED -> ES, and the severity slider down the trajectory.
+    ed = _pixels(tab, canvas)
+    tab.locator('#v-phases input[value="ES"]').check()
+    _wait_shown(tab)
+    assert "ES" in tab.locator("#v-main-caption").inner_text()
+    assert _changed(tab, canvas, ed) > 0.5, "the canvas did not change from ED to ES"
+    es = _pixels(tab, canvas)
+    tab.locator("#v-severity").focus()
+    tab.keyboard.press("ArrowLeft")
+    _wait_shown(tab)
+    assert "severity 0.50" in tab.locator("#v-main-caption").inner_text()
+    assert _changed(tab, canvas, es) > 0.5, "the canvas did not change with the severity"
+    tab.screenshot(path=shots / "06-viewer-es-severity.png", full_page=True)
+
+    # The biomarker table is the API's results, figure for figure.
+    status, results = stack.request("GET", f"/jobs/{job_id}/results")
+    assert status == 200
+    biomarkers = results["biomarkers"]["HCM_000"]
+    assert sorted(biomarkers) == ["0.50", "1.00"]
+    checked = 0
+    for severity, values in biomarkers.items():
+        for key in ("lv_edv", "lv_esv", "lv_ef", "rv_edv", "rv_ef", "myo_mass", "max_wall_thickness"):
+            cell = tab.locator(f'#biomarkers td[data-severity="{severity}"][data-key="{key}"]')
+            assert float(cell.get_attribute("data-value")) == values[key]
+            assert cell.inner_text() == f"{values[key]:.1f}"
+            checked += 1
+    assert checked == 14
+    # The rule diagnosis per severity is the provenance file's.
+    provenance = next(f for f in results["files"] if f["kind"] == "provenance")
+    with urllib.request.urlopen(provenance["url"], timeout=30) as answer:
+        record_json = json.loads(answer.read())
+    for severity, outcome in record_json["diagnosis"].items():
+        cell = tab.locator(f'#biomarkers td[data-severity="{severity}"][data-key="diagnosis"] strong')
+        assert cell.inner_text() == (outcome["group"] or "no rule outcome")
+
+    # A download link for every file, exactly the signed link the API gives (same key, same path).
+    links = tab.locator("#downloads a")
+    assert links.count() == len(results["files"])
+    hrefs = sorted(urlsplit(links.nth(i).get_attribute("href")).path for i in range(links.count()))
+    assert hrefs == sorted(urlsplit(f["url"]).path for f in results["files"])
+
+    # The volumes came through the signed links; API calls carried the key in a header only.
+    assert any(".nii.gz?" in u and "signature=" in u for u in record.urls)
+    assert any("/jobs" in u for u in record.keyed)
+    record.assert_clean()
+    for log in (stack.state / "logs").glob("*.log"):
+        assert KEY not in log.read_text(encoding="utf-8", errors="replace"), log
+
+
+def test_form_shows_errors_next_to_the_fields(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
+    tab, record = page
+    _sign_in(tab, stack)
+    tab.locator("#app").wait_for(state="visible")
+    # The page's own check, with the API's bounds (from its OpenAPI document).
+    tab.get_by_label("Subjects (n)").fill("0")
+    tab.get_by_role("button", name="Submit job").click()
+    assert tab.locator("#err-n").inner_text() == "n must be at least 1"
+    assert tab.get_by_label("Subjects (n)").get_attribute("aria-invalid") == "true"
+    # A field error that only the API knows: a model version that is not installed. The select
+    # offers installed ones only, so the test adds a bad option the way a stale page could have it.
+    tab.get_by_label("Subjects (n)").fill("1")
+    tab.evaluate(
+        "() => { const s = document.getElementById('f-model');"
+        " s.add(new Option('gone-v9', 'gone-v9')); s.value = 'gone-v9'; }"
+    )
+    tab.get_by_role("button", name="Submit job").click()
+    error = tab.locator("#err-model")
+    error.filter(has_text="gone-v9").wait_for()
+    assert tab.locator("#err-n").inner_text() == ""
+    tab.screenshot(path=shots / "07-field-error.png")
+    record.assert_clean()
+
+
+def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack) -> None:
+    tab, record = page
+    _sign_in(tab, stack)
+    tab.locator("#app").wait_for(state="visible")
+    tab.get_by_label("Subjects (n)").fill("5")
+    tab.get_by_label("Trajectory", exact=True).check()
+    tab.get_by_label("Trajectory steps").fill("10")
+    tab.get_by_role("button", name="Submit job").click()
+    tab.locator("#submit-status").filter(has_text="accepted").wait_for()
+    job_id = tab.locator("#job-list li").first.get_attribute("data-job")
+    row = tab.locator(f'li[data-job="{job_id}"]')
+    row.get_by_role("button", name="Cancel").click()  # the confirm dialog is accepted
+    row.locator(".state.cancelled").wait_for(timeout=30_000)
+    assert row.get_by_role("button", name="Cancel").is_hidden()
+    status, job = stack.request("GET", f"/jobs/{job_id}")
+    assert (status, job["state"]) == (200, "cancelled")
+    record.assert_clean()
