@@ -23,6 +23,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# The browser tests (tests/ui) drive Debian's Chromium through Playwright (from the test extra), never a
+# browser that `playwright install` would download. Debian's package where it is missing, as root.
+if [ ! -x "${CARDIOSYNTH_CHROMIUM:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }) || true
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
