@@ -7,6 +7,7 @@ usage line and exits 2.
 from __future__ import annotations
 
 import argparse
+import re
 
 
 def _positive_int(value: str) -> int:
@@ -47,3 +48,29 @@ def _severity(value: str) -> float:
     if not 0.0 < number <= 1.0:
         raise argparse.ArgumentTypeError(f"severity must be in (0, 1], got {number}")
     return number
+
+
+# The forms cardiosynth.device accepts, checked here without importing torch: argparse converts the
+# string default too, and ``cardiosynth --help`` should not pay for a torch import.
+_DEVICE_SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+
+def _device(value: str) -> str:
+    text = value.strip().lower()
+    if not _DEVICE_SPEC.match(text):
+        raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+    return text
+
+
+def add_device_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--device`` and ``--precision`` for a command that runs the networks (``what`` says how)."""
+    p.add_argument("--device", type=_device, default="auto",
+                   help="auto (CUDA when available, default), cpu, cuda or cuda:N")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                   help=f"{what}: auto = fp32 on CPU, bf16 on CUDA (fp16: CUDA only)")  # fmt: skip
+
+
+def precision_arg(value: str) -> str | None:
+    """``--precision`` for the core: ``None`` for ``auto`` (the device's default)."""
+    return None if value == "auto" else value

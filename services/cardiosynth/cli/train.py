@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cardiosynth.cli.args import _positive_float, _positive_int, _seed
+from cardiosynth.cli.args import _positive_float, _positive_int, _seed, add_device_options, precision_arg
 from cardiosynth.cli.common import _echo
 from cardiosynth.models.catalog import DEFAULT_VERSION
 
@@ -26,6 +26,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "version": args.version,
         "model_root": args.model_root,
         "show_progress": not args.quiet,
+        "device": args.device,
+        "precision": precision_arg(args.precision),
     }
     if args.model == "vae":
         from cardiosynth.models.train_vae import run_vae_training, vae_preset
@@ -60,4 +62,5 @@ def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--version", default=DEFAULT_VERSION, help=f"model version (default {DEFAULT_VERSION})")
     p.add_argument("--model-root", type=Path, default=None, help="also install into this registry root")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_options(p, "mixed precision (AMP) of training; fp16 is refused")
     p.set_defaults(func=cmd_train)

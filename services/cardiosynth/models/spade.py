@@ -23,6 +23,7 @@ from monai.networks.nets.spade_network import SPADENetResBlock
 from torch import nn
 
 from cardiosynth.data.labels import NUM_CLASSES
+from cardiosynth.device import autocast, model_device, to_model, to_numpy
 from cardiosynth.models.onehot import labels_to_onehot
 
 
@@ -171,18 +172,23 @@ def translate_array(
     labels: npt.NDArray[np.integer[Any]],
     references: npt.NDArray[np.floating[Any]],
     batch_size: int = 64,
+    precision: str | None = None,
 ) -> npt.NDArray[np.float32]:
     """Images ``(N, S, S)`` for labels ``(N, S, S)``, each with the style of its reference slice
-    ``(N, S, S)``, in batches and in eval mode (the model's mode is restored afterwards)."""
+    ``(N, S, S)``, in batches and in eval mode (the model's mode is restored afterwards), on the
+    model's device at ``precision`` (see :func:`cardiosynth.device.autocast`); a CPU array back."""
     if np.shape(labels) != np.shape(references):
         raise ValueError(f"labels {np.shape(labels)} and references {np.shape(references)} differ in shape")
     was_training = model.training
     model.eval()
     out = []
+    device = model_device(model)
     for start in range(0, len(labels), batch_size):
         lab = torch.from_numpy(np.asarray(labels[start : start + batch_size], dtype=np.int64))
         ref = torch.from_numpy(np.asarray(references[start : start + batch_size], dtype=np.float32))[:, None]
-        out.append(model.translate(lab, ref)[:, 0].numpy())
+        with autocast(device, precision):
+            image = model.translate(to_model(lab, model), to_model(ref, model))
+        out.append(to_numpy(image[:, 0]))
     model.train(was_training)
     size = model.config.image_size
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, size, size), np.float32)

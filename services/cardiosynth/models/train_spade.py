@@ -21,6 +21,7 @@ import torch
 from monai.losses import PatchAdversarialLoss
 from tqdm import tqdm
 
+from cardiosynth.device import autocast, configure_training, place, resolve_device
 from cardiosynth.models.onehot import labels_to_onehot
 from cardiosynth.models.slices import SliceSet
 from cardiosynth.models.spade import (
@@ -31,14 +32,17 @@ from cardiosynth.models.spade import (
     translate_array,
 )
 from cardiosynth.models.training import (
+    BatchFeed,
     append_history,
     check_resumable,
-    epoch_batches,
     label_colours,
     load_checkpoint,
+    restore_rng,
+    rng_state,
     save_checkpoint,
     save_grid,
     seed_everything,
+    training_precision,
     truncate_history,
 )
 
@@ -109,14 +113,20 @@ def train_spade(
     *,
     resume: bool = False,
     show_progress: bool = True,
+    device: str | torch.device | None = "cpu",
+    precision: str | None = None,
 ) -> tuple[SpadeTranslator, list[dict[str, Any]]]:
-    """Train a :class:`SpadeTranslator`; return it in eval mode with its per-epoch history."""
+    """Train a :class:`SpadeTranslator`; return it in eval mode (on ``device``) with its per-epoch
+    history. ``device`` and ``precision`` (AMP) as in :func:`cardiosynth.models.train_vae.train_vae`."""
     if len(train) < 2:
         raise ValueError(f"need at least 2 training slices, got {len(train)}")
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    amp = training_precision(precision, target)
     seed_everything(config.seed)
+    configure_training(target)
     model_config = config.model_config()
-    generator = SpadeTranslator(model_config)
-    discriminator = build_discriminator(model_config, config.discriminator_channels)
+    generator = place(SpadeTranslator(model_config), target)
+    discriminator = place(build_discriminator(model_config, config.discriminator_channels), target)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(
         discriminator.parameters(), lr=config.learning_rate * config.discriminator_lr_ratio, betas=(0.0, 0.9)
@@ -133,11 +143,12 @@ def train_spade(
         opt_d.load_state_dict(state["opt_d"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng(state, target)
         truncate_history(run_dir, start_epoch)
         log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
     labels = torch.from_numpy(train.labels.astype(np.int64))
     images = torch.from_numpy(train.images.astype(np.float32))[:, None]
+    feed = BatchFeed((labels, images), config.batch_size, config.seed, target)
     shown = val if val is not None and len(val) else train
     preview_idx = np.linspace(0, len(shown) - 1, 8).astype(int)
     for epoch in range(start_epoch, config.epochs):
@@ -146,36 +157,38 @@ def train_spade(
         started = time.perf_counter()
         sums: dict[str, float] = {}
         n_batches = 0
-        batches = list(epoch_batches(len(train), config.batch_size, config.seed, epoch))
-        bar = tqdm(batches, desc=f"spade {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False)
-        for idx in bar:
-            seg = labels_to_onehot(labels[idx])
-            real = images[idx]
-            fake, mu, logvar = generator(seg, real)
-            # Generator step.
-            fake_logits, fake_features = discriminator(torch.cat([seg, fake], 1))
-            with torch.no_grad():
-                _, real_features = discriminator(torch.cat([seg, real], 1))
-            g_adv = adversarial(fake_logits, target_is_real=True, for_discriminator=False)
-            g_fm = _feature_matching(fake_features, real_features)
-            g_l1 = torch.nn.functional.l1_loss(fake, real)
-            g_kld = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
-            g_loss = (
-                g_adv
-                + config.lambda_feature_matching * g_fm
-                + config.lambda_l1 * g_l1
-                + config.lambda_kld * g_kld
-            )
+        n_total, batches = feed.epoch(epoch)
+        bar = tqdm(batches, total=n_total, desc=f"spade {epoch + 1}/{config.epochs}",
+                   disable=not show_progress, leave=False)  # fmt: skip
+        for labels, real in bar:
+            seg = labels_to_onehot(labels)
+            with autocast(target, amp):
+                fake, mu, logvar = generator(seg, real)
+                # Generator step.
+                fake_logits, fake_features = discriminator(torch.cat([seg, fake], 1))
+                with torch.no_grad():
+                    _, real_features = discriminator(torch.cat([seg, real], 1))
+                g_adv = adversarial(fake_logits, target_is_real=True, for_discriminator=False)
+                g_fm = _feature_matching(fake_features, real_features)
+                g_l1 = torch.nn.functional.l1_loss(fake, real)
+                g_kld = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
+                g_loss = (
+                    g_adv
+                    + config.lambda_feature_matching * g_fm
+                    + config.lambda_l1 * g_l1
+                    + config.lambda_kld * g_kld
+                )
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
             # Discriminator step.
-            fake_logits, _ = discriminator(torch.cat([seg, fake.detach()], 1))
-            real_logits, _ = discriminator(torch.cat([seg, real], 1))
-            d_loss = 0.5 * (
-                adversarial(fake_logits, target_is_real=False, for_discriminator=True)
-                + adversarial(real_logits, target_is_real=True, for_discriminator=True)
-            )
+            with autocast(target, amp):
+                fake_logits, _ = discriminator(torch.cat([seg, fake.detach()], 1))
+                real_logits, _ = discriminator(torch.cat([seg, real], 1))
+                d_loss = 0.5 * (
+                    adversarial(fake_logits, target_is_real=False, for_discriminator=True)
+                    + adversarial(real_logits, target_is_real=True, for_discriminator=True)
+                )
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -224,7 +237,7 @@ def train_spade(
                 "opt_d": opt_d.state_dict(),
                 "history": history,
                 "epoch": epoch + 1,
-                "torch_rng": torch.get_rng_state(),
+                **rng_state(target),
             },
         )
     generator.eval()
@@ -242,15 +255,18 @@ def run_spade_training(
     version: str = "phantom-v1",
     model_root: Path | None = None,
     show_progress: bool = True,
+    device: str | torch.device | None = "cpu",
+    precision: str | None = None,
 ) -> Path:
     """Train on the subjects under ``data`` and export the model directory (see ``run_vae_training``)."""
     from cardiosynth.models.slices import load_split
     from cardiosynth.models.training import check_run_dir, data_card, export_model
 
+    target = resolve_device(device)  # before the data is read: a missing GPU fails at once
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     split = load_split(data, holdout=holdout, seed=config.seed)
     model, history = train_spade(split.train, split.heldout, config, run_dir, resume=resume,
-                                 show_progress=show_progress)  # fmt: skip
+                                 show_progress=show_progress, device=target, precision=precision)  # fmt: skip
     last = history[-1] if history else {}
     card = {
         "description": "SPADE label-to-image translator (MONAI SPADENet + full-resolution SPADE head)",

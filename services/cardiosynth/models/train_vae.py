@@ -14,17 +14,29 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
+from cardiosynth.device import (
+    autocast,
+    configure_training,
+    model_device,
+    place,
+    resolve_device,
+    to_model,
+    to_numpy,
+)
 from cardiosynth.models.onehot import labels_to_onehot
 from cardiosynth.models.slices import SliceSet
 from cardiosynth.models.training import (
+    BatchFeed,
     append_history,
     check_resumable,
-    epoch_batches,
     label_colours,
     load_checkpoint,
+    restore_rng,
+    rng_state,
     save_checkpoint,
     save_grid,
     seed_everything,
+    training_precision,
     truncate_history,
 )
 from cardiosynth.models.vae import LabelVAE, VAEConfig, vae_loss, widths
@@ -85,15 +97,19 @@ def cosine_lr(base: float, epoch: int, epochs: int, floor: float = 0.05) -> floa
 
 @torch.no_grad()
 def reconstruct(
-    model: LabelVAE, labels: npt.NDArray[np.uint8], batch_size: int = 64
+    model: LabelVAE, labels: npt.NDArray[np.uint8], batch_size: int = 64, precision: str | None = None
 ) -> npt.NDArray[np.uint8]:
-    """Posterior-mean reconstruction (eval mode) of label slices ``(N, S, S)`` -> ``(N, S, S)``."""
+    """Posterior-mean reconstruction (eval mode, on the model's device) of label slices
+    ``(N, S, S)`` -> ``(N, S, S)``; ``precision`` as in :func:`cardiosynth.device.autocast`."""
     was_training = model.training
     model.eval()
     out = []
+    device = model_device(model)
     for start in range(0, len(labels), batch_size):
-        x = labels_to_onehot(torch.from_numpy(labels[start : start + batch_size].astype(np.int64)))
-        out.append(model(x, sample=False).logits.argmax(1).to(torch.uint8).numpy())
+        x = to_model(torch.from_numpy(labels[start : start + batch_size].astype(np.int64)), model)
+        with autocast(device, precision):
+            logits = model(labels_to_onehot(x), sample=False).logits
+        out.append(to_numpy(logits.argmax(1).to(torch.uint8)))
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros_like(labels)
 
@@ -111,16 +127,23 @@ def train_vae(
     *,
     resume: bool = False,
     show_progress: bool = True,
+    device: str | torch.device | None = "cpu",
+    precision: str | None = None,
 ) -> tuple[LabelVAE, list[dict[str, Any]]]:
-    """Train a :class:`LabelVAE` and return it (eval mode) with its per-epoch history.
+    """Train a :class:`LabelVAE` and return it (eval mode, on ``device``) with its per-epoch history.
 
-    ``run_dir`` receives ``checkpoint.pt`` after each epoch (resumable with ``resume=True``),
-    ``history.jsonl`` and ``samples/epoch_NNN.png``.
+    ``run_dir`` receives ``checkpoint.pt`` after each epoch (resumable with ``resume=True``, on any
+    device: it is loaded onto the CPU first), ``history.jsonl`` and ``samples/epoch_NNN.png``.
+    ``device``: a spec for :func:`cardiosynth.device.resolve_device`; ``precision``: AMP, default
+    bf16 on CUDA and fp32 (no autocast: the CPU path is the one that always ran) on CPU.
     """
     if len(train) < 2:
         raise ValueError(f"need at least 2 training slices, got {len(train)}")
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    amp = training_precision(precision, target)
     seed_everything(config.seed)
-    model = LabelVAE(config.model_config())
+    configure_training(target)
+    model = place(LabelVAE(config.model_config()), target)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -133,10 +156,12 @@ def train_vae(
             optimiser.load_state_dict(state["optimiser"])
             history = list(state["history"])
             start_epoch = int(state["epoch"])
-            torch.set_rng_state(state["torch_rng"])
+            restore_rng(state, target)
             truncate_history(run_dir, start_epoch)
             log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
-    labels = torch.from_numpy(train.labels.astype(np.int64))
+    feed = BatchFeed(
+        (torch.from_numpy(train.labels.astype(np.int64)),), config.batch_size, config.seed, target
+    )
     preview_idx = np.linspace(0, len(val or train) - 1, 8).astype(int)
     for epoch in range(start_epoch, config.epochs):
         for group in optimiser.param_groups:
@@ -145,14 +170,18 @@ def train_vae(
         started = time.perf_counter()
         sums = {"loss": 0.0, "ce": 0.0, "kld": 0.0}
         n_batches = 0
-        batches = list(epoch_batches(len(train), config.batch_size, config.seed, epoch))
+        n_total, batches = feed.epoch(epoch)
         with tqdm(
-            batches, desc=f"vae {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False
+            batches,
+            total=n_total,
+            desc=f"vae {epoch + 1}/{config.epochs}",
+            disable=not show_progress,
+            leave=False,
         ) as bar:
-            for idx in bar:
-                target = labels[idx]
-                out = model(labels_to_onehot(target))
-                loss = vae_loss(out.logits, target, out.mu, out.logvar, config.beta)
+            for (labels,) in bar:
+                with autocast(target, amp):
+                    out = model(labels_to_onehot(labels))
+                    loss = vae_loss(out.logits, labels, out.mu, out.logvar, config.beta)
                 optimiser.zero_grad(set_to_none=True)
                 loss.total.backward()
                 optimiser.step()
@@ -192,7 +221,7 @@ def train_vae(
                 "optimiser": optimiser.state_dict(),
                 "history": history,
                 "epoch": epoch + 1,
-                "torch_rng": torch.get_rng_state(),
+                **rng_state(target),
             },
         )
     model.eval()
@@ -210,16 +239,20 @@ def run_vae_training(
     version: str = "phantom-v1",
     model_root: Path | None = None,
     show_progress: bool = True,
+    device: str | torch.device | None = "cpu",
+    precision: str | None = None,
 ) -> Path:
     """Train on the subjects under ``data`` (held-out split by group), export the model directory to
-    ``run_dir/model`` (and ``model_root/vae/version`` when given) with its card; return its path."""
+    ``run_dir/model`` (and ``model_root/vae/version`` when given) with its card; return its path.
+    ``device`` and ``precision`` as in :func:`train_vae` (they do not enter the card's settings)."""
     from cardiosynth.models.slices import load_split
     from cardiosynth.models.training import check_run_dir, data_card, export_model
 
+    target = resolve_device(device)  # before the data is read: a missing GPU fails at once
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     split = load_split(data, holdout=holdout, seed=config.seed)
     model, history = train_vae(split.train, split.heldout, config, run_dir, resume=resume,
-                               show_progress=show_progress)  # fmt: skip
+                               show_progress=show_progress, device=target, precision=precision)  # fmt: skip
     dice = reconstruction_dice(model, split.heldout)
     card = {
         "description": "2D label VAE (Amirrajab et al.); metrics: posterior-mean Dice, held-out subjects",

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from cardiosynth.data.acdc import Subject
 from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers
@@ -31,6 +32,7 @@ from cardiosynth.data.preprocess import (
 )
 from cardiosynth.data.territory import TERRITORIES, check_territory, estimate_territory
 from cardiosynth.data.topology import clean_labels as clean_label_stack
+from cardiosynth.device import model_device, place, resolve_precision
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.storage.base import ObjectStore
@@ -51,7 +53,7 @@ from cardiosynth.synthesis.sampling import (
     sample_pathology,
     shift_target,
 )
-from cardiosynth.synthesis.stages import decode_latents, encode_stacks, translate_slices
+from cardiosynth.synthesis.stages import decode_latents, encode_stacks, stage_batch_size, translate_slices
 from cardiosynth.synthesis.stats import ClassStats, compute_class_stats, stats_key
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,9 @@ MAX_TRAJECTORY = 20
 # Slices translated between two progress reports (and cancellation checks) in the SPADE half: a few
 # seconds of CPU work per chunk, a fraction of a second on a GPU.
 TRANSLATE_CHUNK = 128
+# Encoding (base subjects, class statistics) always runs in fp32: the statistics are cached and shared
+# by every worker, so a bf16 GPU worker must compute the same latents as a CPU worker. It is cheap.
+FP32: dict[str, Any] = {"precision": "fp32"}
 # Fewer MINF subjects than this in a territory: its statistics would be noise, pool the class instead.
 MIN_TERRITORY_SUBJECTS = 3
 
@@ -354,12 +359,26 @@ class Synthesizer:
         cache_dir: Path | None = None,
         cache_store: ObjectStore | None = None,
         clean_labels: bool = True,
+        device: str | torch.device | None = None,
+        precision: str | None = None,
+        batch_size: int | None = None,
     ) -> None:
         """``clean_labels``: apply :func:`cardiosynth.data.topology.clean_labels` to every decoded
-        stack in :meth:`make_labels`, before translation (off only to measure what it does)."""
+        stack in :meth:`make_labels`, before translation (off only to measure what it does).
+
+        ``device``: where the models run (``None``: where they are; a spec such as ``cuda`` moves
+        them there once, here). ``precision``: autocast of decode and translate (``None``: fp32 on
+        CPU, bf16 on CUDA). ``batch_size``: slices per forward pass (``None``: by free memory)."""
+        if device is not None:
+            place(vae, device)
+            if spade is not None:
+                place(spade, model_device(vae))
         self.vae = vae.eval()
         self.clean_labels = clean_labels
         self.spade = spade.eval() if spade is not None else None
+        self.device = model_device(self.vae)
+        self.precision = resolve_precision(precision, self.device)  # fp16 on CPU fails here, at load
+        self.batch_size = batch_size
         self.data_root = Path(data_root)
         self.model_versions = model_versions or {}
         self.cache = StatsCache(cache_dir, cache_store)
@@ -470,7 +489,7 @@ class Synthesizer:
             for ph in PHASES:  # both phases from one read of the subjects
                 started = time.perf_counter()
                 stacks = [x.processed.ed_label if ph == "ED" else x.processed.es_label for x in loaded]
-                latents = np.stack([equalise(z, ns) for z in encode_stacks(self.vae, stacks)])
+                latents = np.stack([equalise(z, ns) for z in encode_stacks(self.vae, stacks, **FP32)])
                 self._timed("encode", started)
                 started = time.perf_counter()
                 computed = compute_class_stats(latents, pathology.value, ph)
@@ -517,7 +536,8 @@ class Synthesizer:
         # Encode every base subject's stacks in one pass.
         started = time.perf_counter()
         keys = [(sid, ph) for sid in loaded for ph in request.phases]
-        encoded = encode_stacks(self.vae, [label_stack(loaded[sid].processed, ph) for sid, ph in keys])
+        stacks = [label_stack(loaded[sid].processed, ph) for sid, ph in keys]
+        encoded = encode_stacks(self.vae, stacks, **FP32)
         base_latents = dict(zip(keys, encoded, strict=True))
         self._timed("encode", started)
         progress("encode", 1, 1)
@@ -544,7 +564,7 @@ class Synthesizer:
         progress("correlate", 1, 1)
 
         started = time.perf_counter()
-        labels = decode_latents(self.vae, np.concatenate(blocks))
+        labels = decode_latents(self.vae, np.concatenate(blocks), self.batch_size, self.precision)
         if self.clean_labels:
             # Cleaned here, before the batch leaves the VAE half, so that SPADE draws exactly the
             # labels that are written (cleaning after translation left images and labels apart).
@@ -573,9 +593,15 @@ class Synthesizer:
         )
         total = len(batch.labels)
         chunks = []
-        for start in range(0, total, TRANSLATE_CHUNK):
-            stop = min(start + TRANSLATE_CHUNK, total)
-            chunks.append(translate_slices(self.spade, batch.labels[start:stop], references[start:stop]))
+        size = stage_batch_size(self.spade, "translate", self.precision, self.batch_size)
+        chunk = max(TRANSLATE_CHUNK, size)  # on a GPU a chunk is one full batch
+        for start in range(0, total, chunk):
+            stop = min(start + chunk, total)
+            chunks.append(
+                translate_slices(
+                    self.spade, batch.labels[start:stop], references[start:stop], size, self.precision
+                )
+            )
             progress("translate", stop, total)
         images = np.concatenate(chunks) if chunks else np.zeros(batch.labels.shape, np.float32)
         self._timed("translate", started)

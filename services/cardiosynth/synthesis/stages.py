@@ -3,10 +3,15 @@
 Each takes and returns arrays; models are used in eval mode (BatchNorm running statistics, style
 posterior means), under ``torch.no_grad``. Everything is batched across subjects, slices, phases
 and severities: the per-slice Python loop is what makes naive pipelines slow.
+
+Each stage runs on its model's device (:mod:`cardiosynth.device`): batches go there, results come
+back as CPU arrays. ``precision`` (``None``: fp32 on CPU, bf16 on CUDA) is the autocast of the pass;
+``batch_size`` ``None`` is the CPU default below on CPU and, on CUDA, what the free memory holds.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,53 +20,118 @@ import numpy.typing as npt
 import torch
 
 from cardiosynth.data.labels import as_label_map
+from cardiosynth.device import (
+    activation_bytes,
+    autocast,
+    batch_size_for,
+    model_device,
+    resolve_precision,
+    to_model,
+    to_numpy,
+)
 from cardiosynth.models.onehot import labels_to_onehot
 from cardiosynth.models.spade import SpadeTranslator, translate_array
 from cardiosynth.models.vae import LabelVAE
 
 BATCH = 256
+TRANSLATE_BATCH = 64
+
+# Measured peak bytes per batch item of each model, per (stage, precision): once per model.
+_ITEM_BYTES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[str, str], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def stage_batch_size(
+    model: torch.nn.Module, stage: str, precision: str | None = None, setting: int | None = None
+) -> int:
+    """Batch size of ``stage`` (``encode``, ``decode``, ``translate``) for ``model`` on its device.
+
+    ``setting`` wins; on CPU the sizes this module always used (256, 64 for translate); on CUDA the
+    free memory divided by the peak memory per slice of that stage, measured once per model on a
+    batch of 8 (so a 24 GB card gets smaller batches than an 80 GB one, and neither runs out).
+    """
+    cpu_default = TRANSLATE_BATCH if stage == "translate" else BATCH
+    device = model_device(model)
+    if setting is not None or device.type != "cuda":
+        return batch_size_for(device, 1, setting=setting, cpu_default=cpu_default)
+    resolved = resolve_precision(precision, device)
+    known = _ITEM_BYTES.setdefault(model, {})
+    if (stage, resolved) not in known:
+        known[(stage, resolved)] = _measure(model, stage, resolved)
+    return batch_size_for(device, known[(stage, resolved)], cpu_default=cpu_default)
+
+
+def _measure(model: torch.nn.Module, stage: str, precision: str) -> int:
+    config: Any = getattr(model, "config")  # noqa: B009 - LabelVAE and SpadeTranslator both have one
+    s, probe = int(config.image_size), 8
+    device = model_device(model)
+    with autocast(device, precision):
+        if stage == "decode":
+            return activation_bytes(model, (torch.zeros(probe, int(config.latent_dim)),), "decode")
+        if stage == "encode":
+            onehot = labels_to_onehot(torch.zeros(probe, s, s, dtype=torch.int64))
+            return activation_bytes(model, (onehot,), "encode")
+        labels = torch.zeros(probe, s, s, dtype=torch.int64)
+        return activation_bytes(model, (labels, torch.zeros(probe, 1, s, s)), "translate")
 
 
 @torch.no_grad()
 def encode_slices(
-    vae: LabelVAE, labels: npt.NDArray[np.integer[Any]], batch_size: int = BATCH
+    vae: LabelVAE,
+    labels: npt.NDArray[np.integer[Any]],
+    batch_size: int | None = None,
+    precision: str | None = None,
 ) -> npt.NDArray[np.float64]:
     """Posterior means ``(N, nz)`` of label slices ``(N, S, S)``."""
     checked = as_label_map(np.asarray(labels), what="labels to encode")
     vae.eval()
+    device = model_device(vae)
+    size = stage_batch_size(vae, "encode", precision, batch_size)
     out = []
-    for start in range(0, len(checked), batch_size):
-        x = torch.from_numpy(checked[start : start + batch_size].astype(np.int64))
-        mu, _ = vae.encode(labels_to_onehot(x))
-        out.append(mu.double().numpy())
+    for start in range(0, len(checked), size):
+        x = to_model(torch.from_numpy(checked[start : start + size].astype(np.int64)), vae)
+        with autocast(device, precision):
+            mu, _ = vae.encode(labels_to_onehot(x))
+        out.append(to_numpy(mu.double()))
     return np.concatenate(out) if out else np.zeros((0, vae.config.latent_dim))
 
 
 def encode_stacks(
-    vae: LabelVAE, stacks: Sequence[npt.NDArray[np.integer[Any]]]
+    vae: LabelVAE,
+    stacks: Sequence[npt.NDArray[np.integer[Any]]],
+    batch_size: int | None = None,
+    precision: str | None = None,
 ) -> list[npt.NDArray[np.float64]]:
     """Posterior means of several stacks ``(Z_k, S, S)`` in one batched pass -> ``[(Z_k, nz)]``."""
     if not stacks:
         return []
-    latents = encode_slices(vae, np.concatenate(list(stacks)))
+    latents = encode_slices(vae, np.concatenate(list(stacks)), batch_size, precision)
     bounds = np.cumsum([0, *(len(s) for s in stacks)])
     return [latents[bounds[i] : bounds[i + 1]] for i in range(len(stacks))]
 
 
 @torch.no_grad()
 def decode_latents(
-    vae: LabelVAE, latents: npt.NDArray[np.floating[Any]], batch_size: int = BATCH
+    vae: LabelVAE,
+    latents: npt.NDArray[np.floating[Any]],
+    batch_size: int | None = None,
+    precision: str | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Label slices ``(N, S, S)`` (argmax of the decoder's softmax) for latents ``(N, nz)``."""
     z_all = np.asarray(latents, dtype=np.float32)
     if z_all.ndim != 2 or z_all.shape[1] != vae.config.latent_dim:
         raise ValueError(f"expected latents (N, {vae.config.latent_dim}), got {z_all.shape}")
     vae.eval()
+    device = model_device(vae)
+    size = stage_batch_size(vae, "decode", precision, batch_size)
     out = []
-    for start in range(0, len(z_all), batch_size):
-        out.append(
-            vae.decode(torch.from_numpy(z_all[start : start + batch_size])).argmax(1).to(torch.uint8).numpy()
-        )
+    for start in range(0, len(z_all), size):
+        z = to_model(torch.from_numpy(z_all[start : start + size]), vae)
+        with autocast(device, precision):
+            logits = vae.decode(z)
+        # argmax on the device: one byte per pixel comes back instead of four floats per class.
+        out.append(to_numpy(logits.argmax(1).to(torch.uint8)))
     size = vae.config.image_size
     return np.concatenate(out) if out else np.zeros((0, size, size), np.uint8)
 
@@ -70,7 +140,9 @@ def translate_slices(
     spade: SpadeTranslator,
     labels: npt.NDArray[np.integer[Any]],
     references: npt.NDArray[np.floating[Any]],
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    precision: str | None = None,
 ) -> npt.NDArray[np.float32]:
     """Images ``(N, S, S)`` for labels ``(N, S, S)``, each with the style of its reference slice."""
-    return translate_array(spade, labels, references, batch_size)
+    size = stage_batch_size(spade, "translate", precision, batch_size)
+    return translate_array(spade, labels, references, size, precision)
