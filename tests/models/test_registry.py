@@ -109,3 +109,26 @@ def test_models_travel_through_an_object_store(tmp_path: Path, s3_endpoint: int)
     assert fetch_model(store, "vae", "s1", tmp_path / "cache") == loaded.path  # cached, no second download
     with pytest.raises(ValueError, match="in the object store"):
         load_model_anywhere("vae", "s2", root=empty_root, store=store, cache_dir=tmp_path / "cache")
+
+
+def test_typed_loaders_give_the_model_class_or_refuse_the_wrong_kind(tmp_path: Path) -> None:
+    from cardiosynth.models.registry import LoadedModel, _module_of, load_spade, load_vae
+
+    model = _vae()
+    save_model(model, tmp_path / "vae" / "t1", kind="vae", version="t1", dtype="float32")
+    save_model(SpadeTranslator(SPADE_TINY).eval(), tmp_path / "spade" / "t1", kind="spade", version="t1")
+    vae = load_vae("t1", root=tmp_path)
+    assert isinstance(vae.module, LabelVAE)  # typed LabelVAE: mypy needs no cast at Synthesizer(...)
+    assert (vae.kind, vae.version, vae.path) == ("vae", "t1", tmp_path / "vae" / "t1")
+    z = torch.randn(2, 4)
+    assert torch.equal(vae.module.decode(z), model.decode(z))
+    spade = load_spade("t1", root=tmp_path)
+    assert isinstance(spade.module, SpadeTranslator)
+    assert load_spade(path=tmp_path / "spade" / "t1").version == "t1"
+    with pytest.raises(ValueError, match="holds a spade model, expected vae"):
+        load_vae(path=tmp_path / "spade" / "t1")
+    with pytest.raises(ValueError, match="no vae model 't2'"):
+        load_vae("t2", root=tmp_path)
+    odd = LoadedModel(torch.nn.Linear(1, 1), "vae", "x", {}, tmp_path)
+    with pytest.raises(ValueError, match="holds a Linear, not a LabelVAE"):
+        _module_of(odd, LabelVAE)

@@ -60,10 +60,10 @@ def data(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _synth(data: Path, models: Path, cache: Path | None = None) -> Synthesizer:
-    from cardiosynth.models.registry import load_model
+    from cardiosynth.models.registry import load_spade, load_vae
 
-    vae, spade = load_model("vae", "t0", models), load_model("spade", "t0", models)
-    return Synthesizer(vae.module, spade.module, data, model_versions={"vae": "t0"}, cache_dir=cache)  # type: ignore[arg-type]
+    vae, spade = load_vae("t0", root=models), load_spade("t0", root=models)
+    return Synthesizer(vae.module, spade.module, data, model_versions={"vae": "t0"}, cache_dir=cache)
 
 
 @pytest.mark.parametrize("base", ["patient901", "patient902"])

@@ -35,15 +35,15 @@ def _synthesizer(
 ) -> tuple[Synthesizer, dict[str, str]]:
     """A :class:`Synthesizer` over ``data`` (default: the phantom) with the two models loaded from the
     registry, and their versions; ``cache`` ``None``: class statistics are not cached."""
-    from cardiosynth.models.registry import load_model
+    from cardiosynth.models.registry import load_spade, load_vae
     from cardiosynth.synthesis.engine import Synthesizer
 
-    vae = load_model("vae", vae_version, model_root)
-    spade = load_model("spade", spade_version, model_root)
+    vae = load_vae(vae_version, root=model_root)
+    spade = load_spade(spade_version, root=model_root)
     models = {"vae": vae.version, "spade": spade.version}
     synthesizer = Synthesizer(
-        vae.module,  # type: ignore[arg-type]
-        spade.module,  # type: ignore[arg-type]
+        vae.module,
+        spade.module,
         data if data is not None else _ensure_default_data(),
         model_versions=models,
         cache_dir=cache,

@@ -34,14 +34,14 @@ def cmd_evaluate_models(args: argparse.Namespace) -> int:
 def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
     from cardiosynth.data.labels import parse_group
     from cardiosynth.evaluation.synthesis import GROUPS, evaluate_synthesis, synthesis_markdown
-    from cardiosynth.models.registry import load_model
+    from cardiosynth.models.registry import load_spade, load_vae
 
-    vae = load_model("vae", args.model, args.model_root)
-    spade = load_model("spade", args.model, args.model_root) if args.images else None
+    vae = load_vae(args.model, root=args.model_root)
+    spade = load_spade(args.model, root=args.model_root) if args.images else None
     data = args.data if args.data is not None else _ensure_default_data()
     groups = tuple(parse_group(g) for g in args.groups.split(",")) if args.groups else GROUPS
     report = evaluate_synthesis(
-        vae.module,  # type: ignore[arg-type]
+        vae.module,
         data,
         args.out,
         model_version=vae.version,
@@ -55,7 +55,7 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
         cross=args.cross,
         modes=args.modes.split(",") if args.modes else None,
         cache_dir=args.cache,
-        spade=spade.module if spade is not None else None,  # type: ignore[arg-type]
+        spade=spade.module if spade is not None else None,
     )
     _echo(synthesis_markdown(report))
     _echo(f"report: {args.out}/synthesis.json, synthesis.md, precision_recall.png, identity_fidelity.png")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -35,6 +35,10 @@ from cardiosynth.models.catalog import (
     check_kind,
     find_model,
 )
+
+if TYPE_CHECKING:  # the classes load lazily at run time (SPADE pulls in MONAI)
+    from cardiosynth.models.spade import SpadeTranslator
+    from cardiosynth.models.vae import LabelVAE
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +180,7 @@ def load_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = No
 
 
 MODEL_FILES = (WEIGHTS_FILE, "config.json", "card.json", "README.md")
+M = TypeVar("M", bound=nn.Module)
 
 
 def push_model(store: Any, path: Path) -> str:
@@ -223,3 +228,70 @@ def load_model_anywhere(
         if store is None or cache_dir is None:
             raise
     return load_model_dir(fetch_model(store, kind, version, cache_dir), kind=kind)
+
+
+@dataclass
+class LoadedVAE(LoadedModel):
+    """A loaded label VAE: :attr:`module` typed as :class:`~cardiosynth.models.vae.LabelVAE`."""
+
+    module: LabelVAE
+
+
+@dataclass
+class LoadedSpade(LoadedModel):
+    """A loaded SPADE translator: :attr:`module` typed as
+    :class:`~cardiosynth.models.spade.SpadeTranslator`."""
+
+    module: SpadeTranslator
+
+
+def _module_of(loaded: LoadedModel, cls: type[M]) -> M:
+    """``loaded.module`` as ``cls``; ``ValueError`` naming the model when it is something else."""
+    if not isinstance(loaded.module, cls):
+        raise ValueError(
+            f"{loaded.path}: {loaded.kind} model {loaded.version!r} holds a {type(loaded.module).__name__}, "
+            f"not a {cls.__name__}"
+        )
+    return loaded.module
+
+
+def load_vae(
+    version: str = DEFAULT_VERSION,
+    *,
+    root: Path | None = None,
+    store: Any = None,
+    cache_dir: Path | None = None,
+    path: Path | None = None,
+) -> LoadedVAE:
+    """The label VAE ``version`` (from ``path`` when given, else the registry, else the object store
+    as :func:`load_model_anywhere`), typed."""
+    from cardiosynth.models.vae import LabelVAE
+
+    loaded = (
+        load_model_dir(path, kind="vae")
+        if path is not None
+        else load_model_anywhere("vae", version, root=root, store=store, cache_dir=cache_dir)
+    )
+    return LoadedVAE(_module_of(loaded, LabelVAE), loaded.kind, loaded.version, loaded.card, loaded.path)
+
+
+def load_spade(
+    version: str = DEFAULT_VERSION,
+    *,
+    root: Path | None = None,
+    store: Any = None,
+    cache_dir: Path | None = None,
+    path: Path | None = None,
+) -> LoadedSpade:
+    """The SPADE translator ``version`` (from ``path`` when given, else the registry, else the object
+    store as :func:`load_model_anywhere`), typed."""
+    from cardiosynth.models.spade import SpadeTranslator
+
+    loaded = (
+        load_model_dir(path, kind="spade")
+        if path is not None
+        else load_model_anywhere("spade", version, root=root, store=store, cache_dir=cache_dir)
+    )
+    return LoadedSpade(
+        _module_of(loaded, SpadeTranslator), loaded.kind, loaded.version, loaded.card, loaded.path
+    )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import redis
 
@@ -21,6 +21,9 @@ from cardiosynth.jobs.base import JobStore
 from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.workers.settings import WorkerSettings
+
+if TYPE_CHECKING:  # torch and the models load in the worker process on first use, never at import
+    from cardiosynth.synthesis.engine import Synthesizer
 
 log = logging.getLogger(__name__)
 
@@ -67,26 +70,22 @@ def storage() -> ObjectStore:
 
 
 @cache
-def synthesizer(model: str, with_vae: bool, with_spade: bool) -> object:
+def synthesizer(model: str, with_vae: bool, with_spade: bool) -> Synthesizer:
     """A :class:`Synthesizer` with the models this worker kind needs, loaded once per process."""
     from cardiosynth.data.default import cache_root, default_data
-    from cardiosynth.models.registry import load_model_anywhere
+    from cardiosynth.models.registry import load_spade, load_vae
     from cardiosynth.synthesis.engine import Synthesizer
 
     s = settings()
     # The local registry first, then the object store (models pushed with `cardiosynth models push`).
     store, cache_dir = storage(), cache_root() / "models"
-    vae = load_model_anywhere("vae", model, root=s.model_root, store=store, cache_dir=cache_dir)
-    spade = (
-        load_model_anywhere("spade", model, root=s.model_root, store=store, cache_dir=cache_dir)
-        if with_spade
-        else None
-    )
+    vae = load_vae(model, root=s.model_root, store=store, cache_dir=cache_dir)
+    spade = load_spade(model, root=s.model_root, store=store, cache_dir=cache_dir) if with_spade else None
     data = s.data_dir if s.data_dir is not None else default_data()
     log.info("loaded models %s (spade=%s) over %s", model, with_spade, data)
     return Synthesizer(
-        vae.module,  # type: ignore[arg-type]
-        spade.module if spade is not None else None,  # type: ignore[arg-type]
+        vae.module,
+        spade.module if spade is not None else None,
         data,
         model_versions={"vae": vae.version, "spade": spade.version if spade else model},
         cache_store=storage(),

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import Celery, Task
@@ -25,6 +25,9 @@ from cardiosynth.queues import FAILURE_TASK, SPADE_TASK, VAE_TASK
 from cardiosynth.storage.base import StorageError
 from cardiosynth.workers import liveness, runtime
 from cardiosynth.workers.runtime import JobCancelledError, StageLease
+
+if TYPE_CHECKING:  # the engine (numpy, torch) loads in the worker process on first use
+    from cardiosynth.synthesis.engine import Progress, SynthesisRequest
 
 log = logging.getLogger(__name__)
 LIVENESS = liveness.LivenessBeat  # imported for its signal handlers: every worker beats its liveness
@@ -51,7 +54,7 @@ def output_key(job_id: str, subject: str, name: str) -> str:
     return f"jobs/{job_id}/{subject}/{name}"
 
 
-def request_of(job_request: dict[str, Any]) -> Any:
+def request_of(job_request: dict[str, Any]) -> SynthesisRequest:
     """The API request body -> :class:`SynthesisRequest`."""
     from cardiosynth.data.labels import parse_group
     from cardiosynth.synthesis.engine import SynthesisRequest
@@ -143,7 +146,7 @@ def _discard(job_id: str) -> None:
         log.info("job %s: removed %d stored files", job_id, len(keys))
 
 
-def _progress(job_id: str, progress: dict[str, Any], lease: StageLease) -> Any:
+def _progress(job_id: str, progress: dict[str, Any], lease: StageLease) -> Progress:
     """The engine's progress callback; also the cooperative cancellation point between batches."""
 
     def report(stage: str, done: int, total: int) -> None:
@@ -172,7 +175,7 @@ def vae_stage(self: Task, job_id: str) -> None:
             self.request.chain = None  # not this delivery's to run: nor is the SPADE stage after it
             return
         with runtime.heartbeat(job_id, "vae", runtime.settings().heartbeat_s) as lease:
-            synth: Any = runtime.synthesizer(job.request.get("model", DEFAULT_VERSION), True, False)
+            synth = runtime.synthesizer(job.request.get("model", DEFAULT_VERSION), True, False)
             progress: dict[str, Any] = dict(job.progress)
             batch = synth.make_labels(request_of(job.request), _progress(job_id, progress, lease))
             lease.check()
@@ -203,7 +206,7 @@ def spade_stage(self: Task, job_id: str) -> None:
         if not _hold(job, "spade", retry=bool(self.request.retries)):
             return
         with runtime.heartbeat(job_id, "spade", runtime.settings().heartbeat_s) as lease:
-            synth: Any = runtime.synthesizer(job.request.get("model", DEFAULT_VERSION), True, True)
+            synth = runtime.synthesizer(job.request.get("model", DEFAULT_VERSION), True, True)
             batch = LabelBatch.from_bytes(store.get_bytes(work_key(job_id)))
             progress: dict[str, Any] = dict(job.progress)
             report = _progress(job_id, progress, lease)
