@@ -645,6 +645,7 @@ async function show({ recentre = false } = {}) {
     const slider = el("v-slice");
     slider.max = String(view.main.sliceCount() - 1);
     setSlice(keepSlice ?? view.main.middleSlice());
+    applyZoom();
     applyOverlay();
     el("v-status").textContent = "";
     el("v-main").dataset.state = "ready";
@@ -671,6 +672,13 @@ function setSlice(k) {
   el("v-slice").setAttribute("aria-valuetext", `slice ${slice + 1} of ${count}`);
   view.main.setSlice(slice);
   if (!el("v-other-figure").hidden) view.other.setSlice(slice);
+}
+
+function applyZoom() {
+  const zoom = Number(el("v-zoom").value);
+  el("v-zoom-out").textContent = `${zoom}×`;
+  view.main?.setZoom(zoom);
+  if (!el("v-other-figure").hidden) view.other?.setZoom(zoom);
 }
 
 function applyOverlay() {
@@ -785,6 +793,7 @@ function wire() {
   el("v-severity").addEventListener("input", () => show());
   el("v-compare").addEventListener("change", () => show());
   el("v-slice").addEventListener("input", () => setSlice(Number(el("v-slice").value)));
+  el("v-zoom").addEventListener("input", applyZoom);
   el("v-overlay").addEventListener("change", applyOverlay);
   el("v-opacity").addEventListener("input", applyOverlay);
   for (const canvas of [el("v-main"), el("v-other")]) {

@@ -61,7 +61,7 @@ export class Viewer {
     this.nv = new globalThis.niivue.Niivue({
       backColor: [0, 0, 0, 1],
       crosshairColor: [1, 0.85, 0, 0.3],
-      crosshairWidth: 0.5,
+      crosshairWidth: 0, // no lines over the heart; a click still reports the voxel below it
       show3Dcrosshair: false,
       isColorbar: false,
       isOrientCube: false,
@@ -72,6 +72,7 @@ export class Viewer {
     this.image = null;
     this.label = null;
     this.key = null;
+    this.centre = null;
     this.axis = 2; // the voxel axis the slices are taken along (short-axis stacks: z)
     this.nv.onLocationChange = (data) => {
       if (!this.image || !data || !data.vox) return;
@@ -102,6 +103,7 @@ export class Viewer {
     this.image = image;
     this.label = label;
     this.key = key;
+    this.centre = this.lvCentre();
     this.axis = 2;
     this.nv.setSliceType(this.sliceType(image));
   }
@@ -143,6 +145,32 @@ export class Viewer {
     vox[this.axis] = k;
     this.nv.scene.crosshairPos = this.nv.vox2frac(vox);
     this.nv.drawScene();
+  }
+
+  // Zoom with the LV's centre p in the middle of the view. NiiVue draws a point q at z * q + pan (mm,
+  // zoom z); the middle of the unzoomed view is the volume's centre m, so pan = m - z * p.
+  setZoom(zoom) {
+    if (!this.image) return;
+    const m = this.nv.frac2mm([0.5, 0.5, 0.5]);
+    const p = this.centre || m;
+    this.nv.setPan2Dxyzmm([m[0] - zoom * p[0], m[1] - zoom * p[1], m[2] - zoom * p[2], zoom]);
+  }
+
+  lvCentre() {
+    if (!this.label) return null;
+    const dims = this.label.hdr.dims;
+    const sum = [0, 0, 0];
+    let count = 0;
+    const img = this.label.img;
+    for (let i = 0; i < img.length; i++) {
+      if (img[i] !== 2 && img[i] !== 3) continue;
+      sum[0] += i % dims[1];
+      sum[1] += Math.floor(i / dims[1]) % dims[2];
+      sum[2] += Math.floor(i / (dims[1] * dims[2]));
+      count++;
+    }
+    if (!count) return null;
+    return this.nv.frac2mm(this.nv.vox2frac(sum.map((v) => v / count)));
   }
 
   setOverlay(opacity) {
