@@ -437,3 +437,47 @@ def test_gpu_stages_match_cpu_and_return_cpu_arrays() -> None:
     assert np.abs(images - cpu_images).max() < 1e-3
     bf16 = translate_slices(spade, cpu_labels, refs)  # the CUDA default
     assert np.abs(bf16 - cpu_images).mean() < 0.05
+
+
+class _StopError(Exception):
+    """Raised by a stand-in core function once it has seen its arguments."""
+
+
+def test_synthesize_and_evaluate_options_reach_the_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cardiosynth.cli.synthesize as synthesize
+    import cardiosynth.evaluation.models as evaluation
+    from cardiosynth.cli import main
+
+    seen: dict[str, object] = {}
+
+    def fake_synthesizer(*args: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        raise _StopError
+
+    def fake_evaluate(data: Path, refs: evaluation.ModelRefs, **kwargs: object) -> object:
+        seen.update(device=refs.device, precision=dev.resolve_precision(None, torch.device("cpu")))
+        raise _StopError
+
+    monkeypatch.setattr(synthesize, "_synthesizer", fake_synthesizer)
+    monkeypatch.setattr(evaluation, "evaluate_models", fake_evaluate)
+    out = ["--out", str(tmp_path / "out")]
+    with pytest.raises(_StopError):
+        main(["synthesize", "--pathology", "HCM", *out, "--device", "cuda:1", "--precision", "fp16"])
+    assert (seen["device"], seen["precision"]) == ("cuda:1", "fp16")
+    with pytest.raises(_StopError):
+        main(["synthesize", "--pathology", "HCM", *out])
+    assert (seen["device"], seen["precision"]) == ("auto", None)
+    with pytest.raises(_StopError):
+        main(["evaluate", "models", "--data", str(tmp_path), *out, "--device", "cpu", "--precision", "bf16"])
+    assert (seen["device"], seen["precision"]) == ("cpu", "bf16")  # the scope reached the core
+    assert dev.resolve_precision(None, torch.device("cpu")) == "fp32"  # and ended with the command
+
+
+def test_model_refs_place_models_on_the_device() -> None:
+    from cardiosynth.evaluation.models import ModelRefs
+
+    vae, spade = ModelRefs(device="cpu").load()
+    assert dev.model_device(vae.module) == torch.device("cpu")
+    assert dev.model_device(spade.module) == torch.device("cpu")

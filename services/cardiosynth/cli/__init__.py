@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 
 from cardiosynth import __version__
-from cardiosynth.cli.args import _positive_float, _positive_int, _seed, _severity
+from cardiosynth.cli.args import _positive_float, _positive_int, _seed, _severity, precision_context
 from cardiosynth.cli.common import _default_cache, _echo, _ensure_default_data, log
 from cardiosynth.cli.data import add_data_commands, add_preview_command, cmd_phantom, cmd_preview, cmd_summary
 from cardiosynth.cli.evaluate import add_evaluate_commands, cmd_evaluate_models, cmd_evaluate_synthesis
@@ -87,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        code: int = args.func(args)
+        with precision_context(args):  # --precision, for commands whose core takes no precision itself
+            code: int = args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         # Bad input: one clear line, no traceback (the message names the file or value at fault).
         log.error("%s", exc)

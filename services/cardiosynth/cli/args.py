@@ -7,7 +7,9 @@ usage line and exits 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+from typing import Any
 
 
 def _positive_int(value: str) -> int:
@@ -74,3 +76,14 @@ def add_device_options(p: argparse.ArgumentParser, what: str) -> None:
 def precision_arg(value: str) -> str | None:
     """``--precision`` for the core: ``None`` for ``auto`` (the device's default)."""
     return None if value == "auto" else value
+
+
+def precision_context(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
+    """The command's ``--precision`` as the default of every model pass inside it
+    (:func:`cardiosynth.device.precision_scope`); nothing (and no torch import) without one."""
+    value = getattr(args, "precision", None)
+    if value in (None, "auto"):
+        return contextlib.nullcontext()
+    from cardiosynth.device import precision_scope
+
+    return precision_scope(value)

@@ -31,10 +31,18 @@ def _ensure_default_data() -> Path:
 
 
 def _synthesizer(
-    vae_version: str, spade_version: str, model_root: Path | None, data: Path | None, cache: Path | None
+    vae_version: str,
+    spade_version: str,
+    model_root: Path | None,
+    data: Path | None,
+    cache: Path | None,
+    *,
+    device: str | None = None,
+    precision: str | None = None,
 ) -> tuple[Synthesizer, dict[str, str]]:
     """A :class:`Synthesizer` over ``data`` (default: the phantom) with the two models loaded from the
-    registry, and their versions; ``cache`` ``None``: class statistics are not cached."""
+    registry, and their versions; ``cache`` ``None``: class statistics are not cached. ``device``
+    (``auto``, ``cpu``, ``cuda[:N]``; ``None``: CPU) and ``precision`` as in the Synthesizer."""
     from cardiosynth.models.registry import load_spade, load_vae
     from cardiosynth.synthesis.engine import Synthesizer
 
@@ -47,5 +55,7 @@ def _synthesizer(
         data if data is not None else _ensure_default_data(),
         model_versions=models,
         cache_dir=cache,
+        device=device,
+        precision=precision,
     )
     return synthesizer, models

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cardiosynth.cli.args import _positive_float, _positive_int, _seed
+from cardiosynth.cli.args import _positive_float, _positive_int, _seed, add_device_options
 from cardiosynth.cli.common import _default_cache, _echo, _ensure_default_data
 from cardiosynth.models.catalog import DEFAULT_VERSION
 
@@ -15,7 +15,8 @@ def cmd_evaluate_models(args: argparse.Namespace) -> int:
     from cardiosynth.evaluation.models import ModelRefs, evaluate_models, report_markdown, write_report
     from cardiosynth.models.registry import update_card
 
-    refs = ModelRefs(args.vae_version, args.spade_version, args.model_root, args.vae_dir, args.spade_dir)
+    refs = ModelRefs(args.vae_version, args.spade_version, args.model_root, args.vae_dir, args.spade_dir,
+                     device=args.device)  # fmt: skip
     report = evaluate_models(
         args.data, refs, segmenter_epochs=args.segmenter_epochs, seed=args.seed, show_progress=not args.quiet
     )
@@ -38,6 +39,11 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
 
     vae = load_vae(args.model, root=args.model_root)
     spade = load_spade(args.model, root=args.model_root) if args.images else None
+    from cardiosynth.device import place
+
+    place(vae.module, args.device)  # once: every stage of the evaluation follows the model's device
+    if spade is not None:
+        place(spade.module, args.device)
     data = args.data if args.data is not None else _ensure_default_data()
     groups = tuple(parse_group(g) for g in args.groups.split(",")) if args.groups else GROUPS
     report = evaluate_synthesis(
@@ -79,6 +85,7 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--seed", type=_seed, default=0)
     q.add_argument("--update-cards", action="store_true", help="write the figures into the model cards")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_options(q, "autocast of the VAE reconstructions and SPADE translations")
     q.set_defaults(func=cmd_evaluate_models)
 
     q = ev.add_parser(
@@ -112,4 +119,5 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--images", action="store_true", help="also image realism (C2ST, texture; needs SPADE, slower)"
     )
     q.add_argument("--cache", type=Path, default=_default_cache())
+    add_device_options(q, "autocast of decode and translate")
     q.set_defaults(func=cmd_evaluate_synthesis)

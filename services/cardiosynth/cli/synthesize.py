@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cardiosynth.cli.args import _positive_int, _seed, _severity
+from cardiosynth.cli.args import _positive_int, _seed, _severity, add_device_options, precision_arg
 from cardiosynth.cli.common import _default_cache, _echo, _synthesizer
 from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.synthesis.modes import (
@@ -44,8 +44,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace outputs")
     synthesizer, models = _synthesizer(
-        args.model, args.model, args.model_root, args.data, None if args.no_cache else args.cache
-    )
+        args.model, args.model, args.model_root, args.data, None if args.no_cache else args.cache,
+        device=args.device, precision=precision_arg(args.precision),
+    )  # fmt: skip
     started = time.perf_counter()
     with tqdm(total=5, desc="synthesize", disable=args.quiet) as bar:
 
@@ -94,4 +95,5 @@ def add_synthesize_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    add_device_options(p, "autocast of decode and translate")
     p.set_defaults(func=cmd_synthesize)

@@ -45,6 +45,7 @@ class ModelRefs:
     root: Path | None = None
     vae_dir: Path | None = None
     spade_dir: Path | None = None
+    device: str | None = None  # where the models run (cardiosynth.device spec); None: CPU
 
     def load(self) -> tuple[LoadedModel, LoadedModel]:
         vae = (
@@ -57,6 +58,11 @@ class ModelRefs:
             if self.spade_dir
             else load_model("spade", self.spade_version, self.root)
         )
+        if self.device is not None:
+            from cardiosynth.device import place
+
+            place(vae.module, self.device)
+            place(spade.module, self.device)
         return vae, spade
 
 
