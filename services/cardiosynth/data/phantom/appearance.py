@@ -318,7 +318,11 @@ def body_organs(
     out = np.zeros(x.shape, dtype=np.int8)
     for cx, cy, ax, ay in extras.breasts:
         out[_ellipse_value(x, y, (cx, cy), (ax, ay)) < 1.0] = Organ.BREAST_FAT
-        out[_ellipse_value(x, y, (cx, cy - 0.25 * ay), (0.55 * ax, 0.5 * ay)) < 1.0] = Organ.GLAND
+        # Fibroglandular tissue: a lobulated cone behind the nipple, inside the fat.
+        angle = np.arctan2(y - cy, x - cx)
+        lobes = 1.0 + 0.25 * np.cos(5.0 * angle + cx)
+        gland = _ellipse_value(x, y, (cx, cy + 0.15 * ay), (0.5 * ax, 0.45 * ay)) < lobes
+        out[gland] = Organ.GLAND
     torso = _inside_ellipse(x, y, body.torso_centre, body.torso_axes)
     out[torso] = Organ.FAT
     out[_inside_ellipse(x, y, body.torso_centre, body.torso_axes, -body.subcutaneous_fat)] = Organ.MUSCLE

@@ -13,12 +13,13 @@ them with the anatomy of issue 10 (all recorded in :class:`Variation`, serialise
 - **Motion.** Base descent toward the fixed apex at ES (mitral annular plane excursion: normal
   9-15 mm, less in failing ventricles, at most 0.3 x EF x LV length) with the wall thickening that
   keeps the mass; regional variation of wall thickness (a few %) and of contraction in every heart
-  (1st harmonic 6-22 % around the ring and a base-to-apex gradient).
+  (1st harmonic 8-28 % around the ring and a base-to-apex gradient).
 - **HCM patterns.** Septal (the population's, 60 %), apical (20 %: the hypertrophy moves to the
   apical third) or diffuse asymmetric (20 %: a wider septal-anterior region).
-- **Acquisition.** Coverage that starts between 0.6 slice above the base (an atrial slice) and
-  0.6 slice below it and ends between one slice short of the apex and 0.35 slice past it, so some
-  stacks miss the apex and some end in an empty slice, whatever the group; in-plane shifts per slice
+- **Acquisition.** Coverage that starts between 0.45 slice above the base (an atrial slice) and
+  0.7 slice below it and ends between one slice short of the apex and 0.35 slice past it (the apex
+  taken 8 mm below the cavity), so some stacks miss the apex and some end in an empty slice,
+  whatever the group; in-plane shifts per slice
   (breath-hold misregistration, SD 0.8-2.5 mm per axis) plus a tilt of the long axis.
 - **Body and artefacts** (:class:`.appearance.BodyExtras`, :class:`.appearance.ArtefactParams`).
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 VARIATION_STREAM = 7  # third entry of the seed sequence of this module's random stream
 HCM_PATTERNS: dict[str, float] = {"septal": 0.6, "apical": 0.2, "diffuse": 0.2}
 MIN_SLICES, MAX_SLICES = 8, 14  # ACDC stacks (DESIGN.md)
+NOMINAL_APEX_CAP = 8.0  # mm of myocardium below the cavity that coverage plans for
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _shape_terms(
         Group.DCM: (2.0, 7.0),
         Group.MINF: (3.0, 8.0),
     }[group]
-    wave = (0.06, 0.22)
+    wave = (0.08, 0.28)
     if group is Group.MINF:
         wave = (0.0, 0.10)  # the infarct is the regional abnormality; keep the rest even
     elif group is Group.DCM:
@@ -178,11 +180,12 @@ def _body_extras(body: BodyLayout, female: bool, rng: np.random.Generator) -> Bo
     anterior = body.torso_centre[1] + body.torso_axes[1]
     breasts: tuple[tuple[float, float, float, float], ...] = ()
     if female:
-        ax, ay = _u(rng, 45.0, 70.0), _u(rng, 30.0, 55.0)
+        # Supine: flattened, spread laterally, their base sunk into the chest wall's fat.
+        ax, ay = _u(rng, 60.0, 85.0), _u(rng, 22.0, 42.0)
         breasts = tuple(
             (
-                midline + side * _u(rng, 55.0, 75.0),
-                anterior + _u(rng, 0.0, 0.3) * ay,
+                midline + side * _u(rng, 60.0, 80.0),
+                anterior - _u(rng, 0.1, 0.4) * ay,
                 ax * _u(rng, 0.9, 1.1),
                 ay,
             )
@@ -247,10 +250,13 @@ def vary_subject(params: SubjectParams, rng: np.random.Generator) -> SubjectPara
 
     acq = params.acquisition
     spacing = acq.slice_spacing
-    base_margin = _u(rng, -0.6, 0.6)
+    base_margin = _u(rng, -0.45, 0.7)
     apex_margin = _u(rng, -1.0, 0.35)
     first = base_margin * spacing
-    last = shape.epi_length + apex_margin * spacing
+    # The apex is placed from the cavity's length, which the fits keep, and a nominal cap: the mass
+    # fit rescales the cap with the wall (HCM caps shrink from the first guess), and coverage
+    # planned on the unfitted cap ran past the apex in half the HCM stacks.
+    last = shape.lv_length + NOMINAL_APEX_CAP + apex_margin * spacing
     n_slices = int(np.clip(math.floor((last - first) / spacing) + 1, MIN_SLICES, MAX_SLICES))
     depths = first + spacing * np.arange(n_slices)
     breath_sd = _u(rng, 0.8, 2.5)
