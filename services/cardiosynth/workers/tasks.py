@@ -220,6 +220,8 @@ def spade_stage(self: Task, job_id: str) -> None:
                     lease.check()  # between subjects: a cancel stops the writing here
                     folder = write_subject(subject, batch.request, Path(tmp), models=models)
                     for path in sorted(folder.iterdir()):
+                        if lease.lost.is_set():  # the heartbeat saw a cancel: no further upload
+                            raise JobCancelledError(job_id)
                         key, data = output_key(job_id, subject.name, path.name), path.read_bytes()
                         store.put_bytes(key, data)
                         stored += len(data)
