@@ -193,7 +193,12 @@ def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack,
     job_id = tab.locator("#job-list li").first.get_attribute("data-job")
     assert job_id
     row = tab.locator(f'li[data-job="{job_id}"]')
-    tab.screenshot(path=shots / "03-submitted.png")
+    tab.locator("#jobs-status").filter(has_text="job(s)").wait_for()  # the list knows of it at once
+    row.locator(".stages progress").first.wait_for(timeout=240_000)  # a stage has reported progress
+    from playwright.sync_api import expect
+
+    expect(row).to_be_in_viewport()  # scrolled to on a laptop screen, where the list is below the form
+    tab.screenshot(path=shots / "03-progress.png")
     # Live state by polling: the row reaches succeeded with no reload, its stages all done.
     row.locator(".state.succeeded").wait_for(timeout=240_000)
     stages = row.locator(".stages progress")

@@ -311,7 +311,8 @@ async function submitJob(event) {
     const job = await api("POST", "/synthesize", body);
     el("submit-status").textContent = `Job ${shortId(job.id)} accepted (${job.state}).`;
     upsertJob(job, true);
-    schedulePoll(POLL_LIVE_MS);
+    jobs.get(job.id).node.scrollIntoView({ block: "nearest" }); // its live progress, on a small screen too
+    refreshJobs(); // the list's count and order at once; it polls quickly from here while the job is live
   } catch (err) {
     if (err.status === 401) return signOut(UNAUTHORIZED);
     // problem+json: errors name their field; the rest (quota, queue cap, outage) goes to the form.
