@@ -5,6 +5,7 @@ Every test runs on CPU; those marked ``gpu`` run only where CUDA is available (s
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -481,3 +482,76 @@ def test_model_refs_place_models_on_the_device() -> None:
     vae, spade = ModelRefs(device="cpu").load()
     assert dev.model_device(vae.module) == torch.device("cpu")
     assert dev.model_device(spade.module) == torch.device("cpu")
+
+
+# -- workers say where they compute --------------------------------------------------------------
+
+
+def test_worker_settings_device_and_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from cardiosynth.workers.settings import WorkerSettings
+
+    assert (WorkerSettings().device, WorkerSettings().precision, WorkerSettings().batch_size) == (
+        "auto",
+        "auto",
+        None,
+    )
+    monkeypatch.setenv("CARDIOSYNTH_DEVICE", "CUDA:1")
+    monkeypatch.setenv("CARDIOSYNTH_PRECISION", "bf16")
+    monkeypatch.setenv("CARDIOSYNTH_BATCH_SIZE", "")
+    s = WorkerSettings()
+    assert (s.device, s.precision, s.batch_size) == ("cuda:1", "bf16", None)
+    monkeypatch.setenv("CARDIOSYNTH_DEVICE", "gpu")
+    with pytest.raises(ValidationError, match="'gpu'"):
+        WorkerSettings()
+    monkeypatch.setenv("CARDIOSYNTH_DEVICE", "cpu")
+    monkeypatch.setenv("CARDIOSYNTH_PRECISION", "fp64")
+    with pytest.raises(ValidationError):
+        WorkerSettings()
+
+
+def test_device_record_from_beat_to_get_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from cardiosynth.gateway.routes.meta import worker_devices
+    from cardiosynth.jobs.sqlite_store import SqliteJobStore
+    from cardiosynth.storage.local import LocalStore
+    from cardiosynth.workers import liveness, runtime
+
+    jobs = SqliteJobStore(tmp_path / "jobs.db")
+    store = LocalStore(tmp_path / "store", signing_key=b"k" * 16)
+    monkeypatch.setattr(runtime, "jobs", lambda: jobs)
+    monkeypatch.setattr(runtime, "storage", lambda: store)
+    info = liveness.device_info("cpu", "auto")
+    assert (info["device"], info["precision"], info["configured"]) == ("cpu", "fp32", "cpu")
+    beat = liveness.LivenessBeat("spade@host-1", ["spade"], every_s=5, ttl_s=20, info=info)
+    key = liveness.info_key("spade", "spade@host-1")
+    assert key == "workers/spade/spade-host-1.json"
+    beat.start()  # the first beat writes the record at once
+    for _ in range(100):
+        if store.exists(key):
+            break
+        time.sleep(0.05)
+    assert store.exists(key)
+    # A record left by a worker that died (no current beat) is not reported.
+    store.put_bytes("workers/vae/gone.json", b'{"name": "vae@gone", "queue": "vae", "device": "cuda:0"}')
+    svc = SimpleNamespace(storage=store, jobs=jobs)
+    devices = worker_devices(svc)  # type: ignore[arg-type]
+    assert list(devices) == ["spade"]
+    (worker,) = devices["spade"]
+    assert (worker.name, worker.device, worker.precision) == ("spade@host-1", "cpu", "fp32")
+    assert worker.device_name == info["name"]
+    beat.stop()
+    assert not store.exists(key)
+    assert worker_devices(svc) == {}  # type: ignore[arg-type]
+
+
+def test_a_device_that_cannot_be_had_is_reported_with_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cardiosynth.workers import liveness
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    info = liveness.device_info("cuda", "auto")
+    assert info["device"] == "cuda"
+    assert "CUDA is not available" in info["error"]
+    assert liveness.device_info("cuda:0", "bf16", query_gpu=False)["device"] == "cuda:0"

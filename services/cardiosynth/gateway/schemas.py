@@ -223,16 +223,47 @@ class ResultsOut(BaseModel):
     biomarkers: dict[str, Any]
 
 
+class WorkerDevice(BaseModel):
+    """A live worker of a model's queue and where it computes (from its liveness record)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "spade@gpu-host-1", "queue": "spade", "device": "cuda:0",
+                 "device_name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559, "memory_free_mib": 79012,
+                 "precision": "bf16", "configured": "cuda"},
+            ]
+        }
+    )  # fmt: skip
+
+    name: str
+    queue: str
+    device: str = Field(description="cpu, cuda:N, or the configured spec where the device is not known")
+    device_name: str | None = Field(default=None, description="the GPU's name, or the processor's")
+    memory_total_mib: int | None = None
+    memory_free_mib: int | None = Field(default=None, description="CUDA only, as of the worker's last record")
+    precision: str | None = Field(default=None, description="autocast of decode and translate")
+    configured: str | None = Field(default=None, description="CARDIOSYNTH_DEVICE as set")
+    error: str | None = Field(default=None, description="why the configured device is not usable")
+
+
 class ModelOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"kind": "vae", "version": "phantom-v1", "card": {"preset": "cpu-small"}}]
+            "examples": [
+                {"kind": "vae", "version": "phantom-v1", "card": {"preset": "cpu-small"},
+                 "workers": [{"name": "vae@host", "queue": "vae", "device": "cpu", "device_name": "x86_64",
+                              "memory_total_mib": 64000, "precision": "fp32", "configured": "auto"}]},
+            ]
         }
-    )
+    )  # fmt: skip
 
     kind: str
     version: str
     card: dict[str, Any]
+    workers: list[WorkerDevice] = Field(
+        default_factory=list, description="live workers of this kind's queue and their devices"
+    )
 
 
 class Health(BaseModel):

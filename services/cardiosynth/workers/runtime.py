@@ -89,6 +89,10 @@ def synthesizer(model: str, with_vae: bool, with_spade: bool) -> Synthesizer:
         data,
         model_versions={"vae": vae.version, "spade": spade.version if spade else model},
         cache_store=storage(),
+        # Placed on the device once, here: every stage then moves its batch to the models' device.
+        device=s.device,
+        precision=None if s.precision == "auto" else s.precision,
+        batch_size=s.batch_size,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -16,9 +18,25 @@ class WorkerSettings(CommonSettings):
     visibility_timeout_s: int = Field(default=4 * 3600, ge=1, description="longer than the longest stage")
     liveness_s: float = Field(default=5.0, gt=0, description="how often a worker says it is alive")
     liveness_ttl_s: float = Field(default=20.0, gt=0, description="a worker silent this long is gone")
+    device: str = Field(default="auto", description="auto (CUDA when available), cpu, cuda or cuda:N")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="autocast of decode and translate; auto: fp32 on CPU, bf16 on CUDA"
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, description="slices per forward pass; default: from free GPU memory (CPU: 256/64)"
+    )
 
-    @field_validator("data_dir", "model_root", mode="before")
+    @field_validator("data_dir", "model_root", "batch_size", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes "${VAR:-}" as an empty string; that means "not set", not the current folder.
         return None if value == "" else value
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_spec(cls, value: object) -> object:
+        # The form only (no torch import here); whether CUDA is there is checked when models load.
+        text = "auto" if value in ("", None) else str(value).strip().lower()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+            raise ValueError(f"CARDIOSYNTH_DEVICE must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -12,12 +13,13 @@ from prometheus_client import generate_latest
 from cardiosynth.gateway.deps import Services, services
 from cardiosynth.gateway.metrics import REGISTRY
 from cardiosynth.gateway.problems import ProblemError
-from cardiosynth.gateway.schemas import Health, ModelOut, Problem
+from cardiosynth.gateway.schemas import Health, ModelOut, Problem, WorkerDevice
 from cardiosynth.models.catalog import list_models
 from cardiosynth.storage.base import content_type
 from cardiosynth.storage.local import LocalStore
 
 router = APIRouter(tags=["service"])
+log = logging.getLogger(__name__)
 
 PATHOLOGIES = {
     "NOR": "normal heart",
@@ -37,13 +39,38 @@ def pathologies() -> dict[str, str]:
     return PATHOLOGIES
 
 
+def worker_devices(svc: Services) -> dict[str, list[WorkerDevice]]:
+    """Live workers per queue with their devices: the records workers keep under ``workers/`` in the
+    object store (cardiosynth.workers.liveness), for those whose liveness beat is current. Best effort:
+    a store that cannot be read leaves the list empty, it never fails the request."""
+    out: dict[str, list[WorkerDevice]] = {}
+    try:
+        keys = svc.storage.list_keys("workers/")
+    except Exception as exc:
+        log.warning("worker device records unreadable: %s", exc)
+        return out
+    for key in keys:
+        try:
+            record = json.loads(svc.storage.get_bytes(key))
+            if not svc.jobs.worker_live(record["queue"], record["name"]):
+                continue  # a worker that died without removing its record
+            worker = WorkerDevice(**{k: v for k, v in record.items() if k in WorkerDevice.model_fields})
+        except Exception as exc:
+            log.warning("worker device record %s skipped: %s", key, exc)
+            continue
+        out.setdefault(worker.queue, []).append(worker)
+    return out
+
+
 @router.get("/models", response_model=list[ModelOut], summary="Installed models with their cards")
-def models() -> list[ModelOut]:
+def models(svc: Annotated[Services, Depends(services)]) -> list[ModelOut]:
+    """Every installed model, with the live workers of its kind's queue and the device each runs on."""
+    workers = worker_devices(svc)
     out = []
     for kind, version, path in list_models():
         card_file = path / "card.json"
         card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
-        out.append(ModelOut(kind=kind, version=version, card=card))
+        out.append(ModelOut(kind=kind, version=version, card=card, workers=workers.get(kind, [])))
     return out
 
 
