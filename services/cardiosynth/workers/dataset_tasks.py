@@ -120,6 +120,9 @@ def _pair(vae_version: str, spade_version: str) -> Any:
         s.data_dir if s.data_dir is not None else default_data(),
         model_versions={"vae": vae.version, "spade": spade.version},
         cache_store=store,
+        device=s.device,  # as runtime.synthesizer: the worker's device, placed once
+        precision=None if s.precision == "auto" else s.precision,
+        batch_size=s.batch_size,
     )
 
 
