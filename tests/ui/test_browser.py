@@ -272,6 +272,14 @@ def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack,
         cell = tab.locator(f'#biomarkers td[data-severity="{severity}"][data-key="diagnosis"] strong')
         assert cell.inner_text() == (outcome["group"] or "no rule outcome")
 
+    # The worker's preview (the base subject beside each severity) loads through its signed link.
+    preview = tab.locator("#preview")
+    preview.wait_for()
+    deadline = time.monotonic() + 30
+    while preview.evaluate("img => img.naturalWidth") == 0 and time.monotonic() < deadline:
+        tab.wait_for_timeout(100)
+    assert preview.evaluate("img => img.naturalWidth") > 100
+
     # A download link for every file, exactly the signed link the API gives (same key, same path).
     links = tab.locator("#downloads a")
     assert links.count() == len(results["files"])

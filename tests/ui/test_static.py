@@ -82,6 +82,7 @@ def test_nothing_outside_the_static_folder_is_served(client: TestClient, path: s
 def test_connect_src_names_the_download_links_origin(tmp_path: Path) -> None:
     local = content_security_policy(_settings(tmp_path, public_url="http://lab-host:8000/"))
     assert "connect-src 'self' http://lab-host:8000;" in local
+    assert "img-src 'self' data: blob: http://lab-host:8000;" in local  # the preview PNG's link
     s3 = content_security_policy(
         _settings(
             tmp_path,

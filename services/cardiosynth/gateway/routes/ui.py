@@ -44,7 +44,7 @@ def _origin(url: str | None) -> str | None:
 
 
 def content_security_policy(settings: GatewaySettings) -> str:
-    """The page's CSP: only its own files, and network reads of the API and of the download links.
+    """The page's CSP: only its own files, and reads of the API and of the download links.
 
     Download links point at the gateway itself (local storage: ``public_url``, which may name another
     host than the one the page was opened at) or at the S3 endpoint the user's machine reaches, so
@@ -60,13 +60,15 @@ def content_security_policy(settings: GatewaySettings) -> str:
             extra = "https://*.amazonaws.com"
     if extra:
         connect.append(extra)
+    # NiiVue draws its text from a font atlas it decodes into an image of its own (data:, blob:);
+    # the worker's preview PNG comes through its signed link like the volumes.
+    images = ["'self'", "data:", "blob:", *connect[1:]]
     return "; ".join(
         [
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            # NiiVue draws its text from a font atlas it decodes into an image of its own.
-            "img-src 'self' data: blob:",
+            f"img-src {' '.join(images)}",
             "font-src 'self'",
             f"connect-src {' '.join(connect)}",
             "base-uri 'none'",

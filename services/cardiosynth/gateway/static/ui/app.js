@@ -580,6 +580,7 @@ async function selectSubject() {
   compare.replaceChildren(...options);
   compare.value = s.base.size ? "base" : s.severities.length > 1 ? `sev:${s.severities[0]}` : s.phases.length > 1 ? "phase" : "none";
   renderDownloads(s);
+  renderPreview(s);
   await Promise.all([renderBiomarkers(name, s), show({ recentre: true })]);
 }
 
@@ -765,10 +766,19 @@ async function renderBiomarkers(name, s) {
     ),
   );
   table.tBodies[0].replaceChildren(...rows);
+  el("v-base").textContent = record ? `from ${record.base_subject}${record.base_group ? ` (${record.base_group})` : ""}` : "";
   if (record && el("v-compare").value === "base") {
     el("v-other-caption").textContent = `Base NOR subject ${record.base_subject}, ${currentSelection().phase}`;
   }
   highlightColumn(currentSelection().severity);
+}
+
+// The worker's preview PNG (base subject and every severity side by side, mid slice) through its
+// signed link: until the job outputs the base subject's volumes, the base is seen here.
+function renderPreview(s) {
+  el("preview-figure").hidden = !s.preview;
+  if (s.preview) el("preview").src = currentUrl(s.preview);
+  else el("preview").removeAttribute("src");
 }
 
 function renderDownloads(s) {
