@@ -130,7 +130,7 @@ def page(browser: Any, stack: Stack) -> Iterator[tuple[Any, Recorder]]:
 def _sign_in(tab: Any, stack: Stack, key: str = KEY) -> Any:
     response = tab.goto(stack.url + "/ui/")
     tab.get_by_label("API key").fill(key)
-    tab.get_by_role("button", name="Sign in").click()
+    tab.get_by_label("API key").press("Enter")  # the keyboard, as someone without a mouse signs in
     return response
 
 
@@ -181,6 +181,8 @@ def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack,
     # The key lives in sessionStorage only: not in the form, not in localStorage.
     assert tab.get_by_label("API key").input_value() == ""
     assert tab.evaluate("localStorage.length") == 0
+    # Signed in, the keyboard focus is on the form's first field.
+    tab.locator("#f-pathology:focus").wait_for()
     tab.screenshot(path=shots / "02-signed-in.png")
 
     # Submit HCM, n = 1, a trajectory of 2 severities (so the severity slider has somewhere to go).
@@ -322,9 +324,11 @@ def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack) ->
     tab, record = page
     _sign_in(tab, stack)
     tab.locator("#app").wait_for(state="visible")
-    tab.get_by_label("Subjects (n)").fill("5")
+    # Big enough to be still queued or running when the cancel arrives, small enough that the
+    # worker is soon free again (the stack stops after this test).
+    tab.get_by_label("Subjects (n)").fill("2")
     tab.get_by_label("Trajectory", exact=True).check()
-    tab.get_by_label("Trajectory steps").fill("10")
+    tab.get_by_label("Trajectory steps").fill("5")
     tab.get_by_role("button", name="Submit job").click()
     tab.locator("#submit-status").filter(has_text="accepted").wait_for()
     job_id = tab.locator("#job-list li").first.get_attribute("data-job")

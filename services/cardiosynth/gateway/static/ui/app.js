@@ -4,7 +4,7 @@
 // travels only in the X-API-Key header: never in an address (addresses end up in logs and history).
 // No inline script or handler anywhere: the page's CSP allows scripts from this origin only.
 
-import { Viewer, fetchVolume } from "./viewer.js";
+import { Viewer, clearCache, fetchVolume } from "./viewer.js";
 
 const KEY = "cardiosynth.apiKey";
 const POLL_LIVE_MS = 1000; // while a job is queued or running
@@ -115,6 +115,7 @@ function signOut(message = "") {
   jobs.clear();
   el("job-list").replaceChildren();
   closeResults();
+  clearCache();
   el("app").hidden = true;
   el("session").hidden = true;
   el("signin").hidden = false;

@@ -44,6 +44,11 @@ export function fetchVolume(key, url) {
   return pending;
 }
 
+// Signing out forgets the volumes of the key that fetched them.
+export function clearCache() {
+  cache.clear();
+}
+
 function voxelIndex(dims, x, y, z) {
   return x + y * dims[1] + z * dims[1] * dims[2];
 }
