@@ -68,6 +68,74 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _utility_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces a run, from the parsed arguments (not ``sys.argv``, which
+    is the test runner's when ``main`` is called from Python)."""
+    import shlex
+
+    words = ["cardiosynth", "evaluate", "utility"]
+    names = "data out preset seeds iterations image_size synthetic low_data keep_missing protocols groups"
+    for name in (*names.split(), "arms", "vae_version", "spade_version", "threads"):
+        value = getattr(args, name)
+        if value is not None:
+            words += ["--" + name.replace("_", "-"), str(value)]
+    return shlex.join(words)
+
+
+def cmd_evaluate_utility(args: argparse.Namespace) -> int:
+    import torch
+
+    from cardiosynth.data.labels import parse_group
+    from cardiosynth.evaluation.utility import preset, run_utility
+    from cardiosynth.evaluation.utility_report import utility_markdown, write_report
+    from cardiosynth.models.registry import load_model
+
+    # A bad value raises ValueError naming it; main() turns that into one error line and exit 2.
+    cfg = preset(
+        args.preset,
+        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
+        iterations=args.iterations,
+        image_size=args.image_size,
+        synthetic_per_group=args.synthetic,
+        low_data=args.low_data,
+        keep_missing=args.keep_missing,
+        protocols=tuple(args.protocols.split(",")) if args.protocols else None,
+        missing_groups=tuple(parse_group(g) for g in args.groups.split(",")) if args.groups else None,
+        arms=tuple(args.arms.split(",")) if args.arms else None,
+    )
+    if args.threads is not None:
+        # A loaded machine: one thread per process avoids OpenMP threads spinning against each other.
+        torch.set_num_threads(args.threads)
+    vae = load_model("vae", args.vae_version, args.model_root)
+    spade = load_model("spade", args.spade_version, args.model_root)
+    data = args.data if args.data is not None else _ensure_default_data()
+
+    def finish(report: dict[str, Any]) -> dict[str, Any]:
+        report["preset"] = args.preset
+        # The folder name, not the machine's path, goes into the report.
+        report["data"] = f"`{data.name}`" + (" (the default phantom)" if args.data is None else "")
+        report["command"] = _utility_command(args)
+        return report
+
+    def save(partial: dict[str, Any]) -> None:
+        write_report(finish(partial), args.out)
+
+    report = run_utility(
+        vae.module,  # type: ignore[arg-type]
+        spade.module,  # type: ignore[arg-type]
+        data,
+        cfg,
+        model_versions={"vae": vae.version, "spade": spade.version},
+        cache_dir=args.cache,
+        checkpoint=save,  # after each protocol: a run cut short leaves what it finished
+    )
+    finish(report)
+    paths = write_report(report, args.out)
+    _echo(utility_markdown(report))
+    _echo("report: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("evaluate", help="evaluation reports")
     ev = p.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -121,3 +189,29 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--cache", type=Path, default=_default_cache())
     add_device_options(q, "autocast of decode and translate")
     q.set_defaults(func=cmd_evaluate_synthesis)
+
+    q = ev.add_parser(
+        "utility",
+        help="downstream segmentation benchmark: a UNet trained on real, real + synthetic, real + elastic, "
+        "real + class-mean and synthetic data, tested on held-out real subjects",
+    )
+    q.add_argument("--data", type=Path, default=None, help="ACDC-layout data (default: the phantom)")
+    q.add_argument("--out", type=Path, required=True, help="report folder (report.json, report.md, dice.png)")
+    q.add_argument("--preset", choices=("small", "paper"), default="small",
+                   help="small: CPU, under 30 min; paper: GPU-sized (default small)")  # fmt: skip
+    q.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the preset's)")
+    q.add_argument("--iterations", type=_positive_int, default=None, help="optimiser steps per arm")
+    q.add_argument("--image-size", type=_positive_int, default=None, help="slice size the UNet sees")
+    q.add_argument("--synthetic", type=_positive_int, default=None, help="subjects added per group")
+    q.add_argument("--low-data", type=_positive_int, default=None, help="real subjects per group in (b)")
+    q.add_argument("--keep-missing", type=int, default=None,
+                   help="real subjects of the missing group kept in protocol (c) (default 0)")  # fmt: skip
+    q.add_argument("--protocols", default=None, help="comma-separated: full,low_data,missing (default all)")
+    q.add_argument("--groups", default=None, help="missing groups for protocol (c) (default DCM,HCM,MINF,RV)")
+    q.add_argument("--arms", default=None, help="comma-separated arms (default all five)")
+    q.add_argument("--vae-version", default="phantom-v1")
+    q.add_argument("--spade-version", default="phantom-v1")
+    q.add_argument("--model-root", type=Path, default=None, help="registry root (default: shipped models)")
+    q.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    q.add_argument("--cache", type=Path, default=_default_cache())
+    q.set_defaults(func=cmd_evaluate_utility)
