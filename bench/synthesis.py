@@ -72,13 +72,16 @@ def main() -> None:
     parser.add_argument("--pathology", default="HCM")
     parser.add_argument("--model", default="phantom-v1")
     parser.add_argument("--naive-max", type=int, default=5, help="largest n timed with the naive loop")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument("--precision", default=None, help="fp32, bf16, fp16 (default: the device's)")
     args = parser.parse_args()
     torch.manual_seed(0)
     vae = load_model("vae", args.model).module
     spade = load_model("spade", args.model).module
     if not isinstance(vae, LabelVAE) or not isinstance(spade, SpadeTranslator):
         raise SystemExit(f"model {args.model!r} is not a VAE + SPADE pair")
-    synth = Synthesizer(vae, spade, args.data, model_versions={"vae": args.model})
+    synth = Synthesizer(vae, spade, args.data, model_versions={"vae": args.model}, device=args.device,
+                        precision=args.precision)  # fmt: skip
     pathology = Group(args.pathology)
     for phase in ("ED", "ES"):
         synth.class_stats(pathology, phase)
@@ -113,7 +116,10 @@ def main() -> None:
         stages = " ".join(f"{k}={v:.1f}" for k, v in r["stages_s"].items())
         print(f"{r['n']:4d} {r['slices']:6d} {r['pipeline_s']:10.1f} {r['subjects_per_min']:9.1f} "
               f"{r['floor_s']:8.1f} {r['pipeline_over_floor']:8.2f} {naive_s} {speed}  {stages}")  # fmt: skip
-    print(json.dumps({"device": "cpu", "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    from cardiosynth.device import describe
+
+    device = {**describe(synth.device), "precision": synth.precision}
+    print(json.dumps({"device": device, "threads": torch.get_num_threads(), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

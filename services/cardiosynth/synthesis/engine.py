@@ -675,15 +675,22 @@ class Synthesizer:
         return out
 
     def stream(
-        self, batch: LabelBatch, progress: Progress = _no_progress, *, part_slices: int = TRANSLATE_CHUNK
+        self, batch: LabelBatch, progress: Progress = _no_progress, *, part_slices: int | None = None
     ) -> Iterator[SyntheticSubject]:
         """:meth:`translate` then :meth:`assemble`, a few subjects at a time, yielding each subject.
 
         Subjects are taken in order until a part holds at least ``part_slices`` slices (a subject is
         never split), so memory holds one part's images and native volumes instead of the whole
         job's: a consumer that writes each subject and drops it keeps the peak independent of ``n``.
-        ``progress("translate", done, total)`` counts over the whole batch.
+        ``progress("translate", done, total)`` counts over the whole batch. ``part_slices`` ``None``:
+        ``TRANSLATE_CHUNK`` on CPU, one translate batch (by free memory) on a GPU, so the GPU is fed
+        full batches.
         """
+        if part_slices is None:
+            part_slices = TRANSLATE_CHUNK
+            if self.spade is not None and self.device.type == "cuda":
+                size = stage_batch_size(self.spade, "translate", self.precision, self.batch_size)
+                part_slices = max(TRANSLATE_CHUNK, size)
         if part_slices < 1:
             raise ValueError(f"part_slices must be >= 1, got {part_slices}")
         sizes: dict[int, int] = {}
