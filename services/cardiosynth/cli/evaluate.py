@@ -77,9 +77,12 @@ def _utility_command(args: argparse.Namespace) -> str:
     names = "data out preset seeds iterations image_size synthetic low_data keep_missing protocols groups"
     for name in (*names.split(), "arms", "vae_version", "spade_version", "threads"):
         value = getattr(args, name)
+        if isinstance(value, Path) and value.is_relative_to(Path.home()):
+            value = "~/" + str(value.relative_to(Path.home()))  # no one machine's home in a report
         if value is not None:
             words += ["--" + name.replace("_", "-"), str(value)]
-    return shlex.join(words)
+    # "~/..." stays unquoted so that a shell still expands it.
+    return " ".join(w if w.startswith("~/") and shlex.quote(w[2:]) == w[2:] else shlex.quote(w) for w in words)
 
 
 def cmd_evaluate_utility(args: argparse.Namespace) -> int:
