@@ -82,7 +82,9 @@ def _utility_command(args: argparse.Namespace) -> str:
         if value is not None:
             words += ["--" + name.replace("_", "-"), str(value)]
     # "~/..." stays unquoted so that a shell still expands it.
-    return " ".join(w if w.startswith("~/") and shlex.quote(w[2:]) == w[2:] else shlex.quote(w) for w in words)
+    return " ".join(
+        w if w.startswith("~/") and shlex.quote(w[2:]) == w[2:] else shlex.quote(w) for w in words
+    )
 
 
 def cmd_evaluate_utility(args: argparse.Namespace) -> int:
