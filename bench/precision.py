@@ -13,7 +13,7 @@ service does, against the same slices one at a time; peak device memory.
     .venv/bin/python bench/precision.py compare --device cpu --out reports/precision-cpu
     .venv/bin/python bench/precision.py throughput --device cuda --preset paper --n 100 --out $OUT/tp
 
-Both print a table and write ``<what>.json`` and ``<what>.txt`` under ``--out``.
+Both print a table and write ``precision.json`` / ``throughput.json`` and a ``.txt`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -236,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         shlex.quote(a) for a in (argv or sys.argv[1:])
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.what}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    name = str(result["what"])  # precision.json / throughput.json
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     text = "\n".join([f"$ {result['command']}", *result["table"]]) + "\n"
-    (args.out / f"{args.what}.txt").write_text(text, encoding="utf-8")
+    (args.out / f"{name}.txt").write_text(text, encoding="utf-8")
     print(text, end="")
     return 0
 
