@@ -1,4 +1,6 @@
-"""Montage PNG of an ACDC-layout data set: mid-ventricular ED and ES per group, with label contours."""
+"""Montage PNG of an ACDC-layout data set with label contours: per group, the mid-ventricular slice
+at ED and ES and the most basal ED slice with myocardium at ED and ES (where phantom version 2 opens
+the ring at the outflow tract and the base descends out of the slice in systole)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,15 @@ def _mid_slice(label: np.ndarray) -> int:
     return int(present[len(present) // 2])
 
 
+def _basal_slice(label: np.ndarray) -> int:
+    """The most basal slice with LV myocardium (slice 0 is the base in ACDC stacks)."""
+    present = np.flatnonzero((label == LV_MYOCARDIUM).any(axis=(0, 1)))
+    return int(present[0]) if present.size else 0
+
+
 def write_preview(subjects: Sequence[Subject], path: Path, *, per_group: int = 1) -> Path:
-    """Write a grid: one row per subject shown (``per_group`` per group), columns ED, ES with contours."""
+    """Write a grid: one row per subject shown (``per_group`` per group); columns mid ED, mid ES,
+    basal ED and basal ES (the same basal slice in both phases), with contours."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,11 +45,16 @@ def write_preview(subjects: Sequence[Subject], path: Path, *, per_group: int = 1
     chosen.extend(s for s in subjects if s.group is None and len(chosen) < 5)  # ungrouped user data
     if not chosen:
         raise ValueError("no subjects to preview")
-    fig, axes = plt.subplots(len(chosen), 2, figsize=(6.0, 3.0 * len(chosen)), squeeze=False)
+    fig, axes = plt.subplots(len(chosen), 4, figsize=(12.0, 3.0 * len(chosen)), squeeze=False)
     for row, subject in enumerate(chosen):
-        k = _mid_slice(subject.ed_label)
-        for col, (phase, image, label) in enumerate(
-            (("ED", subject.ed_image, subject.ed_label), ("ES", subject.es_image, subject.es_label))
+        mid, base = _mid_slice(subject.ed_label), _basal_slice(subject.ed_label)
+        for col, (phase, image, label, k) in enumerate(
+            (
+                ("ED", subject.ed_image, subject.ed_label, mid),
+                ("ES", subject.es_image, subject.es_label, mid),
+                ("ED", subject.ed_image, subject.ed_label, base),
+                ("ES", subject.es_image, subject.es_label, base),
+            )
         ):
             ax = axes[row][col]
             sl = image[:, :, k].T  # NIfTI (X, Y) -> display rows Y, columns X
