@@ -241,11 +241,23 @@ def describe(device: torch.device | str | None = None) -> dict[str, Any]:
         total_bytes = _host_memory()
         info.update(
             device="cpu",
-            name=platform.processor() or platform.machine() or "cpu",
+            name=_cpu_name(),
             memory_total_mib=total_bytes // 2**20 if total_bytes else None,
             threads=torch.get_num_threads(),
         )
     return info
+
+
+def _cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def _host_memory() -> int | None:
