@@ -176,6 +176,29 @@ def test_phantom_subject_preprocesses_and_inverts(phantom_root: Path) -> None:
             assert min(dice(back, subject.es_label, c) for c in (1, 2, 3)) > 0.95
 
 
+def test_phases_are_keyed_by_name_with_one_geometry(phantom_root: Path) -> None:
+    from cardiosynth.data.preprocess import PhaseStacks, PreprocessedSubject
+
+    subject = read_subject(sorted((phantom_root / "training").iterdir())[0])
+    p = preprocess_subject(subject)
+    assert list(p.phases) == ["ED", "ES"]
+    for name, image, label in (
+        ("ED", subject.ed_image, subject.ed_label),
+        ("ES", subject.es_image, subject.es_label),
+    ):
+        stacks = p.phase(name)
+        expected_image, window = apply_image(image, p.geometry)
+        np.testing.assert_array_equal(stacks.image, expected_image)
+        np.testing.assert_array_equal(stacks.label, apply_labels(label, p.geometry))
+        assert stacks.window == window
+    assert p.es_label is p.phases["ES"].label  # the old names read the mapping
+    assert p.ed_window == p.phases["ED"].window
+    with pytest.raises(ValueError, match="'MID'"):
+        p.phase("MID")
+    with pytest.raises(ValueError, match=r"phases must be \('ED', 'ES'\)"):
+        PreprocessedSubject("x", p.geometry, {"ED": PhaseStacks(p.ed_image, p.ed_label, p.ed_window)})
+
+
 def textured_subject(
     shape: tuple[int, int, int] = (180, 170, 6),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

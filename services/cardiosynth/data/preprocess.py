@@ -337,18 +337,64 @@ def one_hot(stack: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(out)
 
 
+PHASE_NAMES = ("ED", "ES")
+
+
+@dataclass(frozen=True)
+class PhaseStacks:
+    """One phase of a subject on the model grid: ``(Z, S, S)`` stacks, base slice first, and the
+    intensity window that maps the image back to the native scale."""
+
+    image: npt.NDArray[np.float32]
+    label: npt.NDArray[np.uint8]
+    window: tuple[float, float]
+
+
 @dataclass(frozen=True)
 class PreprocessedSubject:
-    """A subject on the model grid: ``(Z, S, S)`` stacks per phase, base slice first."""
+    """A subject on the model grid: its phases keyed by name (``ED``, ``ES``) on one geometry.
+
+    One mapping instead of six parallel ``ed_*``/``es_*`` fields, so code that handles a phase reads
+    ``phases[phase]`` rather than choosing between two fields; the old names remain as read-only
+    properties for the callers that name one phase."""
 
     subject_id: str
     geometry: Geometry
-    ed_image: npt.NDArray[np.float32]
-    ed_label: npt.NDArray[np.uint8]
-    es_image: npt.NDArray[np.float32]
-    es_label: npt.NDArray[np.uint8]
-    ed_window: tuple[float, float]
-    es_window: tuple[float, float]
+    phases: dict[str, PhaseStacks]
+
+    def __post_init__(self) -> None:
+        if set(self.phases) != set(PHASE_NAMES):
+            raise ValueError(f"{self.subject_id}: phases must be {PHASE_NAMES}, got {tuple(self.phases)}")
+
+    def phase(self, name: str) -> PhaseStacks:
+        """The stacks of phase ``name``; ``ValueError`` naming it when it is not ED or ES."""
+        if name not in self.phases:
+            raise ValueError(f"phase must be one of {PHASE_NAMES}, got {name!r}")
+        return self.phases[name]
+
+    @property
+    def ed_image(self) -> npt.NDArray[np.float32]:
+        return self.phases["ED"].image
+
+    @property
+    def ed_label(self) -> npt.NDArray[np.uint8]:
+        return self.phases["ED"].label
+
+    @property
+    def es_image(self) -> npt.NDArray[np.float32]:
+        return self.phases["ES"].image
+
+    @property
+    def es_label(self) -> npt.NDArray[np.uint8]:
+        return self.phases["ES"].label
+
+    @property
+    def ed_window(self) -> tuple[float, float]:
+        return self.phases["ED"].window
+
+    @property
+    def es_window(self) -> tuple[float, float]:
+        return self.phases["ES"].window
 
 
 def preprocess_subject(
@@ -366,15 +412,11 @@ def preprocess_subject(
         target_spacing=target_spacing,
         crop_size=crop_size,
     )
-    ed_image, ed_window = apply_image(subject.ed_image, geometry)
-    es_image, es_window = apply_image(subject.es_image, geometry)
-    return PreprocessedSubject(
-        subject_id=subject.subject_id,
-        geometry=geometry,
-        ed_image=ed_image,
-        ed_label=apply_labels(subject.ed_label, geometry),
-        es_image=es_image,
-        es_label=apply_labels(subject.es_label, geometry),
-        ed_window=ed_window,
-        es_window=es_window,
-    )
+    phases = {}
+    for name, image, label in (
+        ("ED", subject.ed_image, subject.ed_label),
+        ("ES", subject.es_image, subject.es_label),
+    ):
+        stack, window = apply_image(image, geometry)
+        phases[name] = PhaseStacks(stack, apply_labels(label, geometry), window)
+    return PreprocessedSubject(subject_id=subject.subject_id, geometry=geometry, phases=phases)

@@ -176,9 +176,8 @@ Progress = Callable[[str, int, int], None]
 
 def label_stack(p: PreprocessedSubject, phase: str, image: bool = False) -> npt.NDArray[Any]:
     """The processed label (or image) stack ``(Z, S, S)`` of ``phase``."""
-    if phase == "ED":
-        return p.ed_image if image else p.ed_label
-    return p.es_image if image else p.es_label
+    stacks = p.phase(phase)
+    return stacks.image if image else stacks.label
 
 
 @dataclass
@@ -488,7 +487,7 @@ class Synthesizer:
             self._timed("load", started)
             for ph in PHASES:  # both phases from one read of the subjects
                 started = time.perf_counter()
-                stacks = [x.processed.ed_label if ph == "ED" else x.processed.es_label for x in loaded]
+                stacks = [x.processed.phase(ph).label for x in loaded]
                 latents = np.stack([equalise(z, ns) for z in encode_stacks(self.vae, stacks, **FP32)])
                 self._timed("encode", started)
                 started = time.perf_counter()
@@ -631,7 +630,7 @@ class Synthesizer:
                 else np.full(lab.shape, -1.0, np.float32)
             )
             offset += z_count
-            window = base.processed.ed_window if phase == "ED" else base.processed.es_window
+            window = base.processed.phase(phase).window
             by_subject.setdefault(index, {}).setdefault(severity, {})[phase] = SyntheticPhase(
                 labels=lab,
                 images=img,
