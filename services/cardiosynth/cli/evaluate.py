@@ -132,7 +132,7 @@ def cmd_evaluate_utility(args: argparse.Namespace) -> int:
         cfg,
         model_versions={"vae": vae.version, "spade": spade.version},
         cache_dir=args.cache,
-        checkpoint=save,  # after each protocol: a run cut short leaves what it finished
+        checkpoint=save,  # after each arm: a run cut short leaves what it finished
     )
     finish(report)
     paths = write_report(report, args.out)

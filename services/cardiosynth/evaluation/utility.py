@@ -585,8 +585,8 @@ def run_utility(
     """Run every protocol and arm of ``cfg`` on the data under ``data_root``; return the report.
 
     Protocol (c) runs first (its figures are the targets), then (a) and (b); ``checkpoint`` gets the
-    report so far after each protocol (``pending`` lists those not run yet), so that a run cut short
-    still leaves what it finished.
+    report so far after each arm (``pending`` lists the protocols not finished), so that a run cut
+    short still leaves what it finished.
     """
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -660,7 +660,17 @@ def run_utility(
 
     for done, protocol in enumerate(order):
         arms: dict[str, Any] = {}
-        for arm in cfg.arms:
+        report_protocols[protocol.name] = {
+            "real_subjects": {g.value: sorted(c.name for c in protocol.real if c.group is g) for g in GROUPS},
+            "added_groups": [g.value for g in protocol.added],
+            "pool": protocol.pool,
+            "elastic_from": {
+                g.value: ("real" if protocol.elastic_sources.get(g) else "NOR bases") for g in protocol.added
+            },
+            "notes": protocol.notes,
+            "arms": arms,  # filled arm by arm
+        }
+        for index, arm in enumerate(cfg.arms):
             cases = _arm_cases(arm, protocol, made, cfg)
             runs: dict[str, Any] = {}
             for seed in cfg.seeds:
@@ -697,18 +707,10 @@ def run_utility(
                 "runs": runs,
                 "summary": _summary([r["groups"] for r in runs.values()]),
             }
-        report_protocols[protocol.name] = {
-            "real_subjects": {g.value: sorted(c.name for c in protocol.real if c.group is g) for g in GROUPS},
-            "added_groups": [g.value for g in protocol.added],
-            "pool": protocol.pool,
-            "elastic_from": {
-                g.value: ("real" if protocol.elastic_sources.get(g) else "NOR bases") for g in protocol.added
-            },
-            "notes": protocol.notes,
-            "arms": arms,
-        }
-        if checkpoint is not None and done + 1 < len(order):
-            checkpoint(assemble(order[done + 1 :]))
+            # After every arm, the protocols not finished yet (this one while it has arms to go).
+            pending = order[done:] if index + 1 < len(cfg.arms) else order[done + 1 :]
+            if checkpoint is not None and pending:
+                checkpoint(assemble(pending))
     return assemble([])
 
 
@@ -721,7 +723,7 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         if not name.startswith("missing:"):
             continue
         arms = proto["arms"]
-        if "real+synthetic" not in arms:
+        if "real+synthetic" not in arms or "real" not in arms:
             continue
         group = name.split(":", 1)[1]
         syn = arms["real+synthetic"]["summary"]

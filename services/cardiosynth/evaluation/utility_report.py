@@ -77,8 +77,8 @@ def utility_markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("pending"):
         lines += [
-            f"**Incomplete:** not run yet: {', '.join(report['pending'])} (the report of a run in progress "
-            "or cut short).",
+            f"**Incomplete:** not finished: {', '.join(report['pending'])} (the report of a run in "
+            "progress or cut short; a table shows the arms that finished).",
             "",
         ]
     timings = report.get("timings_s", {})
