@@ -331,7 +331,11 @@ const jobs = new Map(); // id -> { job, node, parts }
 const poll = { timer: null };
 const LIVE = new Set(["queued", "running"]);
 
+const isDataset = (job) => job.kind === "dataset" || job.request?.kind === "dataset";
+
 function summary(request) {
+  // A dataset build (POST /datasets) is listed with the key's jobs; its files are an archive.
+  if (request.kind === "dataset") return `Dataset build (${request.format || "files"})`;
   const sev = request.trajectory ? `trajectory of ${request.trajectory}` : `severity ${fmt(request.severity ?? 1, 2)}`;
   return `${request.pathology} × ${request.n}, ${sev}`;
 }
@@ -385,7 +389,7 @@ function updateJobNode(entry, job) {
   }
   parts.error.textContent = job.error ? job.error.detail || job.error.title : "";
   const focused = entry.node.contains(document.activeElement) ? document.activeElement : null;
-  parts.open.hidden = !(job.state === "succeeded" && !job.expired);
+  parts.open.hidden = !(job.state === "succeeded" && !job.expired && !isDataset(job));
   parts.cancel.hidden = !LIVE.has(job.state);
   if (focused && focused.hidden) (parts.open.hidden ? el("refresh-jobs") : parts.open).focus();
   entry.job = job;
@@ -406,6 +410,7 @@ function upsertJob(job, first = false) {
 async function refreshJobs() {
   try {
     const page = await api("GET", "/jobs?limit=20");
+    if (!sessionStorage.getItem(KEY)) return; // signed out while the answer was on its way
     const seen = new Set(page.items.map((j) => j.id));
     // Newest first, as the API lists them; nodes already shown stay where they are.
     const list = el("job-list");
@@ -451,7 +456,7 @@ async function cancelJob(id) {
 
 // ----------------------------------------------------------------------------------- the results
 
-// Label colours of the ACDC convention (1 RV cavity, 2 LV myocardium, 3 LV cavity), as the preview.
+// The biomarkers shown (cardiosynth.data.biomarkers.Biomarkers), with their units.
 const BIOMARKERS = [
   ["lv_edv", "LVEDV", "ml"],
   ["lv_esv", "LVESV", "ml"],
