@@ -70,8 +70,20 @@ def data(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(data: Path) -> dict[str, Any]:
-    return run_utility(_tiny_vae(), _tiny_spade(), data, TINY, model_versions={"vae": "t0", "spade": "t0"})
+def checkpoints() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def report(data: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    return run_utility(
+        _tiny_vae(),
+        _tiny_spade(),
+        data,
+        TINY,
+        model_versions={"vae": "t0", "spade": "t0"},
+        checkpoint=lambda partial: checkpoints.append(json.loads(json.dumps(partial, default=str))),
+    )
 
 
 def test_report_has_every_protocol_and_arm(report: dict[str, Any], tmp_path: Path) -> None:
@@ -100,6 +112,25 @@ def test_report_has_every_protocol_and_arm(report: dict[str, Any], tmp_path: Pat
     for title in ("(a) full real training set", "(b) low data", "(c) no real RV subject in training"):
         assert title in text
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_partial_reports_after_every_arm(
+    report: dict[str, Any], checkpoints: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    runs = len(report["protocols"]) * len(ARMS)
+    assert len(checkpoints) == runs - 1  # the last arm's report is the final one
+    # Protocol (c) runs first; each partial report holds the arms finished so far, none twice.
+    first = checkpoints[0]
+    assert list(first["protocols"]) == ["missing:DCM"]
+    assert list(first["protocols"]["missing:DCM"]["arms"]) == ["real"]
+    assert "missing:DCM" in first["pending"]
+    finished = [sum(len(p["arms"]) for p in c["protocols"].values()) for c in checkpoints]
+    assert finished == list(range(1, runs))
+    assert checkpoints[-1]["pending"] == ["low_data"]
+    assert report["pending"] == []
+    middle = checkpoints[len(checkpoints) // 2]
+    _, md_path, _ = write_report(middle, tmp_path / "partial")
+    assert "**Incomplete:**" in md_path.read_text()
 
 
 def test_budget_is_the_same_in_every_arm(report: dict[str, Any]) -> None:
