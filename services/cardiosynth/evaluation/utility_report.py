@@ -62,7 +62,7 @@ def utility_markdown(report: dict[str, Any]) -> str:
         f"{cfg['image_size']} x {cfg['image_size']} slices (the 128 x 128 crop at 1.5 mm resampled), "
         f"{cfg['iterations']} Adam steps (lr {cfg['learning_rate']}, batch {cfg['batch_size']}) "
         "in every arm, "
-        f"flips + intensity jitter; seeds {seeds} (mean ± sample SD over seeds); "
+        f"flips + intensity jitter; seeds {', '.join(str(s) for s in seeds)} (mean ± sample SD over seeds); "
         f"{cfg['synthetic_per_group']} subjects added per group; low data: {cfg['low_data']} real subjects "
         f"per group; protocol (c) keeps {cfg['keep_missing']} real subjects of the missing group. "
         f"Split: {cfg['train_fraction']:.0%} of each group for training / statistics "
