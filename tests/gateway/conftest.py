@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from cardiosynth.gateway.app import create_app
 from cardiosynth.gateway.settings import GatewaySettings
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.storage.local import LocalStore
 
 KEY_A, KEY_B = "key-a-0123456789", "key-b-0123456789"
@@ -51,10 +52,10 @@ def api(
 ) -> tuple[TestClient, RecordingDispatcher, LocalStore]:
     # A registry of our own: the gateway only checks that a model version exists (it loads none).
     for kind in ("vae", "spade"):
-        folder = tmp_path / "models" / kind / "phantom-v1"
+        folder = tmp_path / "models" / kind / DEFAULT_VERSION
         folder.mkdir(parents=True)
         (folder / "config.json").write_text(json.dumps({"kind": kind, "config": {}}))
-        (folder / "card.json").write_text(json.dumps({"kind": kind, "version": "phantom-v1"}))
+        (folder / "card.json").write_text(json.dumps({"kind": kind, "version": DEFAULT_VERSION}))
     monkeypatch.setenv("CARDIOSYNTH_MODELS", str(tmp_path / "models"))
     settings = GatewaySettings(
         redis_url=redis_url,

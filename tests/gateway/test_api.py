@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from cardiosynth.gateway.app import create_app
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.store import JobState
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.storage.local import LocalStore
 from tests.gateway.conftest import KEY_A, KEY_B, RecordingDispatcher
 
@@ -143,7 +144,7 @@ def test_service_endpoints(api: tuple[TestClient, RecordingDispatcher, LocalStor
     assert ready.status_code == 503
     assert ready.json()["checks"]["workers_spade"] == "none"
     assert set(client.get("/pathologies").json()) == {"NOR", "DCM", "HCM", "RV", "MINF"}
-    assert {(m["kind"], m["version"]) for m in client.get("/models").json()} >= {("vae", "phantom-v1")}
+    assert {(m["kind"], m["version"]) for m in client.get("/models").json()} >= {("vae", DEFAULT_VERSION)}
     client.get("/healthz")
     assert "cardiosynth_http_requests_total" in client.get("/metrics").text
 

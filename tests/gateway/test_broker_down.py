@@ -20,6 +20,7 @@ from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.celery_app import make_celery
 from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
 from cardiosynth.jobs.factory import open_job_store
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.storage.local import LocalStore
 from tests.gateway.conftest import KEY_A
 
@@ -84,8 +85,8 @@ def test_broker_down_is_503_and_recovers(
     own_redis: OwnRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for kind in ("vae", "spade"):
-        (tmp_path / "models" / kind / "phantom-v1").mkdir(parents=True)
-        (tmp_path / "models" / kind / "phantom-v1" / "config.json").write_text("{}")
+        (tmp_path / "models" / kind / DEFAULT_VERSION).mkdir(parents=True)
+        (tmp_path / "models" / kind / DEFAULT_VERSION / "config.json").write_text("{}")
     monkeypatch.setenv("CARDIOSYNTH_MODELS", str(tmp_path / "models"))
     settings = GatewaySettings(redis_url=own_redis.url, api_keys=SecretStr(KEY_A), storage_dir=tmp_path / "s")
     liveness = open_job_store(settings.job_store(), prefix=settings.job_prefix)

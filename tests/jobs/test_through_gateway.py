@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from cardiosynth.gateway.app import create_app
 from cardiosynth.gateway.settings import GatewaySettings
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.storage.local import LocalStore
 
 KEY = "key-cap-0123456789"
@@ -43,7 +44,7 @@ class NullDispatcher:
 def client(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     """A gateway over one of the stores, local storage in ``tmp_path / "store"``."""
     for kind in ("vae", "spade"):
-        folder = tmp_path / "models" / kind / "phantom-v1"
+        folder = tmp_path / "models" / kind / DEFAULT_VERSION
         folder.mkdir(parents=True)
         (folder / "config.json").write_text(json.dumps({"kind": kind, "config": {}}))
     monkeypatch.setenv("CARDIOSYNTH_MODELS", str(tmp_path / "models"))
