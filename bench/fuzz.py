@@ -143,10 +143,7 @@ def _seeded(test: Any, seed: int) -> Any:
     return hypothesis_seed(seed)(test)
 
 
-def report(tally: Tally, args: argparse.Namespace, seconds: float) -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+def report(tally: Tally, args: argparse.Namespace, seconds: float, commit: str) -> str:
     five = sum(n for s, n in tally.statuses.items() if s >= 500)
     lines = [
         f"bench/fuzz.py --requests {args.requests}"
@@ -187,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cs-fuzz-") as tmp:
         stack = Stack(Path(tmp), mode="embedded", data=args.data, keys=[KEY_A, KEY_B], settings=SETTINGS)
         try:
+            # The code the stack runs is the tree as it was when it started: name that commit.
+            git = ["git", "rev-parse", "--short", "HEAD"]
+            commit = subprocess.run(git, capture_output=True, text=True, check=False).stdout.strip()
             stack.start_gateway()
             if not args.no_workers:
                 stack.start_worker("vae")
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError("the stack did not become ready")
             started = time.perf_counter()
             tally = fuzz(stack.url, args.requests, args.seed, args.per_round)
-            text = report(tally, args, time.perf_counter() - started)
+            text = report(tally, args, time.perf_counter() - started, commit)
             if stack.gateway is not None and not stack.gateway.alive():
                 text += f"the gateway died during the fuzz:\n{stack.gateway.tail()}\n"
         finally:
