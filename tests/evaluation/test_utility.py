@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from cardiosynth.evaluation.utility import (
     preset,
     run_utility,
 )
-from cardiosynth.evaluation.utility_report import write_report
+from cardiosynth.evaluation.utility_report import _clean, write_report
 from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
@@ -131,6 +132,28 @@ def test_partial_reports_after_every_arm(
     middle = checkpoints[len(checkpoints) // 2]
     _, md_path, _ = write_report(middle, tmp_path / "partial")
     assert "**Incomplete:**" in md_path.read_text()
+
+
+def test_resume_takes_finished_runs_over(
+    data: Path, report: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    previous = json.loads(json.dumps(_clean(report)))  # as the CLI reads it back: NaN as null
+
+    def no_training(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(utility, "train", no_training)
+    models = {"vae": "t0", "spade": "t0"}
+    again = run_utility(_tiny_vae(), _tiny_spade(), data, TINY, model_versions=models, previous=previous)
+    for name, proto in report["protocols"].items():
+        for arm, result in proto["arms"].items():
+            # NaN (no finite value) as None on both sides: otherwise the very same figures.
+            assert _clean(again["protocols"][name]["arms"][arm]["summary"]) == _clean(result["summary"])
+    with pytest.raises(ValueError, match="iterations"):
+        run_utility(
+            _tiny_vae(), _tiny_spade(), data, replace(TINY, iterations=3), model_versions=models,
+            previous=previous,
+        )  # fmt: skip
 
 
 def test_budget_is_the_same_in_every_arm(report: dict[str, Any]) -> None:

@@ -122,6 +122,12 @@ def cmd_evaluate_utility(args: argparse.Namespace) -> int:
         report["command"] = _utility_command(args)
         return report
 
+    previous = None
+    if args.resume and (args.out / "report.json").is_file():
+        import json
+
+        previous = json.loads((args.out / "report.json").read_text(encoding="utf-8"))
+
     def save(partial: dict[str, Any]) -> None:
         write_report(finish(partial), args.out)
 
@@ -133,6 +139,7 @@ def cmd_evaluate_utility(args: argparse.Namespace) -> int:
         model_versions={"vae": vae.version, "spade": spade.version},
         cache_dir=args.cache,
         checkpoint=save,  # after each arm: a run cut short leaves what it finished
+        previous=previous,
     )
     finish(report)
     paths = write_report(report, args.out)
@@ -218,5 +225,6 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("--spade-version", default="phantom-v1")
     q.add_argument("--model-root", type=Path, default=None, help="registry root (default: shipped models)")
     q.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    q.add_argument("--resume", action="store_true", help="take over the finished runs of --out's report.json")
     q.add_argument("--cache", type=Path, default=_default_cache())
     q.set_defaults(func=cmd_evaluate_utility)

@@ -33,6 +33,7 @@ Pure core: models, a data folder and a config in, a report dict out
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -253,44 +254,49 @@ class Generated:
     bases: list[Case]  # the NOR base subject of each synthetic subject (the elastic fallback)
 
 
-def generate(synth: Synthesizer, group: Group, n: int, seed: int, size: int, tag: str) -> Generated:
+def generate(
+    synth: Synthesizer, group: Group, n: int, seed: int, size: int, tag: str, bases: dict[str, Case]
+) -> Generated:
     """``n`` synthetic subjects of ``group`` (severity 1) and ``n`` class-mean decodes on the same
-    base subjects, both translated by SPADE with the base's own style."""
+    base subjects, both translated by SPADE with the base's own style (one translation pass).
+
+    The method's two halves (:meth:`Synthesizer.make_labels`, :meth:`Synthesizer.translate`) on the
+    processed grid, where the segmenter trains: restoring to the native grid, compositing and the
+    biomarkers of :meth:`Synthesizer.assemble` would be computed only to be thrown away.
+    ``bases``: the real training cases by subject id (the base subjects are among them).
+    """
     request = SynthesisRequest(group, n=n, seed=seed)
-    made = synth.run(request)
-    synthetic, bases = [], []
-    base_ids: list[str] = []
-    for s in made:
-        phases = s.phases[1.0]
-        z = s.base.spacing[2]
-        base_id = s.base.subject_id
-        base_ids.append(base_id)
-        synthetic.append(
-            _case(f"{tag}:syn-{s.name}", group, "synthetic",
-                  {p: (phases[p].images, phases[p].labels) for p in PHASES}, z, size, (base_id,))
-        )  # fmt: skip
-        bases.append(
-            _case(f"{tag}:base-{s.name}", Group.NOR, "real", dict(s.base_stacks), z, size, (base_id,))
-        )
-    counts = [len(s.phases[1.0]["ED"].labels) for s in made]
+    batch = synth.make_labels(request)
+    counts = [z for i, _, phase, z in batch.plan if phase == "ED"]
     pairs = class_mean_decode(
         synth.vae, synth.class_stats(group, "ED"), synth.class_stats(group, "ES"), counts
     )
-    plan = [(i, 1.0, p, counts[i]) for i in range(len(made)) for p in PHASES]
-    labels = np.concatenate([pair[j] for pair in pairs for j in range(2)])
-    images = synth.translate(LabelBatch(request, base_ids, plan, labels))
-    class_mean: list[Case] = []
+    mean_plan = [(i, 1.0, p, counts[i]) for i in range(n) for p in PHASES]
+    mean_labels = np.concatenate([pair[j] for pair in pairs for j in range(2)])
+    both = LabelBatch(
+        request,
+        batch.base_ids,
+        [*batch.plan, *mean_plan],
+        np.concatenate([batch.labels, mean_labels]),
+        batch.territories,
+    )
+    images = synth.translate(both)
+    stacks: dict[int, dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
+    means: dict[int, dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = {}
     offset = 0
-    for i, (pair, s) in enumerate(zip(pairs, made, strict=True)):
-        stacks: dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {}
-        for j, p in enumerate(PHASES):
-            stacks[p] = (images[offset : offset + len(pair[j])], pair[j])
-            offset += len(pair[j])
-        class_mean.append(
-            _case(f"{tag}:mean-{group.value}_{i:03d}", group, "class_mean", stacks, s.base.spacing[2], size,
-                  (base_ids[i],))
-        )  # fmt: skip
-    return Generated(synthetic, class_mean, bases)
+    for k, (i, _, phase, z) in enumerate(both.plan):
+        target = stacks if k < len(batch.plan) else means
+        target.setdefault(i, {})[phase] = (images[offset : offset + z], both.labels[offset : offset + z])
+        offset += z
+    synthetic, class_mean, base_cases = [], [], []
+    for i, base_id in enumerate(batch.base_ids):
+        base = bases[base_id]
+        z_mm = base.spacing[0]
+        name = f"{group.value}_{i:03d}"
+        synthetic.append(_case(f"{tag}:syn-{name}", group, "synthetic", stacks[i], z_mm, size, (base_id,)))
+        class_mean.append(_case(f"{tag}:mean-{name}", group, "class_mean", means[i], z_mm, size, (base_id,)))
+        base_cases.append(base)
+    return Generated(synthetic, class_mean, base_cases)
 
 
 def elastic(
@@ -536,16 +542,16 @@ def plan_protocols(train: dict[Group, list[Case]], cfg: UtilityConfig) -> list[P
 def _arm_cases(
     arm: str,
     protocol: Protocol,
-    made: dict[tuple[str, Group], Generated],
+    made: Callable[[str, Group], Generated],
     cfg: UtilityConfig,
 ) -> list[Case]:
     if arm == "real":
         return list(protocol.real)
     if arm == "synthetic":
-        return [c for g in PATHOLOGIES for c in made[(protocol.pool, g)].synthetic]
+        return [c for g in PATHOLOGIES for c in made(protocol.pool, g).synthetic]
     added: list[Case] = []
     for g in protocol.added:
-        gen = made[(protocol.pool, g)]
+        gen = made(protocol.pool, g)
         if arm == "real+synthetic":
             added += gen.synthetic
         elif arm == "real+class_mean":
@@ -581,12 +587,19 @@ def run_utility(
     model_versions: dict[str, str] | None = None,
     cache_dir: Path | None = None,
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every protocol and arm of ``cfg`` on the data under ``data_root``; return the report.
 
     Protocol (c) runs first (its figures are the targets), then (a) and (b); ``checkpoint`` gets the
     report so far after each arm (``pending`` lists the protocols not finished), so that a run cut
-    short still leaves what it finished.
+    short still leaves what it finished. ``previous``: such a report (as read from JSON) of the same
+    configuration, split and models; its finished runs are taken over instead of trained again
+    (every run is deterministic by its seed).
+
+    Raises:
+        ValueError: the data lack a group, or ``previous`` was made with another configuration,
+            split or models (naming what differs).
     """
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -602,32 +615,44 @@ def run_utility(
     protocols = plan_protocols(train_cases, cfg)
     timings: dict[str, float] = {"load": time.perf_counter() - started}
 
-    needs_made = any(a != "real" for a in cfg.arms)
+    pool_refs: dict[str, list[sources.SubjectRef]] = {"full": split.train_refs()}
+    low = next((p for p in protocols if p.pool == "low_data"), None)
+    if low is not None:
+        ids = {c.name for c in low.real}
+        pool_refs["low_data"] = [r for r in split.train_refs() if r.subject_id in ids]
+    statistics = {pool: sorted(r.subject_id for r in refs) for pool, refs in pool_refs.items()}
+    by_id = {c.name: c for cases in train_cases.values() for c in cases}
+    split_ids = {
+        g.value: {
+            "train": [r.subject_id for r in split.train[g]],
+            "held_out": [r.subject_id for r in split.held_out[g]],
+        }
+        for g in GROUPS
+    }
+    reuse = _previous_runs(previous, cfg, split_ids, dict(model_versions or {}))
+    # Link folders of the synthesis pools, for the whole run (removed at the end, or by the object's
+    # finaliser if the run fails).
+    tmp = tempfile.TemporaryDirectory(prefix="cardiosynth-utility-")
+    synths: dict[str, Synthesizer] = {}
     made: dict[tuple[str, Group], Generated] = {}
-    statistics: dict[str, list[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="cardiosynth-utility-") as tmp:
-        pools: dict[str, list[sources.SubjectRef]] = {}
-        if needs_made:
-            if any(p.pool == "full" for p in protocols):
-                pools["full"] = split.train_refs()
-            low = next((p for p in protocols if p.pool == "low_data"), None)
-            if low is not None:
-                ids = {c.name for c in low.real}
-                pools["low_data"] = [r for r in split.train_refs() if r.subject_id in ids]
-        for pool, pool_refs in pools.items():
+
+    def generated(pool: str, group: Group) -> Generated:
+        """Made on first use, so that the runs that need nothing new start at once."""
+        if (pool, group) not in made:
             t0 = time.perf_counter()
-            root = link_folder(pool_refs, Path(tmp) / pool)
-            synth = Synthesizer(vae, spade, root, model_versions=model_versions, cache_dir=cache_dir)
-            statistics[pool] = sorted(r.subject_id for r in pool_refs)
-            wanted = set(PATHOLOGIES) if pool == "low_data" or "synthetic" in cfg.arms else set()
-            wanted |= {g for p in protocols if p.pool == pool for g in p.added}
-            for g in PATHOLOGIES:
-                if g in wanted:
-                    log.info(
-                        "synthesising %d %s subjects from the %s pool", cfg.synthetic_per_group, g.value, pool
-                    )
-                    made[(pool, g)] = generate(synth, g, cfg.synthetic_per_group, cfg.data_seed, size, pool)
-            timings[f"synthesis:{pool}"] = time.perf_counter() - t0
+            if pool not in synths:
+                root = link_folder(pool_refs[pool], Path(tmp.name) / pool)
+                synths[pool] = Synthesizer(
+                    vae, spade, root, model_versions=model_versions, cache_dir=cache_dir
+                )
+            log.info(
+                "synthesising %d %s subjects from the %s pool", cfg.synthetic_per_group, group.value, pool
+            )
+            made[(pool, group)] = generate(
+                synths[pool], group, cfg.synthetic_per_group, cfg.data_seed, size, pool, by_id
+            )
+            timings[f"synthesis:{pool}"] = timings.get(f"synthesis:{pool}", 0.0) + time.perf_counter() - t0
+        return made[(pool, group)]
 
     cache: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
     report_protocols: dict[str, Any] = {}
@@ -642,13 +667,7 @@ def run_utility(
             "config": cfg.to_dict(),
             "data": str(data_root),
             "models": dict(model_versions or {}),
-            "split": {
-                g.value: {
-                    "train": [r.subject_id for r in split.train[g]],
-                    "held_out": [r.subject_id for r in split.held_out[g]],
-                }
-                for g in GROUPS
-            },
+            "split": split_ids,
             "statistics_subjects": statistics,
             # In the report's order (a, b, c) whatever the order they ran in.
             "protocols": {p.name: report_protocols[p.name] for p in protocols if p.name in report_protocols},
@@ -671,11 +690,14 @@ def run_utility(
             "arms": arms,  # filled arm by arm
         }
         for index, arm in enumerate(cfg.arms):
-            cases = _arm_cases(arm, protocol, made, cfg)
+            cases = _arm_cases(arm, protocol, generated, cfg)
             runs: dict[str, Any] = {}
             for seed in cfg.seeds:
                 key = (tuple(sorted(c.name for c in cases)), seed)
-                if key not in cache:
+                if key not in cache and (protocol.name, arm, seed) in reuse:
+                    cache[key] = reuse[(protocol.name, arm, seed)]
+                    log.info("%s / %s / seed %d: taken from the previous report", protocol.name, arm, seed)
+                elif key not in cache:
                     trained = train(cases, cfg, seed)
                     t0 = time.perf_counter()
                     groups = score_groups(trained.model, test)
@@ -711,7 +733,38 @@ def run_utility(
             pending = order[done:] if index + 1 < len(cfg.arms) else order[done + 1 :]
             if checkpoint is not None and pending:
                 checkpoint(assemble(pending))
+    tmp.cleanup()
     return assemble([])
+
+
+def _previous_runs(
+    previous: dict[str, Any] | None,
+    cfg: UtilityConfig,
+    split: dict[str, Any],
+    models: dict[str, str],
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The finished runs of ``previous`` by (protocol, arm, seed), after checking that it was made
+    with the same configuration, split and models."""
+    if previous is None:
+        return {}
+    mine = json.loads(json.dumps(cfg.to_dict()))
+    differs = sorted(k for k in mine if previous.get("config", {}).get(k) != mine[k])
+    if previous.get("split") != split:
+        differs.append("split")
+    if previous.get("models") != models:
+        differs.append("models")
+    if differs:
+        raise ValueError(f"the previous report differs in {differs}: cannot take its runs over")
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for name, proto in previous.get("protocols", {}).items():
+        for arm, result in proto.get("arms", {}).items():
+            for seed, run in result.get("runs", {}).items():
+                groups = {
+                    g: {m: math.nan if v is None else float(v) for m, v in values.items()}
+                    for g, values in run["groups"].items()
+                }
+                out[(name, arm, int(seed))] = {**run, "groups": groups}
+    return out
 
 
 def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
