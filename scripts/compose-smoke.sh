@@ -148,7 +148,7 @@ log "stack healthy: $(compose ps --format '{{.Service}}={{.Health}}' | tr '\n' '
 client() { "$python" docker/smoke_client.py "$@"; }
 t=$(date +%s)
 job=$(client submit -n 2)
-client wait "$job" --timeout 600
+client wait "$job" --timeout 900
 client fetch "$job"
 step job $t
 
@@ -162,7 +162,7 @@ pid=$(docker inspect -f '{{.State.Pid}}' "$container")
 # crash (exit 137), and the restart policy brings the container back.
 kill -KILL "$pid"
 log "killed worker-$stage-cpu (pid $pid) while it ran job $job2"
-client wait "$job2" --timeout 600
+client wait "$job2" --timeout 900
 client fetch "$job2"
 restarts=$(docker inspect -f '{{.RestartCount}}' "$container")
 [ "$restarts" -ge 1 ] || die "the killed worker was not restarted"
