@@ -17,7 +17,7 @@ def _out(*parts: object, flush: bool = False) -> None:
     sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
 
 
-vae = load_model("vae", "phantom-v1", None).module.eval()
+vae = load_model("vae", sys.argv[2] if len(sys.argv) > 2 else "phantom-v1", None).module.eval()
 refs = sources.by_group(sources.scan(Path(sys.argv[1])), Group.MINF)
 calls = []
 for r in refs:

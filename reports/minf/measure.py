@@ -18,7 +18,7 @@ def _out(*parts: object, flush: bool = False) -> None:
 
 logging.basicConfig(level=logging.WARNING)
 data = Path(sys.argv[1])
-vae = load_model("vae", "phantom-v1", None)
+vae = load_model("vae", sys.argv[2] if len(sys.argv) > 2 else "phantom-v1", None)
 synth = Synthesizer(
     vae.module, None, data, model_versions={"vae": vae.version}, cache_dir=Path("/tmp/minf/cache")
 )
