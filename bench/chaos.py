@@ -439,8 +439,9 @@ def cap_race(mode: str) -> Callable[[Suite, Row], None]:
         def post(index: int) -> None:
             with stack.client(key(name), timeout_s=60) as client:
                 # Not connected before the barrier: a kept-alive connection idle past uvicorn's 5 s
-                # keep-alive (threads start slowly on loaded cores) is closed under the client.
-                barrier.wait(timeout=30)
+                # keep-alive (threads start slowly on loaded cores) is closed under the client. The
+                # wait is long: at a load average of 27 on 2 cores, 50 threads took over 30 s to start.
+                barrier.wait(timeout=120)
                 response = tally.call(
                     client, "POST", "/synthesize", json={"pathology": "HCM", "n": 1, "seed": index}
                 )
@@ -450,7 +451,7 @@ def cap_race(mode: str) -> Callable[[Suite, Row], None]:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=90)
+            thread.join(timeout=180)
         row.tries = 50
         accepted = codes.count(202)
         row.notes.append(
