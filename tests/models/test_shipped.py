@@ -1,4 +1,5 @@
-"""The shipped phantom-v1 models: present, within the size budget, loadable, carded, and sane."""
+"""The shipped models (phantom-v1 and phantom-v2): present, within the size budget, loadable, carded,
+and sane."""
 
 from __future__ import annotations
 
@@ -14,30 +15,34 @@ from cardiosynth.models.train_vae import reconstruction_dice
 from cardiosynth.models.vae import LabelVAE
 
 BUDGET_BYTES = 40 * 1024 * 1024
+SHIPPED = pytest.mark.parametrize("version", ["phantom-v1", "phantom-v2"])
 
 
-def test_shipped_models_fit_the_budget_and_carry_cards() -> None:
+@SHIPPED
+def test_shipped_models_fit_the_budget_and_carry_cards(version: str) -> None:
     total = sum(p.stat().st_size for p in PACKAGE_ROOT.rglob("*") if p.is_file())
     assert total <= BUDGET_BYTES, f"shipped models take {total / 2**20:.1f} MiB"
     for kind in ("vae", "spade"):
-        model = load_model(kind, "phantom-v1", PACKAGE_ROOT)
+        model = load_model(kind, version, PACKAGE_ROOT)
         assert model.card["preset"] == "cpu-small"
         assert len(model.card["data_fingerprint"]) == 64
         assert model.card["metrics"]
         assert not model.module.training
 
 
-def test_shipped_vae_reconstructs_phantom_hearts(phantom_slices: SliceSet) -> None:
+@SHIPPED
+def test_shipped_vae_reconstructs_phantom_hearts(phantom_slices: SliceSet, version: str) -> None:
     # The fixture subjects come from the same generator (another seed): the shipped VAE has seen
     # such hearts and must reconstruct them well (the held-out figures are in its card).
-    vae = load_model("vae", "phantom-v1", PACKAGE_ROOT).module
+    vae = load_model("vae", version, PACKAGE_ROOT).module
     assert isinstance(vae, LabelVAE)
     dice = reconstruction_dice(vae, phantom_slices)
     assert min(dice.values()) > 0.75, dice
 
 
-def test_shipped_spade_draws_bright_blood_and_dark_muscle(phantom_slices: SliceSet) -> None:
-    spade = load_model("spade", "phantom-v1", PACKAGE_ROOT).module
+@SHIPPED
+def test_shipped_spade_draws_bright_blood_and_dark_muscle(phantom_slices: SliceSet, version: str) -> None:
+    spade = load_model("spade", version, PACKAGE_ROOT).module
     assert isinstance(spade, SpadeTranslator)
     torch.manual_seed(0)
     images = translate_array(spade, phantom_slices.labels[:16], phantom_slices.images[:16])

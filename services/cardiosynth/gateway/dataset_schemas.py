@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cardiosynth.gateway.schemas import Correlation, Pathology, Phase, SubjectId
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.synthesis.modes import DEFAULT_CORRELATION, DEFAULT_INTERPOLATION, Interpolation
 
 # As cardiosynth.export.spec: MAX_GROUP_SUBJECTS (10 engine requests of 100), the engine's ns default
@@ -123,11 +124,11 @@ class DatasetGroup(EngineOptions):
 
 class DatasetModels(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"vae": "phantom-v1", "spade": "phantom-v1"}]}
+        extra="forbid", json_schema_extra={"examples": [{"vae": "phantom-v2", "spade": "phantom-v2"}]}
     )
 
-    vae: str = Field(default="phantom-v1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    spade: str = Field(default="phantom-v1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    vae: str = Field(default=DEFAULT_VERSION, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    spade: str = Field(default=DEFAULT_VERSION, pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
 DATASET_EXAMPLE: dict[str, Any] = {
@@ -240,7 +241,7 @@ class DatasetResultsOut(BaseModel):
                     },
                     "requested": [{"pathology": "HCM", "n": 4, "severity": [0.5, 1.0]}],
                     "made": {"synthetic": 4, "real_included": 0, "groups": [{"pathology": "HCM", "n": 4}]},
-                    "models": {"vae": "phantom-v1", "spade": "phantom-v1"},
+                    "models": {"vae": "phantom-v2", "spade": "phantom-v2"},
                     "biomarkers": {
                         "HCM": {"synthetic": {"lv_ef": {"n": 4, "mean": 71.2}}, "rules_agree": 1.0}
                     },

@@ -9,8 +9,8 @@ A model is a directory::
     README.md           the same card for people
 
 The registry is a root directory holding ``<kind>/<version>/`` model directories. The default root
-is the package's own ``weights/`` folder (the shipped ``phantom-v1`` models); ``CARDIOSYNTH_MODELS``
-names another root, searched first.
+is the package's own ``weights/`` folder (the shipped ``phantom-v1`` and ``phantom-v2`` models);
+``CARDIOSYNTH_MODELS`` names another root, searched first.
 """
 
 from __future__ import annotations
