@@ -288,7 +288,10 @@ def test_translate_reports_per_chunk_and_stops_when_the_callback_raises(
     assert seen[-1] == ("translate", total, total)
     assert [d for _, d, _ in seen] == [min(4 * (i + 1), total) for i in range(len(seen))]
     monkeypatch.setattr(engine, "TRANSLATE_CHUNK", 1024)
-    np.testing.assert_array_equal(whole, synth.translate(batch))  # chunking changes nothing
+    # Chunking changes nothing beyond float rounding: CPU convolutions over a batch of 4 and of 64
+    # slices may round differently (seen: 7e-6 on phantom v2 inputs). Byte identity for one
+    # configuration is test_same_seed_same_bytes_and_provenance's.
+    np.testing.assert_allclose(whole, synth.translate(batch), rtol=0, atol=1e-4)
 
     class CancelledError(Exception):
         pass

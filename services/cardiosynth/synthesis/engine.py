@@ -593,7 +593,9 @@ class Synthesizer:
         total = len(batch.labels)
         chunks = []
         size = stage_batch_size(self.spade, "translate", self.precision, self.batch_size)
-        chunk = max(TRANSLATE_CHUNK, size)  # on a GPU a chunk is one full batch
+        # On a GPU a chunk is at least one full batch (the GPU is fed whole batches); on the CPU it is
+        # TRANSLATE_CHUNK, the cancellation granularity, as in ``stream``.
+        chunk = max(TRANSLATE_CHUNK, size) if self.device.type == "cuda" else TRANSLATE_CHUNK
         for start in range(0, total, chunk):
             stop = min(start + chunk, total)
             chunks.append(
