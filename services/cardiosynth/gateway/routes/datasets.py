@@ -19,15 +19,11 @@ from cardiosynth.gateway.dataset_schemas import DatasetFileOut, DatasetRequest, 
 from cardiosynth.gateway.deps import Services, owner, services
 from cardiosynth.gateway.metrics import JOBS_SUBMITTED
 from cardiosynth.gateway.problems import PROBLEM, ProblemError
-from cardiosynth.gateway.routes.jobs import ERRORS, cancel_job, job_out
+from cardiosynth.gateway.routes.jobs import ERRORS, cancel_job, job_out, submit_job
 from cardiosynth.gateway.schemas import JobList, JobOut, Problem, State
 from cardiosynth.jobs.base import (
-    IdempotencyConflictError,
-    IdempotencyInProgressError,
     Job,
     JobState,
-    QueueFullError,
-    StoredBytesQuotaError,
 )
 from cardiosynth.models.catalog import find_model
 from cardiosynth.queues import DATASET_STAGE
@@ -95,35 +91,10 @@ def create_dataset(
             f"this dataset has {weight} subjects x severities, above the per-key quota of {quota}",
         )
     request: dict[str, Any] = {"kind": KIND, "spec": body.spec(), "format": body.format}
-    try:
-        # As /synthesize: idempotency first, then the queue cap and the quota in one atomic step.
-        job, created = svc.jobs.create(
-            who,
-            request,
-            idempotency_key=idempotency_key,
-            max_queued=svc.settings.max_queued_per_key,
-            weight=weight,
-            max_subjects=quota,
-            stage=DATASET_STAGE,
-            max_stored_bytes=svc.settings.max_stored_bytes_per_key,
-        )
-    except StoredBytesQuotaError as exc:
-        # Retention frees the oldest files within this time at the latest; a purge frees them now.
-        retry = str(svc.settings.result_retention_s)
-        raise ProblemError(429, str(exc), headers={"Retry-After": retry}) from None
-    except QueueFullError as exc:
-        raise ProblemError(429, str(exc), headers={"Retry-After": "30"}) from None
-    except IdempotencyConflictError as exc:
-        raise ProblemError(422, str(exc)) from None
-    except IdempotencyInProgressError as exc:
-        raise ProblemError(409, str(exc), headers={"Retry-After": "1"}) from None
+    job, created = submit_job(
+        svc, who, request, idempotency_key=idempotency_key, weight=weight, quota=quota, stage=DATASET_STAGE
+    )
     if created:
-        try:
-            svc.dispatcher.submit(job.id, request)
-        except Exception:
-            error = {"title": "Service Unavailable", "status": 503, "detail": "the job could not be queued"}
-            svc.jobs.transition(job.id, JobState.FAILED, error=error)
-            raise
         for pathology in sorted({g.pathology for g in body.pathologies}):
             JOBS_SUBMITTED.labels(pathology=pathology).inc()
     response.headers["Location"] = f"/datasets/{job.id}"

@@ -31,6 +31,7 @@ from cardiosynth.jobs.base import (
     subject_weight,
 )
 from cardiosynth.models.catalog import find_model
+from cardiosynth.queues import STAGES
 
 router = APIRouter(tags=["jobs"])
 
@@ -106,36 +107,8 @@ def synthesize(
             f"this job has {weight} subjects x severities, above the per-key quota of {quota}",
             errors=[{"field": "n", "message": f"n x trajectory must be <= {quota}"}],
         )
-    try:
-        # The store looks the idempotency key up first (a retry of an accepted job is answered even
-        # when the queue is full), then counts and inserts in one atomic step (the cap and the quota on
-        # subjects in flight hold under races).
-        job, created = svc.jobs.create(
-            who,
-            request,
-            idempotency_key=idempotency_key,
-            max_queued=svc.settings.max_queued_per_key,
-            weight=weight,
-            max_subjects=quota,
-            max_stored_bytes=svc.settings.max_stored_bytes_per_key,
-        )
-    except StoredBytesQuotaError as exc:
-        # Retention frees the oldest files within this time at the latest; a purge frees them now.
-        retry = str(svc.settings.result_retention_s)
-        raise ProblemError(429, str(exc), headers={"Retry-After": retry}) from None
-    except QueueFullError as exc:
-        raise ProblemError(429, str(exc), headers={"Retry-After": "30"}) from None
-    except IdempotencyConflictError as exc:
-        raise ProblemError(422, str(exc)) from None
-    except IdempotencyInProgressError as exc:
-        raise ProblemError(409, str(exc), headers={"Retry-After": "1"}) from None
+    job, created = submit_job(svc, who, request, idempotency_key=idempotency_key, weight=weight, quota=quota)
     if created:
-        try:
-            svc.dispatcher.submit(job.id, request)
-        except Exception:
-            error = {"title": "Service Unavailable", "status": 503, "detail": "the job could not be queued"}
-            svc.jobs.transition(job.id, JobState.FAILED, error=error)
-            raise
         JOBS_SUBMITTED.labels(pathology=body.pathology).inc()
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job, svc)
@@ -230,3 +203,49 @@ def results(
         for f in job.result.get("files", [])
     ]
     return ResultsOut(job=job.id, files=files, biomarkers=job.result.get("biomarkers", {}))
+
+
+def submit_job(
+    svc: Services,
+    who: str,
+    request: dict[str, Any],
+    *,
+    idempotency_key: str | None,
+    weight: int,
+    quota: int,
+    stage: str = STAGES[0],
+) -> tuple[Job, bool]:
+    """Create a job (``/synthesize`` and ``/datasets`` alike) and hand a new one to the dispatcher;
+    ``(job, created)``. The store's refusals become problems with their ``Retry-After``."""
+    try:
+        # The store looks the idempotency key up first (a retry of an accepted job is answered even
+        # when the queue is full), then counts and inserts in one atomic step (the cap and the quotas
+        # hold under races).
+        job, created = svc.jobs.create(
+            who,
+            request,
+            idempotency_key=idempotency_key,
+            max_queued=svc.settings.max_queued_per_key,
+            weight=weight,
+            max_subjects=quota,
+            stage=stage,
+            max_stored_bytes=svc.settings.max_stored_bytes_per_key,
+        )
+    except StoredBytesQuotaError as exc:
+        # Retention frees the oldest files within this time at the latest; a purge frees them now.
+        retry = str(svc.settings.result_retention_s)
+        raise ProblemError(429, str(exc), headers={"Retry-After": retry}) from None
+    except QueueFullError as exc:
+        raise ProblemError(429, str(exc), headers={"Retry-After": "30"}) from None
+    except IdempotencyConflictError as exc:
+        raise ProblemError(422, str(exc)) from None
+    except IdempotencyInProgressError as exc:
+        raise ProblemError(409, str(exc), headers={"Retry-After": "1"}) from None
+    if created:
+        try:
+            svc.dispatcher.submit(job.id, request)
+        except Exception:
+            error = {"title": "Service Unavailable", "status": 503, "detail": "the job could not be queued"}
+            svc.jobs.transition(job.id, JobState.FAILED, error=error)
+            raise
+    return job, created
