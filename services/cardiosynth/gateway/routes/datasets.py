@@ -10,7 +10,6 @@ only dataset jobs, and results with the card, the plot, checksums and the archiv
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -19,7 +18,7 @@ from cardiosynth.gateway.dataset_schemas import DatasetFileOut, DatasetRequest, 
 from cardiosynth.gateway.deps import Services, owner, services
 from cardiosynth.gateway.metrics import JOBS_SUBMITTED
 from cardiosynth.gateway.problems import PROBLEM, ProblemError
-from cardiosynth.gateway.routes.jobs import ERRORS, cancel_job, job_out, submit_job
+from cardiosynth.gateway.routes.jobs import ERRORS, cancel_job, job_out, submit_job, succeeded_result
 from cardiosynth.gateway.schemas import JobList, JobOut, Problem, State
 from cardiosynth.jobs.base import (
     Job,
@@ -171,19 +170,14 @@ def dataset_results(
     job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
 ) -> DatasetResultsOut:
     job = _own_dataset(job_id, who, svc)
-    if job.expired_at is not None:
-        at = datetime.fromtimestamp(job.expired_at, tz=UTC).isoformat(timespec="seconds")
-        raise ProblemError(410, f"results expired at {at} (kept {svc.settings.result_retention_s} s)")
-    if job.state is not JobState.SUCCEEDED or job.result is None:
-        raise ProblemError(409, f"dataset {job_id} is {job.state.value}; results exist once it has succeeded")
+    result = succeeded_result(job, "dataset", svc)
     ttl = svc.settings.result_url_ttl_s
     files = [
         DatasetFileOut(**f, url=svc.storage.download_url(f["key"], ttl), expires_in=ttl)
-        for f in job.result.get("files", [])
+        for f in result.get("files", [])
     ]
     links = {CARD_LINKS[f.path]: f.url for f in files if f.path in CARD_LINKS}
     links.update(("archive", f.url) for f in files if f.kind == "archive")
-    result = job.result
     return DatasetResultsOut(
         job=job.id,
         name=result.get("name", ""),

@@ -192,17 +192,23 @@ def results(
     job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
 ) -> ResultsOut:
     job = _own_job(job_id, who, svc)
+    result = succeeded_result(job, "job", svc)
+    ttl = svc.settings.result_url_ttl_s
+    files = [
+        FileOut(**f, url=svc.storage.download_url(f["key"], ttl), expires_in=ttl)
+        for f in result.get("files", [])
+    ]
+    return ResultsOut(job=job.id, files=files, biomarkers=result.get("biomarkers", {}))
+
+
+def succeeded_result(job: Job, noun: str, svc: Services) -> dict[str, Any]:
+    """A succeeded job's result; 410 once retention expired it, 409 before it has succeeded."""
     if job.expired_at is not None:
         at = datetime.fromtimestamp(job.expired_at, tz=UTC).isoformat(timespec="seconds")
         raise ProblemError(410, f"results expired at {at} (kept {svc.settings.result_retention_s} s)")
     if job.state is not JobState.SUCCEEDED or job.result is None:
-        raise ProblemError(409, f"job {job_id} is {job.state.value}; results exist once it has succeeded")
-    ttl = svc.settings.result_url_ttl_s
-    files = [
-        FileOut(**f, url=svc.storage.download_url(f["key"], ttl), expires_in=ttl)
-        for f in job.result.get("files", [])
-    ]
-    return ResultsOut(job=job.id, files=files, biomarkers=job.result.get("biomarkers", {}))
+        raise ProblemError(409, f"{noun} {job.id} is {job.state.value}; results exist once it has succeeded")
+    return job.result
 
 
 def submit_job(
