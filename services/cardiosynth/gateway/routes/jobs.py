@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Response
 
 from cardiosynth.gateway.deps import Services, owner, services
+from cardiosynth.gateway.etag import conditional_json
 from cardiosynth.gateway.metrics import JOBS_SUBMITTED
 from cardiosynth.gateway.problems import PROBLEM, ProblemError
 from cardiosynth.gateway.schemas import (
@@ -128,11 +129,27 @@ def list_jobs(
     return JobList(items=[job_out(j, svc) for j in jobs], total=total, offset=offset, limit=limit)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, summary="A job's state and progress")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses={
+        **ERRORS,
+        304: {"description": "unchanged: the ETag given in If-None-Match is still the job's (no body)"},
+    },
+    summary="A job's state and progress",
+)
 def get_job(
-    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
-) -> JobOut:
-    return job_out(_own_job(job_id, who, svc), svc)
+    job_id: str,
+    who: Annotated[str, Depends(owner)],
+    svc: Annotated[Services, Depends(services)],
+    if_none_match: Annotated[
+        str | None, Header(max_length=1024, description="the ETag of the copy the client holds")
+    ] = None,
+) -> Response:
+    """The job; its ``ETag`` changes whenever anything in the answer does, so a poll with
+    ``If-None-Match`` costs a 304 without a body while nothing changed."""
+    body = job_out(_own_job(job_id, who, svc), svc).model_dump_json().encode()
+    return conditional_json(body, if_none_match)
 
 
 @router.delete(
