@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# The GPU check of issue 11, in one run (about 5 minutes on one H100, an estimate; every step has its
-# own timeout so the whole stays under 9): the device, the device tests (the gpu-marked ones run),
-# the precision comparison (labels Dice and image difference of bf16 and fp16 against fp32, shipped
-# models), forward throughput of decode and translate at paper size and at phantom size for n = 100
-# (batch sizes chosen from free memory) against the slice-at-a-time loop, bench/synthesis.py
-# --device cuda (n = 1, 10, 100), and one epoch of each paper preset (seconds per epoch: what
-# scripts/train_paper_models.sh's epochs rest on). Reports: gpu.log (everything), precision.json,
-# throughput-paper.json, throughput-cpu-small.json, synthesis.txt, train.txt.
+# The GPU check of issue 11, in one run of about 6 minutes on one H100/H200 (every step has its own
+# time limit, so the whole stays under 9 even when a step hangs):
+#   1. the device (nvidia-smi, cardiosynth.device.describe) and the default phantom (100 subjects);
+#   2. the tests marked gpu (tests/test_device.py -m gpu: models on the device, stages and the whole
+#      synthesizer equal to the CPU's, a VAE and a SPADE training step, checkpoints that load on CPU);
+#   3. precision: bf16 and fp16 against fp32 with the shipped models (label Dice, image difference);
+#   4. forward throughput of decode + translate for n = 100 at paper and phantom size (batch sizes
+#      from free memory) against the slice-at-a-time loop; paper size in bf16 and fp32;
+#   5. bench/synthesis.py --device cuda, n = 1, 10, 100: the whole pipeline against its floor (the
+#      pure batched forward passes) and the slice-at-a-time loop, with the shipped models and with
+#      paper-size networks;
+#   6. scripts/train_paper_models.sh with a few epochs (seconds per epoch of both paper presets
+#      trained side by side, and the script end to end, evaluation included).
+# Reports (at most 8 files, what the device tool brings back): gpu.log (everything), precision.json,
+# throughput.jsonl, synthesis.jsonl, train.txt, models-paper.md, reports.tgz (all of it).
 #
 #   bench/gpu.sh                  on a machine with a GPU; reports under $OUT (or reports/gpu)
 #   bench/gpu.sh --cpu-smoke      tiny sizes on the CPU: proves the script runs end to end
 #
-# Installs nothing from the network. The device machines have torch but not MONAI or nibabel: carry
-# their wheels (pure Python) in .whl/ at the repository root, e.g. from the project's wheelhouse:
-#   mkdir -p .whl && cp ~/.cache/cardiosynth/wheelhouse-*/{monai,nibabel}-*.whl .whl/
-# and the script installs them with pip --no-index into a temporary folder.
+# Installs nothing from the network. A bare GPU machine has torch but not MONAI or nibabel: carry
+# their wheels (pure Python) in .whl/ at the repository root, e.g.
+#   pip download --no-deps -d .whl monai==1.6.1 nibabel==5.4.2
+# and the script installs them with pip --no-index into a temporary folder. The service dependencies
+# (pydantic, FastAPI, Celery) are not needed: the tests that use them skip without them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +32,7 @@ smoke=0
 out="${OUT:-reports/gpu}"
 [[ $smoke == 1 ]] && out="${OUT:-/tmp/cardiosynth-gpu-smoke}"
 work="$(mktemp -d /tmp/cardiosynth-gpu.XXXXXX)"
-mkdir -p "$out"
+mkdir -p "$out" "$work/reports"
 log="$out/gpu.log"
 : >"$log"
 
@@ -44,10 +52,11 @@ cs="$py -m cardiosynth"
 # The limits are sized for the GPU run; a shared CPU needs many times longer for the smoke's tiny sizes.
 scale=1
 if [[ $smoke == 1 ]]; then
-  scale=20 device=cpu subjects=5 n_tp=2 n_syn="1" naive=1 compare_n=1 loop=2 preset=cpu-small tp_presets="cpu-small"
+  scale=20 device=cpu subjects=5 n_tp=2 n_syn="1 2" naive=1 compare_n=1 loop=2 preset=cpu-small
+  tp_runs="cpu-small:auto" syn_presets="cpu-small" vae_epochs=1 spade_epochs=1
 else
-  device=cuda subjects=30 n_tp=100 n_syn="1 10 100" naive=10 compare_n=10 loop=32 preset=paper
-  tp_presets="paper cpu-small"
+  device=cuda subjects=100 n_tp=100 n_syn="1 10 100" naive=10 compare_n=10 loop=32 preset=paper
+  tp_runs="paper:bf16 paper:fp32 cpu-small:bf16" syn_presets="paper" vae_epochs=3 spade_epochs=3
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, go on after a failure
@@ -60,27 +69,49 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, go on a
   local rc=${PIPESTATUS[0]}
   echo "== $name: exit $rc after $((SECONDS - started)) s" | tee -a "$log"
 }
+bundle() { tar -C "$work" -czf "$out/reports.tgz" reports 2>/dev/null; }
 
 command -v nvidia-smi >/dev/null && step nvidia-smi 30 nvidia-smi
 step device 60 $py -c "import json; from cardiosynth.device import describe; print(json.dumps(describe('$device')))"
-step data 120 $cs phantom --out "$work/phantom" --subjects "$subjects" --seed 0 --quiet
-# The device tests, those marked gpu among them (skipped where there is no CUDA).
-step device-tests 240 $py -m pytest tests/test_device.py -q -p no:cacheprovider -rs
-step precision 120 $py bench/precision.py compare --device "$device" -n "$compare_n" --data "$work/phantom" \
-  --out "$work/precision"
-cp "$work/precision/precision.json" "$out/precision.json"
-for p in $tp_presets; do
-  step "throughput-$p" 120 $py bench/precision.py throughput --device "$device" --preset "$p" -n "$n_tp" \
-    --loop-sample "$loop" --out "$work/throughput-$p"
-  cp "$work/throughput-$p/throughput.json" "$out/throughput-$p.json"
+data="$work/phantom"
+step data 120 $cs phantom --out "$data" --subjects "$subjects" --seed 0 --quiet
+step gpu-tests 150 $py -m pytest tests/test_device.py -m gpu -q -p no:cacheprovider -rs
+
+step precision 90 $py bench/precision.py compare --device "$device" -n "$compare_n" --data "$data" \
+  --out "$work/reports/precision"
+cp "$work/reports/precision/precision.json" "$out/precision.json" 2>/dev/null
+
+for run in $tp_runs; do
+  p=${run%%:*} precision=${run##*:}
+  step "throughput-$p-$precision" 90 $py bench/precision.py throughput --device "$device" --preset "$p" \
+    --precision "$precision" -n "$n_tp" --loop-sample "$loop" --out "$work/reports/throughput-$p-$precision"
+  f="$work/reports/throughput-$p-$precision/throughput.json"
+  [[ -f $f ]] && $py -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$f" >>"$out/throughput.jsonl"
 done
-step synthesis 150 bash -c "$py bench/synthesis.py --data '$work/phantom' --device $device --n $n_syn \
-  --naive-max $naive 2>&1 | tee '$out/synthesis.txt'"
+bundle
+
+# The shipped (phantom-size) models, then networks of each preset's size.
+for models in shipped $syn_presets; do
+  opt=()
+  [[ $models != shipped ]] && opt=(--preset "$models")
+  step "synthesis-$models" 120 $py bench/synthesis.py --data "$data" --device "$device" --n $n_syn \
+    --naive-max "$naive" "${opt[@]}" --json "$work/reports/synthesis-$models.json"
+  f="$work/reports/synthesis-$models.json"
+  [[ -f $f ]] && $py -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$f" >>"$out/synthesis.jsonl"
+done
+bundle
+
+# Both paper presets trained side by side for a few epochs, the script end to end (its evaluation
+# included): the per-epoch seconds in history.jsonl are what the script's default epochs rest on.
+step train-paper-models 200 env CARDIOSYNTH="$cs" DEVICE="$device" DATA="$data" PRESET="$preset" \
+  VAE_EPOCHS="$vae_epochs" SPADE_EPOCHS="$spade_epochs" RUNS="$work/runs" REPORT="$work/reports/models-paper" \
+  bash scripts/train_paper_models.sh
 for model in vae spade; do
-  step "train-$model" 120 $cs train $model --data "$work/phantom" --out "$work/run-$model" --preset "$preset" \
-    --epochs 1 --device "$device" --version gpu-check --quiet
-  [[ -f "$work/run-$model/history.jsonl" ]] && { echo "$model: $(cat "$work/run-$model/history.jsonl")"; } \
-    | tee -a "$log" >>"$out/train.txt"
+  f="$work/runs/$model-paper-v1/history.jsonl"
+  [[ -f $f ]] && { echo "$model:"; cat "$f"; } >>"$out/train.txt"
 done
-echo "reports: $out (gpu.log, precision.json, throughput-*.json, synthesis.txt, train.txt)" | tee -a "$log"
+cp "$work/reports/models-paper/models.md" "$out/models-paper.md" 2>/dev/null
+cp -r "$work/runs"/*/history.jsonl "$work/reports/" 2>/dev/null
+bundle
+echo "reports: $out (gpu.log, precision.json, throughput.jsonl, synthesis.jsonl, train.txt, models-paper.md, reports.tgz)" | tee -a "$log"
 rm -rf "$work"

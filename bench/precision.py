@@ -31,6 +31,7 @@ import numpy.typing as npt
 import torch
 
 from cardiosynth.device import describe, free_memory, place, resolve_device, resolve_precision
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator, spade_widths
 from cardiosynth.models.vae import LabelVAE, VAEConfig, widths
 from cardiosynth.synthesis.stages import decode_latents, stage_batch_size, translate_slices
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     c = sub.add_parser("compare", help="bf16/fp16 against fp32: label Dice, image difference")
     c.add_argument("--device", default="auto")
-    c.add_argument("--model", default="phantom-v1")
+    c.add_argument("--model", default=DEFAULT_VERSION)
     c.add_argument("--model-root", type=Path, default=None)
     c.add_argument("--data", type=Path, default=None, help="default: the default phantom")
     c.add_argument("--pathology", default="HCM")

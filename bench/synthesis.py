@@ -3,8 +3,13 @@ with a stage breakdown; the same work as a naive slice-at-a-time loop; and the p
 time of the two networks over the same slices (the floor). Prints a table and JSON.
 
 .venv/bin/python bench/synthesis.py --data data/phantom --n 1 5 50
+.venv/bin/python bench/synthesis.py --data data/phantom --device cuda --preset paper --n 1 10 100
 
-Class statistics are computed once before timing (they are a cached artefact in normal use).
+``--model`` (default: the default models) times the shipped networks; ``--preset paper`` times
+randomly initialised networks of that preset's size instead (speed does not depend on the weights;
+the labels they make are noise, so only the timings mean anything). Class statistics are computed
+once before timing (they are a cached artefact in normal use). The floor runs at the pipeline's own
+precisions (encode fp32, decode and translate at ``--precision``) and batch sizes.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import numpy as np
 import torch
 
 from cardiosynth.data.labels import Group
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.models.registry import load_model
-from cardiosynth.models.spade import SpadeTranslator
-from cardiosynth.models.vae import LabelVAE
+from cardiosynth.models.spade import SpadeConfig, SpadeTranslator, spade_widths
+from cardiosynth.models.vae import LabelVAE, VAEConfig, widths
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, choose_bases, target_latents
 from cardiosynth.synthesis.equalise import equalise, resample_slices
@@ -41,7 +47,9 @@ def naive(synth: Synthesizer, request: SynthesisRequest) -> float:
         for phase in request.phases:
             labels = base.ed_label if phase == "ED" else base.es_label
             images = base.ed_image if phase == "ED" else base.es_image
-            latents = np.concatenate([encode_slices(vae, labels[k : k + 1]) for k in range(len(labels))])
+            latents = np.concatenate(
+                [encode_slices(vae, labels[k : k + 1], 1, "fp32") for k in range(len(labels))]
+            )
             stats = synth.class_stats(request.pathology, phase)
             rng = np.random.default_rng([request.seed, index])
             base_eq = equalise(latents, request.ns)
@@ -49,18 +57,37 @@ def naive(synth: Synthesizer, request: SynthesisRequest) -> float:
             target = target_latents(request, stats, nor, base_eq, rng)
             z = resample_slices(interpolate(base_eq, target, 1.0), len(labels))
             for k in range(len(labels)):
-                lab = decode_latents(vae, z[k : k + 1])
-                translate_slices(spade, lab, images[k : k + 1])
+                lab = decode_latents(vae, z[k : k + 1], 1, synth.precision)
+                translate_slices(spade, lab, images[k : k + 1], 1, synth.precision)
+    _sync()
     return time.perf_counter() - started
 
 
-def floor(vae: LabelVAE, spade: SpadeTranslator, labels: np.ndarray, images: np.ndarray) -> float:
-    """Pure batched forward passes over the same slices: encode, decode, translate."""
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def floor(synth: Synthesizer, labels: np.ndarray, images: np.ndarray) -> float:
+    """Pure batched forward passes over the same slices: encode, decode, translate (the pipeline's
+    precisions and batch sizes)."""
+    vae, spade = synth.vae, synth.spade
+    if spade is None:
+        raise ValueError("needs a SPADE model")
+    _sync()
     started = time.perf_counter()
-    latents = encode_slices(vae, labels)
-    decoded = decode_latents(vae, latents)
-    translate_slices(spade, decoded, images)
+    latents = encode_slices(vae, labels, synth.batch_size, "fp32")
+    decoded = decode_latents(vae, latents, synth.batch_size, synth.precision)
+    translate_slices(spade, decoded, images, synth.batch_size, synth.precision)
+    _sync()
     return time.perf_counter() - started
+
+
+def random_models(preset: str) -> tuple[LabelVAE, SpadeTranslator]:
+    """Networks of a preset's size with random weights (for timing only)."""
+    w = widths(preset)
+    vae = LabelVAE(VAEConfig(channels=w["channels"], fc_features=w["fc_features"]))
+    return vae.eval(), SpadeTranslator(SpadeConfig(**spade_widths(preset))).eval()
 
 
 def main() -> None:
@@ -70,38 +97,55 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--n", type=int, nargs="+", default=[1, 5, 50])
     parser.add_argument("--pathology", default="HCM")
-    parser.add_argument("--model", default="phantom-v1")
+    parser.add_argument("--model", default=DEFAULT_VERSION, help="shipped models (default %(default)s)")
+    parser.add_argument(
+        "--preset",
+        choices=["cpu-small", "paper"],
+        default=None,
+        help="random networks of this size instead of --model (timing only)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument("--naive-max", type=int, default=5, help="largest n timed with the naive loop")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--precision", default=None, help="fp32, bf16, fp16 (default: the device's)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    vae = load_model("vae", args.model).module
-    spade = load_model("spade", args.model).module
+    if args.preset is not None:
+        vae, spade = random_models(args.preset)
+        label = f"random-{args.preset}"
+    else:
+        vae = load_model("vae", args.model).module
+        spade = load_model("spade", args.model).module
+        label = args.model
     if not isinstance(vae, LabelVAE) or not isinstance(spade, SpadeTranslator):
         raise SystemExit(f"model {args.model!r} is not a VAE + SPADE pair")
-    synth = Synthesizer(vae, spade, args.data, model_versions={"vae": args.model}, device=args.device,
+    synth = Synthesizer(vae, spade, args.data, model_versions={"vae": label}, device=args.device,
                         precision=args.precision)  # fmt: skip
     pathology = Group(args.pathology)
     for phase in ("ED", "ES"):
         synth.class_stats(pathology, phase)
+    if synth.device.type == "cuda":  # lazy CUDA init, cuDNN autotuning, batch-size probes: not timed
+        synth.run(SynthesisRequest(pathology, n=2, seed=0))
     rows: list[dict[str, Any]] = []
     for n in args.n:
         request = SynthesisRequest(pathology, n=n, seed=0)
         synth.timings = {}
+        _sync()
         started = time.perf_counter()
         subjects = synth.run(request)
+        _sync()
         total = time.perf_counter() - started
         stages = dict(synth.timings)
         labels = np.concatenate([s.phases[1.0][ph].labels for s in subjects for ph in ("ED", "ES")])
         images = np.concatenate([s.base_stacks[ph][0] for s in subjects for ph in ("ED", "ES")])
-        floor_s = floor(vae, spade, labels, images)
+        floor_s = floor(synth, labels, images)
         naive_s = naive(synth, request) if n <= args.naive_max else None
         rows.append({
             "n": n,
             "slices": len(labels),
             "pipeline_s": total,
             "subjects_per_min": 60.0 * n / total,
+            "subjects_per_s": n / total,
             "floor_s": floor_s,
             "pipeline_over_floor": total / floor_s,
             "naive_s": naive_s,
@@ -119,7 +163,16 @@ def main() -> None:
     from cardiosynth.device import describe
 
     device = {**describe(synth.device), "precision": synth.precision}
-    print(json.dumps({"device": device, "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    params = {
+        "vae": sum(p.numel() for p in vae.parameters()),
+        "spade": sum(p.numel() for p in spade.parameters()),
+    }
+    result = {"device": device, "models": label, "parameters": params, "threads": torch.get_num_threads(),
+              "rows": rows}  # fmt: skip
+    print(json.dumps(result, indent=2))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
