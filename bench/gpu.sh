@@ -6,7 +6,8 @@
 #      synthesizer equal to the CPU's, a VAE and a SPADE training step, checkpoints that load on CPU);
 #   3. precision: bf16 and fp16 against fp32 with the shipped models (label Dice, image difference);
 #   4. forward throughput of decode + translate for n = 100 at paper and phantom size (batch sizes
-#      from free memory) against the slice-at-a-time loop; paper size in bf16 and fp32;
+#      from free memory) against the slice-at-a-time loop; paper size in bf16 and fp32, and in bf16
+#      within 24 GiB (a 24 GB card simulated: batch sizes from that memory, no out-of-memory);
 #   5. bench/synthesis.py --device cuda, n = 1, 10, 100: the whole pipeline against its floor (the
 #      pure batched forward passes) and the slice-at-a-time loop, with the shipped models and with
 #      paper-size networks;
@@ -56,7 +57,8 @@ if [[ $smoke == 1 ]]; then
   tp_runs="cpu-small:auto" syn_presets="cpu-small" vae_epochs=1 spade_epochs=1
 else
   device=cuda subjects=100 n_tp=100 n_syn="1 10 100" naive=10 compare_n=10 loop=32 preset=paper
-  tp_runs="paper:bf16 paper:fp32 cpu-small:bf16" syn_presets="paper" vae_epochs=3 spade_epochs=3
+  # preset:precision[:GiB], the last a memory limit (a 24 GB card simulated on this one)
+  tp_runs="paper:bf16 paper:fp32 paper:bf16:24 cpu-small:bf16" syn_presets="paper" vae_epochs=3 spade_epochs=3
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, go on after a failure
@@ -82,10 +84,12 @@ step precision 90 $py bench/precision.py compare --device "$device" -n "$compare
 cp "$work/reports/precision/precision.json" "$out/precision.json" 2>/dev/null
 
 for run in $tp_runs; do
-  p=${run%%:*} precision=${run##*:}
-  step "throughput-$p-$precision" 90 $py bench/precision.py throughput --device "$device" --preset "$p" \
-    --precision "$precision" -n "$n_tp" --loop-sample "$loop" --out "$work/reports/throughput-$p-$precision"
-  f="$work/reports/throughput-$p-$precision/throughput.json"
+  IFS=: read -r p precision gib <<<"$run"
+  name="$p-$precision${gib:+-${gib}GiB}"
+  step "throughput-$name" 90 $py bench/precision.py throughput --device "$device" --preset "$p" \
+    --precision "$precision" -n "$n_tp" --loop-sample "$loop" ${gib:+--memory-limit-gib "$gib"} \
+    --out "$work/reports/throughput-$name"
+  f="$work/reports/throughput-$name/throughput.json"
   [[ -f $f ]] && $py -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$f" >>"$out/throughput.jsonl"
 done
 bundle

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from cardiosynth.device import describe, free_memory, place, resolve_device, resolve_precision
+from cardiosynth.device import describe, free_memory, limit_memory, place, resolve_device, resolve_precision
 from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator, spade_widths
 from cardiosynth.models.vae import LabelVAE, VAEConfig, widths
@@ -134,6 +134,8 @@ def _models(preset: str, device: torch.device) -> tuple[LabelVAE, SpadeTranslato
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    if args.memory_limit_gib is not None:  # e.g. 24: a 24 GB card simulated on a larger one
+        limit_memory(device, int(args.memory_limit_gib * 2**30))
     vae, spade = _models(args.preset, device)
     params = {
         "vae": sum(p.numel() for p in vae.parameters()),
@@ -179,6 +181,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "device": describe(device),
         "precision": precision,
         "preset": args.preset,
+        "memory_limit_gib": args.memory_limit_gib,
         "parameters": params,
         "n_subjects": args.n,
         "slices": n_slices,
@@ -196,7 +199,8 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
     }
     result["table"] = [
         f"{args.preset} models ({params['vae'] / 1e6:.1f} M + {params['spade'] / 1e6:.1f} M parameters) on "
-        f"{result['device']['device']} ({result['device']['name']}), {precision}",
+        f"{result['device']['device']} ({result['device']['name']}), {precision}"
+        + (f", limited to {args.memory_limit_gib} GiB" if args.memory_limit_gib else ""),
         f"n = {args.n} subjects = {n_slices} slices; batch decode {batch['decode']}, "
         f"translate {batch['translate']}",
         f"decode {decode_s:.2f} s, translate {translate_s:.2f} s: {n_slices / batched_s:.1f} slices/s, "
@@ -230,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--slices-per-subject", type=int, default=22, help="ED + ES slices (phantom: ~22)")
     t.add_argument("--batch-size", type=int, default=None, help="default: from free memory")
     t.add_argument("--loop-sample", type=int, default=32, help="slices timed one at a time")
+    t.add_argument("--memory-limit-gib", type=float, default=None,
+                   help="use at most this much device memory (simulates a smaller card)")  # fmt: skip
     t.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     result = compare(args) if args.what == "compare" else throughput(args)

@@ -629,3 +629,30 @@ def test_a_device_that_cannot_be_had_is_reported_with_its_error(monkeypatch: pyt
     assert info["device"] == "cuda"
     assert "CUDA is not available" in info["error"]
     assert liveness.device_info("cuda:0", "bf16", query_gpu=False)["device"] == "cuda:0"
+
+
+def test_a_memory_limit_needs_cuda() -> None:
+    with pytest.raises(ValueError, match="'cpu'"):
+        dev.limit_memory("cpu", 2**30)
+
+
+@gpu
+def test_gpu_memory_limit_shrinks_free_memory_and_batches() -> None:
+    """A 24 GB card simulated on a larger one: free memory and the batch sizes chosen from it."""
+    from cardiosynth.synthesis.stages import stage_batch_size
+
+    cuda = dev.resolve_device("cuda")
+    _, total = torch.cuda.mem_get_info(cuda)
+    with pytest.raises(ValueError, match="not within"):
+        dev.limit_memory(cuda, total + 1)
+    vae = dev.place(LabelVAE(VAEConfig()), cuda).eval()
+    unlimited = stage_batch_size(vae, "decode", "bf16")
+    try:
+        dev.limit_memory(cuda, 2**30)
+        free, limit = dev.free_memory(cuda) or (0, 0)
+        assert limit == 2**30
+        assert 0 < free <= 2**30
+        assert stage_batch_size(vae, "decode", "bf16") < unlimited
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, cuda)
+        dev._LIMITS.clear()

@@ -159,11 +159,39 @@ def to_numpy(tensor: torch.Tensor) -> npt.NDArray[Any]:
     return array
 
 
+# Per-process memory limits set with :func:`limit_memory`, by CUDA device index.
+_LIMITS: dict[int, int] = {}
+
+
+def _index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def limit_memory(device: torch.device | str, limit_bytes: int) -> None:
+    """Let this process use at most ``limit_bytes`` of a CUDA device (a GPU shared with other
+    processes, or a smaller card simulated on a larger one): the caching allocator refuses beyond it
+    (``torch.cuda.set_per_process_memory_fraction``) and :func:`free_memory`, hence every batch size
+    chosen from memory, counts only what is left of it."""
+    target = resolve_device(device) if isinstance(device, str) else device
+    if target.type != "cuda":
+        raise ValueError(f"a memory limit needs a CUDA device, got {str(target)!r}")
+    _, total = torch.cuda.mem_get_info(target)
+    if not 0 < limit_bytes <= total:
+        raise ValueError(f"memory limit {limit_bytes} bytes is not within (0, {total}] (the device's memory)")
+    torch.cuda.set_per_process_memory_fraction(limit_bytes / total, target)
+    _LIMITS[_index(target)] = int(limit_bytes)
+
+
 def free_memory(device: torch.device) -> tuple[int, int] | None:
-    """``(free, total)`` bytes of a CUDA device (``torch.cuda.mem_get_info``); ``None`` on CPU."""
+    """``(free, total)`` bytes of a CUDA device (``torch.cuda.mem_get_info``, within this process's
+    :func:`limit_memory` if one is set); ``None`` on CPU."""
     if device.type != "cuda":
         return None
     free, total = torch.cuda.mem_get_info(device)
+    limit = _LIMITS.get(_index(device))
+    if limit is not None:
+        # What the allocator holds already counts against the limit; the rest of it may be free.
+        free, total = min(free, max(0, limit - torch.cuda.memory_reserved(device))), limit
     return int(free), int(total)
 
 
