@@ -252,6 +252,40 @@ def running_stack(
         supervisor.stop_all()
 
 
+def watch(stack: Stack, job_id: str, *, poll_s: float = 1.0) -> Iterator[dict[str, Any]]:
+    """The job as it changes, until a terminal state: from ``GET /jobs/{id}/events`` (Server-Sent
+    Events; a stream that ends early is resumed with ``Last-Event-ID``), or by polling every
+    ``poll_s`` where the stream is not to be had."""
+    from cardiosynth.gateway.events import TERMINAL_STATES, parse_events
+
+    last_id: str | None = None
+    while True:
+        req = urllib.request.Request(f"{stack.url}/jobs/{job_id}/events")
+        req.add_header("X-API-Key", stack.api_key)
+        if last_id is not None:
+            req.add_header("Last-Event-ID", last_id)
+        try:
+            # The server sends a comment at least every 15 s: a read that waits longer means it is gone.
+            with urllib.request.urlopen(req, timeout=60) as response:
+                if response.status == 200:
+                    for event in parse_events(line.decode("utf-8") for line in response):
+                        last_id = event.id
+                        job: dict[str, Any] = json.loads(event.data)
+                        yield job
+                        if job["state"] in TERMINAL_STATES:
+                            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            log.info("event stream of job %s: %s; polling instead", job_id, exc)
+            time.sleep(poll_s)
+        # The stream ended (its longest time, a 204 or an error): where does the job stand now?
+        status, job = stack.request("GET", f"/jobs/{job_id}")
+        if status != 200:
+            raise RuntimeError(f"GET /jobs/{job_id} answered {status}: {job.get('detail', job)}")
+        yield job
+        if job["state"] in TERMINAL_STATES:
+            return
+
+
 def run_job(
     stack: Stack, body: dict[str, Any], out: Path, *, echo: Callable[[str], None], poll_s: float = 1.0
 ) -> dict[str, Any]:
@@ -262,16 +296,12 @@ def run_job(
     job_id = job["id"]
     echo(f"job {job_id} queued")
     last = ""
-    while True:
-        status, job = stack.request("GET", f"/jobs/{job_id}")
+    for job in watch(stack, job_id, poll_s=poll_s):
         stages = ", ".join(f"{k} {v['done']}/{v['total']}" for k, v in job.get("progress", {}).items())
         line = f"  {job['state']}" + (f": {stages}" if stages else "")
         if line != last:
             echo(line)
             last = line
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(poll_s)
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job_id} {job['state']}: {(job.get('error') or {}).get('detail')}")
     status, results = stack.request("GET", f"/jobs/{job_id}/results")

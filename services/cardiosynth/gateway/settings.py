@@ -34,6 +34,14 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: int = Field(
         default=16_384, ge=1024, description="largest request body accepted (413 above)"
     )
+    # GET /jobs/{id}/events (cardiosynth.gateway.events): one store read per poll per open stream.
+    events_poll_s: float = Field(default=0.5, gt=0, description="how often an event stream reads its job")
+    events_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="a comment line after this long without an event (keeps proxies open)"
+    )
+    events_max_s: float = Field(
+        default=3600.0, gt=0, description="an event stream ends after this long; the client resumes it"
+    )
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]

@@ -6,9 +6,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from cardiosynth.gateway.deps import Services, owner, services
 from cardiosynth.gateway.etag import conditional_json
+from cardiosynth.gateway.events import MEDIA_TYPE, Snapshot, StreamLimits, parse_last_event_id, version_of
+from cardiosynth.gateway.events import job_events as job_events_stream
 from cardiosynth.gateway.metrics import JOBS_SUBMITTED
 from cardiosynth.gateway.problems import PROBLEM, ProblemError
 from cardiosynth.gateway.schemas import (
@@ -150,6 +154,61 @@ def get_job(
     ``If-None-Match`` costs a 304 without a body while nothing changed."""
     body = job_out(_own_job(job_id, who, svc), svc).model_dump_json().encode()
     return conditional_json(body, if_none_match)
+
+
+EVENTS_EXAMPLE = (
+    "retry: 2000\n\n"
+    'id: 1764060004000000\ndata: {"id":"3f2a9c0d5e6b4a718293a4b5c6d7e8f9","state":"running",'
+    '"progress":{"encode":{"done":1,"total":5}},...}\n\n'
+    ": keep-alive\n\n"
+    'id: 1764060031000000\ndata: {"id":"3f2a9c0d5e6b4a718293a4b5c6d7e8f9","state":"succeeded",...}\n\n'
+)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        **ERRORS,
+        200: {
+            "content": {MEDIA_TYPE: {"example": EVENTS_EXAMPLE}},
+            "description": "Server-Sent Events: one per change of the job (data: the GET /jobs/{id} JSON, "
+            "id: its version), a keep-alive comment while nothing changes, the end after a terminal state",
+        },
+        204: {"description": "the job ended in the version named by Last-Event-ID: nothing more to send"},
+    },
+    summary="Watch a job: Server-Sent Events until it ends",
+)
+async def job_events(
+    job_id: str,
+    who: Annotated[str, Depends(owner)],
+    svc: Annotated[Services, Depends(services)],
+    last_event_id: Annotated[
+        str | None, Header(max_length=64, description="resume after this event (the id last received)")
+    ] = None,
+) -> Response:
+    """State and progress as they change, without polling the API: the stream polls the job store
+    (every ``CARDIOSYNTH_EVENTS_POLL_S``) and ends after the job's terminal state, or after
+    ``CARDIOSYNTH_EVENTS_MAX_S`` (reconnect with ``Last-Event-ID``: what the client has is not sent
+    again)."""
+
+    def snapshot() -> Snapshot | None:
+        job = svc.jobs.get(job_id)
+        if job is None or job.owner != who:
+            return None
+        body = job_out(job, svc).model_dump_json().encode()
+        return Snapshot(body, version_of(job.updated), job.state.value)
+
+    first = await run_in_threadpool(_own_job, job_id, who, svc)  # 404 / 503 before the stream starts
+    last = parse_last_event_id(last_event_id)
+    if first.state in TERMINAL and last == version_of(first.updated):
+        return Response(status_code=204)
+    settings = svc.settings
+    limits = StreamLimits(settings.events_poll_s, settings.events_heartbeat_s, settings.events_max_s)
+    stream = job_events_stream(lambda: run_in_threadpool(snapshot), last_id=last, limits=limits)
+    # No caching, and no buffering by a proxy (nginx honours X-Accel-Buffering): events go out at once.
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type=MEDIA_TYPE, headers=headers)
 
 
 @router.delete(
