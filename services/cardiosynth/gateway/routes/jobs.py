@@ -15,12 +15,21 @@ from cardiosynth.gateway.events import MEDIA_TYPE, Snapshot, StreamLimits, parse
 from cardiosynth.gateway.events import job_events as job_events_stream
 from cardiosynth.gateway.metrics import JOBS_SUBMITTED
 from cardiosynth.gateway.problems import PROBLEM, ProblemError
+from cardiosynth.gateway.results import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Manifest,
+    ManifestFile,
+    ResultFile,
+    ResultsPage,
+    checksummed,
+    manifest_key,
+    page,
+)
 from cardiosynth.gateway.schemas import (
-    FileOut,
     JobList,
     JobOut,
     Problem,
-    ResultsOut,
     State,
     SynthesizeRequest,
 )
@@ -257,24 +266,88 @@ def cancel_job(
 
 @router.get(
     "/jobs/{job_id}/results",
-    response_model=ResultsOut,
+    response_model=ResultsPage,
     responses={
         **ERRORS,
         410: {"model": Problem, "content": {PROBLEM: {}}, "description": "results expired (retention)"},
     },
-    summary="Output files and biomarkers",
+    summary="Output files and biomarkers, a page at a time",
 )
 def results(
-    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
-) -> ResultsOut:
+    job_id: str,
+    who: Annotated[str, Depends(owner)],
+    svc: Annotated[Services, Depends(services)],
+    cursor: Annotated[
+        str | None,
+        Query(max_length=1024, description="the `next` of the page before; absent: the first page"),
+    ] = None,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=MAX_LIMIT,
+            description=f"files per page (default and most: {DEFAULT_LIMIT}; a job of up to "
+            f"{DEFAULT_LIMIT} files is one page)",
+        ),
+    ] = DEFAULT_LIMIT,
+) -> ResultsPage:
+    """The job's files in key order with expiring download URLs, ``limit`` at a time: follow ``next``
+    (``?cursor=``) until it is null. Each page carries the biomarkers of the subjects it lists."""
     job = _own_job(job_id, who, svc)
     result = succeeded_result(job, "job", svc)
+    everything: list[dict[str, Any]] = result.get("files", [])
+    try:
+        items, following = page(everything, job.id, cursor, limit)
+    except ValueError as exc:
+        raise ProblemError(422, str(exc), errors=[{"field": "cursor", "message": str(exc)}]) from None
     ttl = svc.settings.result_url_ttl_s
-    files = [
-        FileOut(**f, url=svc.storage.download_url(f["key"], ttl), expires_in=ttl)
-        for f in result.get("files", [])
-    ]
-    return ResultsOut(job=job.id, files=files, biomarkers=result.get("biomarkers", {}))
+    files = [ResultFile(**f, url=svc.storage.download_url(f["key"], ttl), expires_in=ttl) for f in items]
+    biomarkers: dict[str, Any] = result.get("biomarkers", {})
+    if cursor is not None or following is not None:  # one page of several: its subjects' biomarkers
+        listed = {f["subject"] for f in items}
+        biomarkers = {s: b for s, b in biomarkers.items() if s in listed}
+    return ResultsPage(job=job.id, files=files, biomarkers=biomarkers, total=len(everything), next=following)
+
+
+@router.get(
+    "/jobs/{job_id}/manifest",
+    response_model=Manifest,
+    responses={
+        **ERRORS,
+        304: {"description": "unchanged: the ETag given in If-None-Match is still the manifest's"},
+        410: {"model": Problem, "content": {PROBLEM: {}}, "description": "results expired (retention)"},
+    },
+    summary="Every stored file of a job with its size and SHA-256, as one JSON download",
+)
+def manifest(
+    job_id: str,
+    who: Annotated[str, Depends(owner)],
+    svc: Annotated[Services, Depends(services)],
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Response:
+    """Sizes and checksums are those the workers recorded as they stored each file; a job stored
+    before they did so has its files read back and hashed once, and that manifest is kept with the
+    job's files (``jobs/<id>/manifest.json``)."""
+    job = _own_job(job_id, who, svc)
+    result = succeeded_result(job, "job", svc)
+    key = manifest_key(job.id)
+    files, computed = checksummed(
+        result.get("files", []), svc.storage.get_bytes, cached=lambda: svc.storage.get_bytes(key)
+    )
+    body = Manifest(
+        job=job.id,
+        request=job.request,
+        count=len(files),
+        total_bytes=sum(f["size"] for f in files),
+        files=[ManifestFile(**f) for f in sorted(files, key=lambda f: str(f["key"]))],
+        biomarker_summary=result.get("summary"),
+    )
+    data = body.model_dump_json().encode()
+    if computed:  # hashed once: the next call reads the stored manifest
+        svc.storage.put_bytes(key, data)
+    answer = conditional_json(data, if_none_match)
+    answer.headers["Content-Disposition"] = f'attachment; filename="{job.id}-manifest.json"'
+    return answer
 
 
 def succeeded_result(job: Job, noun: str, svc: Services) -> dict[str, Any]:
