@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from cardiosynth.gateway.catalog import ModelCatalog
 from cardiosynth.gateway.problems import ProblemError
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.base import JobStore, owner_id
@@ -21,6 +22,11 @@ class Services:
     jobs: JobStore
     storage: ObjectStore
     dispatcher: Dispatcher
+    # The models a request may name: those the workers can load (local registry + object store).
+    catalog: ModelCatalog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.catalog = ModelCatalog(self.storage)
 
 
 def services(request: Request) -> Services:

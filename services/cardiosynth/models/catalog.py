@@ -52,3 +52,27 @@ def find_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = No
             return candidate
     available = [v for k, v, _ in list_models(root) if k == kind]
     raise ValueError(f"no {kind} model {version!r}; available: {available or 'none'}")
+
+
+# -- models pushed to the object store (``cardiosynth models push``) ---------------------------------
+# One rule for the whole stack: a model version exists when the local registry holds it or the
+# object store holds its weights. The workers load it from the first place that has it
+# (registry.load_model_anywhere); the gateway accepts a request for it (gateway/catalog.py).
+WEIGHTS_FILE = "model.safetensors"
+STORE_PREFIX = "models/"
+
+
+def stored_model_key(kind: str, version: str) -> str:
+    """The object-store key of a pushed model's weights, written last by a push: a model whose
+    weights are there is whole."""
+    return f"{STORE_PREFIX}{check_kind(kind)}/{version}/{WEIGHTS_FILE}"
+
+
+def pushed_models(keys: list[str]) -> set[tuple[str, str]]:
+    """``(kind, version)`` of the whole models among object-store ``keys`` (a listing of ``models/``)."""
+    found = set()
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) == 4 and parts[0] == "models" and parts[1] in MODEL_KINDS and parts[3] == WEIGHTS_FILE:
+            found.add((parts[1], parts[2]))
+    return found

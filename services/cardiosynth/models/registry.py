@@ -32,8 +32,10 @@ from cardiosynth import __version__
 from cardiosynth.fsutil import staged_directory
 from cardiosynth.models.catalog import (
     DEFAULT_VERSION,
+    WEIGHTS_FILE,
     check_kind,
     find_model,
+    stored_model_key,
 )
 
 if TYPE_CHECKING:  # the classes load lazily at run time (SPADE pulls in MONAI)
@@ -43,7 +45,6 @@ if TYPE_CHECKING:  # the classes load lazily at run time (SPADE pulls in MONAI)
 log = logging.getLogger(__name__)
 
 ModelKind = Literal["vae", "spade"]
-WEIGHTS_FILE = "model.safetensors"
 
 
 def _builders() -> dict[str, Callable[[dict[str, Any]], nn.Module]]:
@@ -204,7 +205,7 @@ def fetch_model(store: Any, kind: str, version: str, cache_dir: Path) -> Path:
     target = Path(cache_dir) / kind / version
     if (target / WEIGHTS_FILE).is_file() and (target / "config.json").is_file():
         return target
-    if not store.exists(f"{prefix}/{WEIGHTS_FILE}"):
+    if not store.exists(stored_model_key(kind, version)):  # the rule the gateway checks too
         raise ValueError(f"no {kind} model {version!r} in the object store")
     with staged_directory(target) as staging:
         for name in MODEL_FILES:

@@ -24,7 +24,6 @@ from cardiosynth.jobs.base import (
     Job,
     JobState,
 )
-from cardiosynth.models.catalog import find_model
 from cardiosynth.queues import DATASET_STAGE
 
 router = APIRouter(tags=["datasets"])
@@ -76,7 +75,7 @@ def create_dataset(
     for kind in ("vae", "spade"):
         version = getattr(body.models, kind)
         try:
-            find_model(kind, version)
+            svc.catalog.check(kind, version)  # what the workers can load, pushed models too
         except ValueError as exc:
             raise _problem_422(f"models.{kind}", str(exc)) from None
     territory = body.territory_errors()

@@ -44,7 +44,6 @@ from cardiosynth.jobs.base import (
     TransitionRefusedError,
     subject_weight,
 )
-from cardiosynth.models.catalog import find_model
 from cardiosynth.queues import STAGES
 
 router = APIRouter(tags=["jobs"])
@@ -108,7 +107,7 @@ def synthesize(
 ) -> JobOut:
     for kind in ("vae", "spade"):
         try:
-            find_model(kind, body.model)
+            svc.catalog.check(kind, body.model)  # what the workers can load, pushed models too
         except ValueError as exc:
             raise ProblemError(
                 422, f"model: {exc}", errors=[{"field": "model", "message": str(exc)}]
