@@ -280,8 +280,8 @@ def test_gpu_vae_training_step_and_cpu_reload(tmp_path: Path) -> None:
 def test_gpu_spade_training_step_and_cpu_reload(tmp_path: Path) -> None:
     from cardiosynth.models.train_spade import SpadeTrainConfig, train_spade
 
-    slices = _tiny_slices()
-    small = SpadeConfig(image_size=32, channels=(4, 8), style_dim=4, spade_hidden=4, head_channels=4)
+    slices = _tiny_slices(size=64)  # the patch discriminator needs at least 64 pixels
+    small = SpadeConfig(image_size=64, channels=(4, 8), style_dim=4, spade_hidden=4, head_channels=4)
     monkey = pytest.MonkeyPatch()
     monkey.setattr(SpadeTrainConfig, "model_config", lambda self: small)
     try:
@@ -302,7 +302,7 @@ def test_gpu_spade_training_step_and_cpu_reload(tmp_path: Path) -> None:
                                  dev.to_model(torch.from_numpy(refs), model)).cpu()  # fmt: skip
         on_cpu = cpu_model.eval().translate(torch.from_numpy(slices.labels.astype(np.int64)),
                                             torch.from_numpy(refs))  # fmt: skip
-    assert torch.allclose(on_gpu, on_cpu, atol=1e-3)
+    assert torch.allclose(on_gpu, on_cpu, atol=5e-3)  # TF32 convolutions on CUDA (see below)
 
 
 @gpu
@@ -505,7 +505,9 @@ def test_gpu_stages_match_cpu_and_return_cpu_arrays() -> None:
     assert isinstance(labels, np.ndarray)
     assert isinstance(images, np.ndarray)
     assert np.mean(labels == cpu_labels) > 0.999
-    assert np.abs(images - cpu_images).max() < 1e-3
+    # fp32 on CUDA is not the CPU's arithmetic bit for bit: cuDNN convolutions may use TF32 (torch's
+    # default for convolutions); measured on an H200, at most 1.2e-3 apart on images in [-1, 1].
+    assert np.abs(images - cpu_images).max() < 5e-3
     bf16 = translate_slices(spade, cpu_labels, refs)  # the CUDA default
     assert np.abs(bf16 - cpu_images).mean() < 0.05
 
@@ -654,5 +656,5 @@ def test_gpu_memory_limit_shrinks_free_memory_and_batches() -> None:
         assert 0 < free <= 2**30
         assert stage_batch_size(vae, "decode", "bf16") < unlimited
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, cuda)
+        torch.cuda.set_per_process_memory_fraction(1.0, torch.cuda.current_device())
         dev._LIMITS.clear()

@@ -175,11 +175,12 @@ def limit_memory(device: torch.device | str, limit_bytes: int) -> None:
     target = resolve_device(device) if isinstance(device, str) else device
     if target.type != "cuda":
         raise ValueError(f"a memory limit needs a CUDA device, got {str(target)!r}")
-    _, total = torch.cuda.mem_get_info(target)
+    index = _index(target)  # torch's memory calls want an index, not a bare "cuda"
+    _, total = torch.cuda.mem_get_info(index)
     if not 0 < limit_bytes <= total:
         raise ValueError(f"memory limit {limit_bytes} bytes is not within (0, {total}] (the device's memory)")
-    torch.cuda.set_per_process_memory_fraction(limit_bytes / total, target)
-    _LIMITS[_index(target)] = int(limit_bytes)
+    torch.cuda.set_per_process_memory_fraction(limit_bytes / total, index)
+    _LIMITS[index] = int(limit_bytes)
 
 
 def free_memory(device: torch.device) -> tuple[int, int] | None:
@@ -187,11 +188,12 @@ def free_memory(device: torch.device) -> tuple[int, int] | None:
     :func:`limit_memory` if one is set); ``None`` on CPU."""
     if device.type != "cuda":
         return None
-    free, total = torch.cuda.mem_get_info(device)
-    limit = _LIMITS.get(_index(device))
+    index = _index(device)
+    free, total = torch.cuda.mem_get_info(index)
+    limit = _LIMITS.get(index)
     if limit is not None:
         # What the allocator holds already counts against the limit; the rest of it may be free.
-        free, total = min(free, max(0, limit - torch.cuda.memory_reserved(device))), limit
+        free, total = min(free, max(0, limit - torch.cuda.memory_reserved(index))), limit
     return int(free), int(total)
 
 

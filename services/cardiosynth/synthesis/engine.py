@@ -8,6 +8,7 @@ shifted into the class) -> interpolate by severity -> resample to the base subje
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +36,7 @@ from cardiosynth.data.topology import clean_labels as clean_label_stack
 from cardiosynth.device import model_device, place, resolve_precision
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
+from cardiosynth.parallel import thread_map
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
@@ -337,12 +339,10 @@ def clean_stacks(
     :func:`cardiosynth.data.topology.clean_labels`: one 3D heart at a time, not slice by slice."""
     if sum(p[3] for p in plan) != len(labels):
         raise ValueError(f"plan covers {sum(p[3] for p in plan)} slices, the batch has {len(labels)}")
-    out = labels.copy()
-    offset = 0
-    for *_, z_count in plan:
-        out[offset : offset + z_count] = clean_label_stack(labels[offset : offset + z_count])
-        offset += z_count
-    return out
+    bounds = np.cumsum([0, *(p[3] for p in plan)])
+    # Stacks are independent: cleaned by threads (cardiosynth.parallel), written back in order.
+    cleaned = thread_map(clean_label_stack, [labels[a:b] for a, b in itertools.pairwise(bounds)])
+    return np.concatenate(cleaned) if cleaned else labels.copy()
 
 
 class Synthesizer:
@@ -622,27 +622,43 @@ class Synthesizer:
         out: list[SyntheticSubject] = []
         offset = 0
         by_subject: dict[int, dict[float, dict[str, SyntheticPhase]]] = {}
-        for index, severity, phase, z_count in batch.plan:
-            base = self._base(self._ref(batch.base_ids[index]))
-            geometry = base.processed.geometry
+        stacks = []
+        for index, _, phase, z_count in batch.plan:
             lab = batch.labels[offset : offset + z_count]
-            img = (
-                images[offset : offset + z_count]
-                if images is not None
-                else np.full(lab.shape, -1.0, np.float32)
-            )
+            img = images[offset : offset + z_count] if images is not None else None
+            stacks.append((self._base(self._ref(batch.base_ids[index])), phase, lab, img))
             offset += z_count
+
+        def restore(item: tuple[sources.LoadedSubject, str, npt.NDArray[np.uint8], Any]) -> SyntheticPhase:
+            base, phase, lab, img = item
+            geometry = base.processed.geometry
             window = base.processed.phase(phase).window
-            by_subject.setdefault(index, {}).setdefault(severity, {})[phase] = SyntheticPhase(
-                labels=lab,
-                images=img,
-                native_labels=restore_labels(lab, geometry),
-                native_image=(
-                    composite_image(img, geometry, _native_image(base.subject, phase), window)
-                    if images is not None
-                    else restore_image(img, geometry, window)
-                ),
+            if img is None:  # no SPADE images: the native image is the low end of the base's window
+                img = np.full(lab.shape, -1.0, np.float32)
+                native_image = restore_image(img, geometry, window)
+            else:
+                native_image = composite_image(img, geometry, _native_image(base.subject, phase), window)
+            return SyntheticPhase(
+                labels=lab, images=img, native_labels=restore_labels(lab, geometry), native_image=native_image
             )
+
+        # Stacks are independent: restored and composited by threads (cardiosynth.parallel), in order.
+        restored_stacks = thread_map(restore, stacks)
+        for (index, severity, phase, _), restored in zip(batch.plan, restored_stacks, strict=True):
+            by_subject.setdefault(index, {}).setdefault(severity, {})[phase] = restored
+
+        subjects = {i: self._base(self._ref(batch.base_ids[i])).subject for i in by_subject}
+
+        def markers(index: int) -> dict[float, Biomarkers]:
+            base = subjects[index]
+            return {
+                severity: compute_biomarkers(phases["ED"].native_labels, phases["ES"].native_labels,
+                                             base.spacing, height=base.info.height, weight=base.info.weight)
+                for severity, phases in by_subject[index].items()
+                if set(phases) == set(PHASES)
+            }  # fmt: skip
+
+        biomarkers = dict(zip(by_subject, thread_map(markers, list(by_subject)), strict=True))
         for index in by_subject:  # the subjects the plan holds (all, or a part: LabelBatch.select)
             base = self._base(self._ref(batch.base_ids[index]))
             subject = SyntheticSubject(
@@ -658,11 +674,9 @@ class Synthesizer:
                 },
                 territory=batch.territories[index] if index < len(batch.territories) else None,
             )
-            for severity, phases in subject.phases.items():
-                if set(phases) == set(PHASES):
-                    b = compute_biomarkers(phases["ED"].native_labels, phases["ES"].native_labels,
-                                           base.subject.spacing, height=base.subject.info.height,
-                                           weight=base.subject.info.weight)  # fmt: skip
+            for severity in subject.phases:
+                b = biomarkers[index].get(severity)
+                if b is not None:
                     subject.biomarkers[severity] = b
                     try:
                         d = classify(b)
