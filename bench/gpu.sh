@@ -18,6 +18,8 @@
 #
 #   bench/gpu.sh                  on a machine with a GPU; reports under $OUT (or reports/gpu)
 #   bench/gpu.sh --cpu-smoke      tiny sizes on the CPU: proves the script runs end to end
+#   STEPS="tests synthesis" bench/gpu.sh   only those steps (tests precision throughput synthesis
+#                                          train; the device and the data always)
 #
 # Installs nothing from the network. A bare GPU machine has torch but not MONAI or nibabel: carry
 # their wheels (pure Python) in .whl/ at the repository root, e.g.
@@ -58,7 +60,7 @@ if [[ $smoke == 1 ]]; then
 else
   device=cuda subjects=100 n_tp=100 n_syn="1 10 100" naive=10 compare_n=10 loop=32 preset=paper
   # preset:precision[:GiB], the last a memory limit (a 24 GB card simulated on this one)
-  tp_runs="paper:bf16 paper:fp32 paper:bf16:24 cpu-small:bf16" syn_presets="paper" vae_epochs=3 spade_epochs=3
+  tp_runs="${TP_RUNS:-paper:bf16 paper:fp32 paper:bf16:24 cpu-small:bf16}" syn_presets="paper" vae_epochs=3 spade_epochs=3
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, go on after a failure
@@ -72,17 +74,20 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, go on a
   echo "== $name: exit $rc after $((SECONDS - started)) s" | tee -a "$log"
 }
 bundle() { tar -C "$work" -czf "$out/reports.tgz" reports 2>/dev/null; }
+steps="${STEPS:-tests precision throughput synthesis train}"
+want() { [[ " $steps " == *" $1 "* ]]; }
 
 command -v nvidia-smi >/dev/null && step nvidia-smi 30 nvidia-smi
 step device 60 $py -c "import json; from cardiosynth.device import describe; print(json.dumps(describe('$device')))"
 data="$work/phantom"
 step data 120 $cs phantom --out "$data" --subjects "$subjects" --seed 0 --quiet
-step gpu-tests 150 $py -m pytest tests/test_device.py -m gpu -q -p no:cacheprovider -rs
+want tests && step gpu-tests 150 $py -m pytest tests/test_device.py -m gpu -q -p no:cacheprovider -rs
 
-step precision 90 $py bench/precision.py compare --device "$device" -n "$compare_n" --data "$data" \
+want precision && step precision 90 $py bench/precision.py compare --device "$device" -n "$compare_n" --data "$data" \
   --out "$work/reports/precision"
 cp "$work/reports/precision/precision.json" "$out/precision.json" 2>/dev/null
 
+want throughput || tp_runs=""
 for run in $tp_runs; do
   IFS=: read -r p precision gib <<<"$run"
   name="$p-$precision${gib:+-${gib}GiB}"
@@ -95,7 +100,9 @@ done
 bundle
 
 # The shipped (phantom-size) models, then networks of each preset's size.
-for models in shipped $syn_presets; do
+syn_models="shipped $syn_presets"
+want synthesis || syn_models=""
+for models in $syn_models; do
   opt=()
   [[ $models != shipped ]] && opt=(--preset "$models")
   step "synthesis-$models" 120 $py bench/synthesis.py --data "$data" --device "$device" --n $n_syn \
@@ -107,7 +114,7 @@ bundle
 
 # Both paper presets trained side by side for a few epochs, the script end to end (its evaluation
 # included): the per-epoch seconds in history.jsonl are what the script's default epochs rest on.
-step train-paper-models 200 env CARDIOSYNTH="$cs" DEVICE="$device" DATA="$data" PRESET="$preset" \
+want train && step train-paper-models 200 env CARDIOSYNTH="$cs" DEVICE="$device" DATA="$data" PRESET="$preset" \
   VAE_EPOCHS="$vae_epochs" SPADE_EPOCHS="$spade_epochs" RUNS="$work/runs" REPORT="$work/reports/models-paper" \
   bash scripts/train_paper_models.sh
 for model in vae spade; do
