@@ -63,7 +63,8 @@ MAX_PASSES: Final = 4
 # In-plane neighbourhoods as 3D structures (no through-plane extent).
 _IN_PLANE_8: Final = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE_8[1] = True
-_SLICE_8: Final = np.ones((3, 3), dtype=bool)
+_IN_PLANE_4: Final = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE_4[1] = ndimage.generate_binary_structure(2, 1)
 
 LabelStack = npt.NDArray[np.uint8]
 
@@ -141,22 +142,38 @@ def _keep_largest(labels: LabelStack, structure: npt.NDArray[np.bool_]) -> Label
     return out
 
 
+def _fill_slices(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``ndimage.binary_fill_holes`` of every slice of a stack ``(Z, S, S)``, in one call: the
+    4-connected components of each slice's outside (an in-plane structure keeps slices apart) that
+    do not reach that slice's edges are its holes. One labelling pass instead of the iterated
+    dilation of ``binary_fill_holes``."""
+    outside, _ = ndimage.label(~mask, structure=_IN_PLANE_4)
+    edges = np.concatenate([outside[:, 0], outside[:, -1], outside[:, :, 0], outside[:, :, -1]], axis=None)
+    holes = (outside > 0) & ~np.isin(outside, edges)
+    filled: npt.NDArray[np.bool_] = mask | holes
+    return filled
+
+
 def _fill_holes(labels: LabelStack) -> LabelStack:
+    """Per slice (all slices at once; each slice only ever sees itself): pixels enclosed by a cavity
+    join it, then each hole in the heart takes its most frequent non-background neighbour."""
     out = labels.copy()
-    for k in range(out.shape[0]):
-        sl = out[k]
-        # pixels of any other label enclosed by a cavity belong to that cavity
-        for value in (LV_CAVITY, RV_CAVITY):
-            cavity = sl == value
-            sl[ndimage.binary_fill_holes(cavity) & ~cavity] = value
-        heart = sl != BACKGROUND
-        holes, count = ndimage.label(ndimage.binary_fill_holes(heart) & ~heart)
-        for h in range(1, count + 1):
-            hole = holes == h
-            border = ndimage.binary_dilation(hole, structure=_SLICE_8) & ~hole
-            counts = np.bincount(sl[border], minlength=NUM_CLASSES)
-            counts[BACKGROUND] = 0
-            sl[hole] = int(np.argmax(counts))
+    for value in (LV_CAVITY, RV_CAVITY):
+        cavity = out == value
+        out[_fill_slices(cavity) & ~cavity] = value
+    heart = out != BACKGROUND
+    holes, _ = ndimage.label(_fill_slices(heart) & ~heart, structure=_IN_PLANE_4)
+    # In slice order, and within a slice in label order, each seeing the holes filled before it.
+    for h, box in enumerate(ndimage.find_objects(holes), start=1):
+        if box is None:
+            continue
+        grown = _grow(box, out.shape)
+        hole = holes[grown] == h
+        sub = out[grown]
+        border = ndimage.binary_dilation(hole, structure=_IN_PLANE_8) & ~hole
+        counts = np.bincount(sub[border], minlength=NUM_CLASSES)
+        counts[BACKGROUND] = 0
+        sub[hole] = int(np.argmax(counts))
     return out
 
 
@@ -183,6 +200,24 @@ def clean_labels(stack: npt.NDArray[np.generic], *, connectivity: Connectivity =
     """
     labels = _check(stack)
     structure = _structure(connectivity)
+    out = labels.copy()
+    # Work on the heart's in-plane bounding box with a one-pixel margin, not the whole field (a 128 x
+    # 128 slice is mostly background): exactly the same result, since no step grows the heart beyond
+    # its extent and, outside the box, background is one region that reaches the image border, as the
+    # margin does (holes and neighbours are judged the same). Several times faster.
+    ys, xs = np.nonzero(labels.any(axis=0))
+    if len(ys) == 0:
+        return out
+    box = (
+        slice(None),
+        slice(max(int(ys.min()) - 1, 0), int(ys.max()) + 2),
+        slice(max(int(xs.min()) - 1, 0), int(xs.max()) + 2),
+    )
+    out[box] = _clean(labels[box], structure)
+    return out
+
+
+def _clean(labels: LabelStack, structure: npt.NDArray[np.bool_]) -> LabelStack:
     out = labels.copy()
     for _ in range(MAX_PASSES):
         cleaned = _close_ring(_fill_holes(_keep_largest(out, structure)))
