@@ -3,18 +3,14 @@
 # discriminator) on the default phantom (100 subjects, seed 0) on one GPU, installs them as version
 # paper-v1 into runs/paper-models, and evaluates them (cardiosynth evaluate models).
 #
-# Sized to finish in under 8 minutes on one H100-class GPU. That is an ESTIMATE, not a measurement
-# (no GPU was available when this was written); bench/gpu.sh times one epoch of each preset, and the
-# epochs below should be corrected from its train.txt. The estimate: forward FLOPs per 128 x 128 slice
-# (torch.utils.flop_counter) are 14.4 G (VAE) and 16.2 G (SPADE generator) + 3.0 G (discriminator);
-# a training step costs about 3 x forward for the VAE (43 G per slice) and about 79 G per slice for
-# SPADE (generator, discriminator on fake and real, both backward passes). At an assumed 100 TFLOP/s
-# effective in bf16 (about 10 % of an H100's peak: small 128 x 128 convolutions, instance norm) and
-# about 1,800 training slices, an epoch is ~0.8 s of VAE and ~1.4 s of SPADE arithmetic, plus per-step
-# overhead (syncs for logging: ~10-30 ms x 56 VAE and 113 SPADE steps), the held-out check, the sample
-# grid and a ~0.5 GB checkpoint per epoch: ~4 s (VAE) and ~7 s (SPADE) per epoch. The two runs share
-# the GPU at once (they are independent: SPADE learns from real label maps), so the overheads overlap:
-#   phantom ~1 min + max(40 x 4 s, 30 x 7 s) ~ 3.5-4.5 min with sharing + evaluation ~1.5 min < 8 min.
+# Sized to finish in under 8 minutes on one H100-class GPU, from a measurement (bench/gpu.sh on one
+# NVIDIA H200, 2026-11-27, reports/gpu/h200-run1/train.txt): with both trainings side by side on the
+# 100-subject phantom (1,714 training slices), the first epoch takes 23 s (VAE) and 39 s (SPADE) with
+# start-up and cuDNN autotuning, every later one 1.7 s (VAE) and 6.3 s (SPADE); the evaluation took
+# 48 s and the script's 3-epoch run 132 s end to end. So VAE 100 epochs ~ 190 s and SPADE 40 epochs
+# ~ 285 s side by side, + evaluation ~50 s + phantom ~10 s: ~6.5 minutes on the H200; an H100 (the
+# same compute, slower memory) should stay under 8. The full-length run itself has not been done:
+# its quality figures are unknown until someone runs this script on a GPU.
 # VAE_EPOCHS, SPADE_EPOCHS, DEVICE, DATA (an existing data set is used as it is), RUNS (run folders and
 # the registry root, default runs), REPORT (default reports/models-paper) and PRESET (cpu-small: a
 # quick run of the script itself on a CPU) override the defaults.
@@ -23,8 +19,8 @@ cd "$(dirname "$0")/.."
 cs="${CARDIOSYNTH:-.venv/bin/cardiosynth}"
 device="${DEVICE:-cuda}"
 data="${DATA:-data/phantom}"
-vae_epochs="${VAE_EPOCHS:-40}"
-spade_epochs="${SPADE_EPOCHS:-30}"
+vae_epochs="${VAE_EPOCHS:-100}"
+spade_epochs="${SPADE_EPOCHS:-40}"
 preset="${PRESET:-paper}"
 runs="${RUNS:-runs}"
 report="${REPORT:-reports/models-paper}"
