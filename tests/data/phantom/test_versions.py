@@ -22,12 +22,32 @@ V1_LABEL_HASHES = {
 }
 
 
-def _label_hash(subject: PhantomSubject) -> str:
+# Version 2 at content PHANTOM_CONTENT[2]: sha256 of the label arrays and of the image arrays of
+# subject (index, group) with seed 0. A change of either is a change of content: bump the content
+# version (the default data cache is keyed by it) and re-pin; an optimisation must leave both.
+V2_CONTENT = "2.5"
+V2_HASHES = {
+    (2, Group.MINF): (
+        "30ad8cdb3f14a2bfd3c714e70b6fcfce4e4f7efcc7b02cd8ce699e10c4fd5ff4",
+        "a3de2ce2d7705a10b0163bbca6c248a531064ba871094187c6415cc51f876c19",
+    ),
+    (0, Group.NOR): (
+        "b032858c4a0b7653c3d20a389420d68f2c745abbd2ebc541073296e1fdaf44c2",
+        "0b39a478ed92474d123b25745351e6a3f087f861409e04d37f5f55c24c12cfa0",
+    ),
+}
+
+
+def _hash(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
-    for labels in (subject.ed_label, subject.es_label):
-        h.update(str(labels.shape).encode())
-        h.update(np.ascontiguousarray(labels).tobytes())
+    for array in arrays:
+        h.update(str(array.shape).encode())
+        h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()
+
+
+def _label_hash(subject: PhantomSubject) -> str:
+    return _hash(subject.ed_label, subject.es_label)
 
 
 @pytest.mark.parametrize(("index", "group"), list(V1_LABEL_HASHES))
@@ -50,6 +70,13 @@ def test_version_2_is_the_default_and_deterministic_by_seed() -> None:
     assert np.array_equal(a.ed_image, b.ed_image)
     assert _label_hash(a) != V1_LABEL_HASHES[(2, Group.MINF)]
     assert a.provenance()["territory"] in ("LAD", "LCx", "RCA")
+
+
+@pytest.mark.parametrize(("index", "group"), list(V2_HASHES))
+def test_version_2_content_is_pinned(index: int, group: Group) -> None:
+    subject = generate_subject(index, group, seed=0, version=2)
+    assert PHANTOM_CONTENT[2] == V2_CONTENT, "content bumped: re-pin V2_HASHES for it"
+    assert (_label_hash(subject), _hash(subject.ed_image, subject.es_image)) == V2_HASHES[(index, group)]
 
 
 @pytest.mark.parametrize("bad", [0, 3, -1, "2", 2.0, True])

@@ -6,6 +6,7 @@ myocardium, very dark lung; liver and skeletal muscle in between.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -150,9 +151,14 @@ def bias_field(
 def rician(signal: FloatArray, sigma: float | FloatArray, rng: np.random.Generator) -> FloatArray:
     """Magnitude of the signal plus complex Gaussian noise (Rician distributed); ``sigma`` may be a
     map that broadcasts to ``signal`` (version 2: the parallel-imaging g-factor)."""
-    out: FloatArray = np.hypot(
-        signal + rng.normal(0.0, sigma, signal.shape), rng.normal(0.0, sigma, signal.shape)
-    )
+    # standard_normal times sigma draws the same numbers as normal(0, sigma), without normal's
+    # per-element broadcasting of a sigma map (about twice as fast); in place to spare copies.
+    real = rng.standard_normal(signal.shape)
+    real *= sigma
+    real += signal
+    imaginary = rng.standard_normal(signal.shape)
+    imaginary *= sigma
+    out: FloatArray = np.hypot(real, imaginary, out=real)
     return out
 
 
@@ -315,7 +321,8 @@ def body_organs(
     lobed outline, and the stomach under the left hemidiaphragm toward the apex (fluid with an
     anterior air cap, as in a supine patient).
     """
-    out = np.zeros(x.shape, dtype=np.int8)
+    # x and y may be broadcastable (a column and a row of a grid: half the work on the outlines).
+    out = np.zeros(np.broadcast_shapes(x.shape, y.shape), dtype=np.int8)
     for cx, cy, ax, ay in extras.breasts:
         out[_ellipse_value(x, y, (cx, cy), (ax, ay)) < 1.0] = Organ.BREAST_FAT
         # Fibroglandular tissue: a lobulated cone behind the nipple, inside the fat.
@@ -361,13 +368,22 @@ def body_organs(
 
 def banding(x: FloatArray, y: FloatArray, artefacts: ArtefactParams, slice_index: int) -> FloatArray:
     """Multiplicative off-resonance band pattern (1 away from the bands) at points ``(x, y)`` (mm)."""
+    shape = np.broadcast_shapes(x.shape, y.shape)  # x and y may be a column and a row of a grid
     if artefacts.band_strength <= 0.0:
-        return np.ones(x.shape)
+        return np.ones(shape)
     c0, gx, gy, cq, x0, y0 = artefacts.band_coeffs
     phi = c0 + artefacts.band_drift * slice_index + gx * x + gy * y + cq * ((x - x0) ** 2 + (y - y0) ** 2)
     distance = np.abs(np.mod(phi, 1.0) - 0.5)  # cycles from the band centre
-    out: FloatArray = 1.0 - artefacts.band_strength * np.exp(-((distance / artefacts.band_width) ** 2))
+    z = (distance / artefacts.band_width) ** 2
+    # Away from the bands strength * exp(-z) is below half an ulp of 1: the result is 1.0 exactly,
+    # so only the points near a band need the exponential.
+    near = z < _BAND_NEGLIGIBLE + math.log(max(artefacts.band_strength, 1.0))
+    out: FloatArray = np.ones(shape)
+    out[near] = 1.0 - artefacts.band_strength * np.exp(-z[near])
     return out
+
+
+_BAND_NEGLIGIBLE = 40.0  # exp(-40) = 4e-18, under 2**-54 (half an ulp of 1.0)
 
 
 def g_factor(shape: tuple[int, int], artefacts: ArtefactParams) -> FloatArray:
@@ -397,13 +413,20 @@ def textured(
     """``image`` times a texture inside every tissue (per-class coarse and fine fields), with bright
     vessels in the lung and the liver. ``classes`` holds organ codes, or ``N_ORGANS + Tissue`` in the
     heart; both arrays are ``(X, Y, Z)``."""
-    coarse = ndimage.gaussian_filter(rng.normal(0.0, 1.0, image.shape), sigma=(4.0, 4.0, 0.0))
-    fine = ndimage.gaussian_filter(rng.normal(0.0, 1.0, image.shape), sigma=(1.0, 1.0, 0.0))
+    # standard_normal draws what normal(0, 1) draws; the field is built in place (same values).
+    coarse = ndimage.gaussian_filter(rng.standard_normal(image.shape), sigma=(4.0, 4.0, 0.0))
+    fine = ndimage.gaussian_filter(rng.standard_normal(image.shape), sigma=(1.0, 1.0, 0.0))
     coarse /= float(coarse.std()) or 1.0
     fine /= float(fine.std()) or 1.0
-    scale = artefacts.texture_scale
-    field = 1.0 + scale * (TEXTURE_COARSE[classes] * coarse + TEXTURE_FINE[classes] * fine)
-    out: FloatArray = image * np.clip(field, 0.2, None)
+    field = TEXTURE_COARSE[classes]
+    field *= coarse
+    fine_part = TEXTURE_FINE[classes]
+    fine_part *= fine
+    field += fine_part
+    field *= artefacts.texture_scale
+    field += 1.0
+    out: FloatArray = np.clip(field, 0.2, None, out=field)
+    out *= image
     vessels = fine > 2.2
     out[vessels & (classes == Organ.LUNG)] *= 5.0  # pulmonary vessels on dark lung
     out[vessels & (classes == Organ.LIVER)] *= 1.7  # hepatic vessels are bright on bSSFP

@@ -37,7 +37,14 @@ from cardiosynth.data.phantom.appearance import (
     rician,
     textured,
 )
-from cardiosynth.data.phantom.tissues import TISSUE_TO_LABEL, PolarGrid, Tissue, heart_tissues
+from cardiosynth.data.phantom.tissues import (
+    TISSUE_TO_LABEL,
+    PolarGrid,
+    RadiiTable,
+    Tissue,
+    heart_reach,
+    heart_tissues,
+)
 
 if TYPE_CHECKING:
     from cardiosynth.data.phantom.params import SubjectParams
@@ -122,6 +129,68 @@ def _flow_void(
     image[blood] *= 1.0 - strength * weight[blood]
 
 
+def _render_heart(
+    params: SubjectParams,
+    shape: HeartShape,
+    phase: Phase,
+    bx: npt.NDArray[np.float64],
+    by: npt.NDArray[np.float64],
+    depth: float,
+    depths: list[float],
+    tables: list[RadiiTable],
+    body: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.uint8],
+    classes: npt.NDArray[np.int16],
+    organs: npt.NDArray[np.int8],
+    lut: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Partial-volume image of the heart region ``(bx, by)`` (heart frame, mm) of the slice at
+    ``depth``, sampled at ``depths`` across the slice (``tables``: their radii); writes the slice's
+    ``labels`` and ``classes`` there. ``body``/``organs``: the body model at the pixel centres."""
+    px = params.acquisition.pixel_spacing
+    offsets = (np.arange(INPLANE_SUPERSAMPLING) + 0.5) / INPLANE_SUPERSAMPLING - 0.5
+    # The pixel centres (labels) and the in-plane sub-samples as one stack of layers: one polar grid
+    # and one call per depth instead of one per sub-sample (point by point the same values as
+    # drawing each layer on its own).
+    layers_x = np.stack([bx] + [bx + ox * px for ox in offsets for _ in offsets])
+    layers_y = np.stack([by] + [by + oy * px for _ in offsets for oy in offsets])
+    grid = PolarGrid.of(layers_x, layers_y)
+    samples = grid.layers(slice(1, None))
+    codes = None
+    subs = []
+    for dd, table in zip(depths, tables, strict=True):
+        if dd == depth:  # the labels' depth: the pixel centres go with the sub-samples
+            both = heart_tissues(
+                shape, params.extras, layers_x, layers_y, dd, phase, fast=True, grid=grid, table=table
+            )
+            codes, sub = both[0], both[1:]
+        else:
+            sub = heart_tissues(
+                shape,
+                params.extras,
+                layers_x[1:],
+                layers_y[1:],
+                dd,
+                phase,
+                fast=True,
+                grid=samples,
+                table=table,
+            )
+        subs.append(np.where(sub == Tissue.NONE, body, lut[sub]))
+    if codes is None:
+        codes = heart_tissues(shape, params.extras, bx, by, depth, phase, fast=True)
+    labels[...] = _without_specks(TISSUE_TO_LABEL[codes])
+    classes[...] = np.where(codes == Tissue.NONE, organs, N_ORGANS + codes)
+    # Summed in the order the sub-samples were always summed (in-plane outer, through-plane inner).
+    acc = np.zeros(bx.shape)
+    for layer in range(len(offsets) ** 2):
+        for values in subs:
+            acc += values[layer]
+    out = acc / (len(depths) * len(offsets) ** 2)
+    _flow_void(out, codes, bx, by, params, shape, depth, phase)
+    return out
+
+
 def render_phase(
     params: SubjectParams, shape: HeartShape, phase: Phase, rng: np.random.Generator
 ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.uint8]]:
@@ -144,11 +213,21 @@ def render_phase(
     xs = (np.arange(nx) - (nx - 1) / 2.0) * px - acq.heart_offset[0]
     ys = -(np.arange(ny) - (ny - 1) / 2.0) * px - acq.heart_offset[1]
     x, y = np.meshgrid(xs, ys, indexing="ij")
+    # The grid as a column and a row, for the functions that broadcast them.
+    col = np.asarray(xs[:, None], dtype=np.float64)
+    row = np.asarray(ys[None, :], dtype=np.float64)
     extent = _heart_extent(params, shape)
     offsets = (np.arange(INPLANE_SUPERSAMPLING) + 0.5) / INPLANE_SUPERSAMPLING - 0.5
     through = (np.arange(THROUGH_PLANE_SAMPLES) + 0.5) / THROUGH_PLANE_SAMPLES - 0.5
     lut = style.tissue_lut()
     olut = organ_lut(style)
+    n_samples = len(through) * len(offsets) ** 2
+    # A pixel whose sub-samples all miss the heart: the sum of n_samples copies of its body value
+    # over n_samples, accumulated as _render_heart accumulates (so not always the value itself).
+    all_body = np.zeros(len(olut))
+    for _ in range(n_samples):
+        all_body += olut
+    all_body = all_body / n_samples
 
     image = np.zeros((nx, ny, acq.n_slices))
     labels = np.zeros((nx, ny, acq.n_slices), dtype=np.uint8)
@@ -156,47 +235,52 @@ def render_phase(
     for k, depth in enumerate(acq.depths):
         d = float(depth)
         dx, dy = variation.slice_shifts[k]
-        xk, yk = x - dx, y - dy  # the heart (and body) moved by (dx, dy) in this breath-hold
-        organs = body_organs(params.body, variation.body, xk, yk, d / shape.epi_length)
+        # The heart (and body) moved by (dx, dy) in this breath-hold; the body model takes the grid
+        # as a column and a row.
+        organs = body_organs(params.body, variation.body, col - dx, row - dy, d / shape.epi_length)
         body = olut[organs]
         classes[:, :, k] = organs
+        image[:, :, k] = body
         ii = np.flatnonzero(np.abs(xs - dx) < extent)
         jj = np.flatnonzero(np.abs(ys - dy) < extent)
         if ii.size and jj.size:  # the heart lies inside this box; outside it every code is NONE
             box = (slice(ii[0], ii[-1] + 1), slice(jj[0], jj[-1] + 1))
-            bx, by = xk[box], yk[box]
-            codes = heart_tissues(shape, params.extras, bx, by, d, phase, fast=True)
-            labels[(*box, k)] = _without_specks(TISSUE_TO_LABEL[codes])
-            classes[(*box, k)] = np.where(codes == Tissue.NONE, organs[box], N_ORGANS + codes)
-            body_box = body[box]
-            acc = np.zeros(bx.shape)
-            for ox in offsets:
-                for oy in offsets:
-                    sx, sy = bx + ox * px, by + oy * px
-                    grid = PolarGrid.of(sx, sy)  # shared by the through-plane samples
-                    for dz in through:
-                        sub = heart_tissues(
-                            shape,
-                            params.extras,
-                            sx,
-                            sy,
-                            d + dz * acq.slice_thickness,
-                            phase,
-                            fast=True,
-                            grid=grid,
-                        )
-                        acc += np.where(sub == Tissue.NONE, body_box, lut[sub])
-            sub_image = acc / (len(through) * len(offsets) ** 2)
-            _flow_void(sub_image, codes, bx, by, params, shape, d, phase)
-            body[box] = sub_image
-        image[:, :, k] = body
+            depths = [d + dz * acq.slice_thickness for dz in through]
+            tables = [RadiiTable.at(shape, dd, phase) for dd in depths]
+            # Where this slice's heart reaches (far less than the box, which bounds every slice and
+            # the atria): pixels of the box beyond it hold only background sub-samples, which sum
+            # to ``all_body`` exactly as the loop below sums them.
+            reach = max(
+                heart_reach(shape, params.extras, dd, phase, t) for dd, t in zip(depths, tables, strict=True)
+            )
+            image[(*box, k)] = all_body[organs[box]]
+            near = reach + px + 1.0  # the sub-samples lie within half a pixel of the centres
+            ti = np.flatnonzero(np.abs(xs[box[0]] - dx) < near) + box[0].start
+            tj = np.flatnonzero(np.abs(ys[box[1]] - dy) < near) + box[1].start
+            if ti.size and tj.size:
+                heart = (slice(ti[0], ti[-1] + 1), slice(tj[0], tj[-1] + 1))
+                image[(*heart, k)] = _render_heart(
+                    params,
+                    shape,
+                    phase,
+                    x[heart] - dx,
+                    y[heart] - dy,
+                    d,
+                    depths,
+                    tables,
+                    body[heart],
+                    labels[(*heart, k)],
+                    classes[(*heart, k)],
+                    organs[heart],
+                    lut,
+                )
 
     image = textured(image, classes, artefacts, rng)
     image = ndimage.gaussian_filter(image, sigma=(style.blur, style.blur, 0.0))
     blood = (labels == LV_CAVITY) | (labels == RV_CAVITY)
     image += ghosts(image, blood, artefacts)
     for k in range(acq.n_slices):
-        image[:, :, k] *= banding(x, y, artefacts, k)
+        image[:, :, k] *= banding(col, row, artefacts, k)
     anterior_wall = params.body.torso_centre[1] + params.body.torso_axes[1]
     image *= bias_field((nx, ny), px, style, anterior_wall, y, rng)[:, :, None]
     sigma = style.noise * g_factor((nx, ny), artefacts)[:, :, None]
