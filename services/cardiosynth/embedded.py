@@ -208,8 +208,12 @@ def running_stack(
     data: Path | None = None,
     ready_timeout_s: float = 180.0,
     api_key: str | None = None,
+    wait_for_workers: bool = True,
 ) -> Iterator[Stack]:
     """Start gateway + VAE worker + SPADE worker; yield once ``/readyz`` answers 200; stop them all.
+
+    ``wait_for_workers=False``: yield once the gateway answers (``/healthz``), the workers still
+    starting (jobs wait in the queue meanwhile): callers with work for the gateway alone start sooner.
 
     The API key and signing key are the state folder's (:func:`load_identity`); ``api_key`` or
     ``CARDIOSYNTH_API_KEY`` sets the key."""
@@ -239,7 +243,7 @@ def running_stack(
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}; see {logs / (name + '.log')}")
             try:
-                status, _ = stack.request("GET", "/readyz")
+                status, _ = stack.request("GET", "/readyz" if wait_for_workers else "/healthz")
                 if status == 200:
                     break
             except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):

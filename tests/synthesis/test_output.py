@@ -23,7 +23,7 @@ from cardiosynth.synthesis.engine import (
     SyntheticSubject,
     clean_stacks,
 )
-from cardiosynth.synthesis.output import file_names, write_subject
+from cardiosynth.synthesis.output import base_file_names, file_names, write_subject
 
 SPADE_SMALL = SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4)
 
@@ -66,6 +66,32 @@ def test_written_files_have_the_base_grid_and_affine(run: Run, tmp_path: Path) -
             np.testing.assert_allclose(written.affine, base.affine, atol=1e-4)
         np.testing.assert_array_equal(labels.array, run.subject.phases[1.0][phase].native_labels)
         np.testing.assert_allclose(image.array, run.subject.phases[1.0][phase].native_image, rtol=1e-6)
+
+
+def test_the_base_subject_is_written_beside_it_on_request(run: Run, tmp_path: Path) -> None:
+    import json
+
+    plain = write_subject(run.subject, run.request, tmp_path / "plain", models={"vae": "t0"}, preview=False)
+    assert not any("_base_" in p.name for p in plain.iterdir())  # off by default: real data, not synthetic
+    assert "base_files" not in json.loads((plain / "provenance.json").read_text())
+    folder = write_subject(run.subject, run.request, tmp_path / "with", models={"vae": "t0"}, preview=False,
+                           base=True)  # fmt: skip
+    base = run.subject.base
+    record = json.loads((folder / "provenance.json").read_text())
+    for phase, (image_own, label_own) in (("ED", (base.ed_image, base.ed_label)),
+                                          ("ES", (base.es_image, base.es_label))):  # fmt: skip
+        image_name, label_name = base_file_names(run.subject.name, phase)
+        assert record["base_files"][phase] == {"image": image_name, "label": label_name}
+        image, labels = load_volume(folder / image_name), load_volume(folder / label_name)
+        # the base's own volumes on the synthetic volumes' grid: a viewer compares them voxel for voxel
+        synthetic = load_volume(folder / file_names(run.subject.name, 1.0, phase)[0])
+        np.testing.assert_allclose(image.affine, synthetic.affine)
+        assert image.array.shape == synthetic.array.shape
+        np.testing.assert_array_equal(labels.array, label_own)
+        np.testing.assert_allclose(image.array, image_own, rtol=1e-6)
+        assert not np.array_equal(labels.array, run.subject.phases[1.0][phase].native_labels)
+    # training reads ``files``: the synthetic volumes only, with or without the base beside them
+    assert record["files"] == json.loads((plain / "provenance.json").read_text())["files"]
 
 
 def test_no_constant_fill_and_the_base_outside_the_crop(run: Run) -> None:

@@ -1,10 +1,12 @@
 """The web page end to end in a real browser: Debian's Chromium driven by Playwright, against an
-embedded stack (gateway and both workers as processes, the shipped phantom-v1 models).
+embedded stack (gateway and both workers as processes, the shipped models).
 
-One stack and one browser for the module. Every page records what it requested and any CSP
-violation, and each test ends by checking that nothing left the page's origin and that the API key
-appeared in no address. Screenshots of each step go to ``$CARDIOSYNTH_UI_SCREENSHOTS`` (default: a
-temporary folder).
+One stack and one browser for the module. The stack is handed over as soon as its gateway answers:
+the tests that need the gateway alone (a wrong key, form errors, cancelling a job still queued) run
+while the workers start, and the job that is looked at last waits in the queue for them. Every
+page records what it requested and any CSP violation, and each test ends by checking that nothing
+left the page's origin and that the API key appeared in no address. Screenshots of each step go to
+``$CARDIOSYNTH_UI_SCREENSHOTS`` (default: a temporary folder).
 
 Skipped where Playwright or Chromium is missing; under CI (``CI=true``) that is a failure instead:
 ``scripts/test.sh`` installs both (``apt-get install chromium``, ``playwright`` from the test extra;
@@ -70,8 +72,13 @@ def stack(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
         mp.delenv("CARDIOSYNTH_MODELS", raising=False)  # the shipped models
-        with running_stack(tmp_path_factory.mktemp("ui-stack"), data=phantom_root, api_key=KEY) as running:
+        state = tmp_path_factory.mktemp("ui-stack")
+        with running_stack(state, data=phantom_root, api_key=KEY, wait_for_workers=False) as running:
             yield running
+            # An idle worker's warm shutdown waits about 12 s (Celery's timer thread); nothing is left
+            # to finish here, so a short grace before they are killed.
+            assert running.supervisor is not None
+            running.supervisor.stop_all(timeout_s=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -173,131 +180,6 @@ def test_wrong_key_shows_a_clear_message(page: tuple[Any, Recorder], stack: Stac
     record.assert_clean()
 
 
-def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
-    tab, record = page
-    response = _sign_in(tab, stack)
-    csp = response.headers["content-security-policy"]
-    assert "script-src 'self'" in csp
-    assert "unsafe-inline" not in csp
-    tab.locator("#app").wait_for(state="visible")
-    # The key lives in sessionStorage only: not in the form, not in localStorage.
-    assert tab.get_by_label("API key").input_value() == ""
-    assert tab.evaluate("localStorage.length") == 0
-    # Signed in, the keyboard focus is on the form's first field.
-    tab.locator("#f-pathology:focus").wait_for()
-    tab.screenshot(path=shots / "02-signed-in.png")
-
-    # Submit HCM, n = 1, a trajectory of 2 severities (so the severity slider has somewhere to go).
-    tab.get_by_label("Pathology").select_option("HCM")
-    tab.get_by_label("Subjects (n)").fill("1")
-    tab.get_by_label("Trajectory", exact=True).check()
-    tab.get_by_label("Trajectory steps").fill("2")
-    tab.get_by_role("button", name="Submit job").click()
-    tab.locator("#submit-status").filter(has_text="accepted").wait_for()
-    job_id = tab.locator("#job-list li").first.get_attribute("data-job")
-    assert job_id
-    row = tab.locator(f'li[data-job="{job_id}"]')
-    tab.locator("#jobs-status").filter(has_text="job(s)").wait_for()  # the list knows of it at once
-    row.locator(".stages progress").first.wait_for(timeout=240_000)  # a stage has reported progress
-    from playwright.sync_api import expect
-
-    expect(row).to_be_in_viewport()  # scrolled to on a laptop screen, where the list is below the form
-    tab.screenshot(path=shots / "03-progress.png")
-    # Live state by polling: the row reaches succeeded with no reload, its stages all done.
-    row.locator(".state.succeeded").wait_for(timeout=240_000)
-    stages = row.locator(".stages progress")
-    assert stages.count() >= 4
-    for i in range(stages.count()):
-        bar = stages.nth(i)
-        assert bar.get_attribute("value") == bar.get_attribute("max")
-    tab.screenshot(path=shots / "04-succeeded.png")
-
-    row.get_by_role("button", name="Open results").click()
-    _wait_shown(tab)
-    canvas = "#v-main"
-    first = _pixels(tab, canvas)
-    assert first.var() > 100.0, f"the canvas looks empty (variance {first.var():.1f})"
-    assert tab.locator("#v-other").is_visible()  # something side by side by default
-    assert _pixels(tab, "#v-other").var() > 100.0
-    tab.screenshot(path=shots / "05-viewer.png", full_page=True)
-    # One viewer from here on: every volume change below costs half the (software) rendering.
-    tab.get_by_label("Side by side").select_option("none")
-    _wait_shown(tab)
-    assert tab.locator("#v-other").is_hidden()
-    first = _pixels(tab, canvas)
-
-    # The slice, with the keyboard on the focused canvas.
-    slice_before = tab.locator("#v-slice").input_value()
-    tab.locator(canvas).focus()
-    tab.keyboard.press("ArrowUp")
-    assert tab.locator("#v-slice").input_value() == str(int(slice_before) + 1)
-    assert _changed(tab, canvas, first) > 0.5, "the canvas did not change with the slice"
-
-    # The label overlay, toggled with the keyboard.
-    shown = _pixels(tab, canvas)
-    tab.get_by_label("Show", exact=True).focus()
-    tab.keyboard.press("Space")
-    assert not tab.get_by_label("Show", exact=True).is_checked()
-    assert _changed(tab, canvas, shown) > 0.5, "the canvas did not change with the overlay"
-    tab.get_by_label("Show", exact=True).check()
-
-    # ED -> ES, and the severity slider down the trajectory.
-    ed = _pixels(tab, canvas)
-    tab.locator('#v-phases input[value="ES"]').check()
-    _wait_shown(tab)
-    assert "ES" in tab.locator("#v-main-caption").inner_text()
-    assert _changed(tab, canvas, ed) > 0.5, "the canvas did not change from ED to ES"
-    es = _pixels(tab, canvas)
-    tab.locator("#v-severity").focus()
-    tab.keyboard.press("ArrowLeft")
-    _wait_shown(tab)
-    assert "severity 0.50" in tab.locator("#v-main-caption").inner_text()
-    assert _changed(tab, canvas, es) > 0.5, "the canvas did not change with the severity"
-    tab.screenshot(path=shots / "06-viewer-es-severity.png", full_page=True)
-
-    # The biomarker table is the API's results, figure for figure.
-    status, results = stack.request("GET", f"/jobs/{job_id}/results")
-    assert status == 200
-    biomarkers = results["biomarkers"]["HCM_000"]
-    assert sorted(biomarkers) == ["0.50", "1.00"]
-    checked = 0
-    for severity, values in biomarkers.items():
-        for key in ("lv_edv", "lv_esv", "lv_ef", "rv_edv", "rv_ef", "myo_mass", "max_wall_thickness"):
-            cell = tab.locator(f'#biomarkers td[data-severity="{severity}"][data-key="{key}"]')
-            assert float(cell.get_attribute("data-value")) == values[key]
-            assert cell.inner_text() == f"{values[key]:.1f}"
-            checked += 1
-    assert checked == 14
-    # The rule diagnosis per severity is the provenance file's.
-    provenance = next(f for f in results["files"] if f["kind"] == "provenance")
-    with urllib.request.urlopen(provenance["url"], timeout=30) as answer:
-        record_json = json.loads(answer.read())
-    for severity, outcome in record_json["diagnosis"].items():
-        cell = tab.locator(f'#biomarkers td[data-severity="{severity}"][data-key="diagnosis"] strong')
-        assert cell.inner_text() == (outcome["group"] or "no rule outcome")
-
-    # The worker's preview (the base subject beside each severity) loads through its signed link.
-    preview = tab.locator("#preview")
-    preview.wait_for()
-    deadline = time.monotonic() + 120
-    while preview.evaluate("img => img.naturalWidth") == 0 and time.monotonic() < deadline:
-        tab.wait_for_timeout(100)
-    assert preview.evaluate("img => img.naturalWidth") > 100
-
-    # A download link for every file, exactly the signed link the API gives (same key, same path).
-    links = tab.locator("#downloads a")
-    assert links.count() == len(results["files"])
-    hrefs = sorted(urlsplit(links.nth(i).get_attribute("href")).path for i in range(links.count()))
-    assert hrefs == sorted(urlsplit(f["url"]).path for f in results["files"])
-
-    # The volumes came through the signed links; API calls carried the key in a header only.
-    assert any(".nii.gz?" in u and "signature=" in u for u in record.urls)
-    assert any("/jobs" in u for u in record.keyed)
-    record.assert_clean()
-    for log in (stack.state / "logs").glob("*.log"):
-        assert KEY not in log.read_text(encoding="utf-8", errors="replace"), log
-
-
 def test_form_shows_errors_next_to_the_fields(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
     tab, record = page
     _sign_in(tab, stack)
@@ -326,8 +208,8 @@ def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack) ->
     tab, record = page
     _sign_in(tab, stack)
     tab.locator("#app").wait_for(state="visible")
-    # Big enough to be still queued or running when the cancel arrives, small enough that the
-    # worker is soon free again (the stack stops after this test).
+    # Before the job that is looked at: this one is still queued (the workers are starting, and it
+    # would take them minutes), so the cancel costs them nothing.
     tab.get_by_label("Subjects (n)").fill("2")
     tab.get_by_label("Trajectory", exact=True).check()
     tab.get_by_label("Trajectory steps").fill("5")
@@ -341,3 +223,146 @@ def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack) ->
     status, job = stack.request("GET", f"/jobs/{job_id}")
     assert (status, job["state"]) == (200, "cancelled")
     record.assert_clean()
+
+
+def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
+    tab, record = page
+    response = _sign_in(tab, stack)
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    tab.locator("#app").wait_for(state="visible")
+    # The key lives in sessionStorage only: not in the form, not in localStorage.
+    assert tab.get_by_label("API key").input_value() == ""
+    assert tab.evaluate("localStorage.length") == 0
+    # Signed in, the keyboard focus is on the form's first field.
+    tab.locator("#f-pathology:focus").wait_for()
+    tab.screenshot(path=shots / "02-signed-in.png")
+
+    # Submit HCM, n = 1, a trajectory of 2 severities (so the severity slider has somewhere to go),
+    # with the base NOR subject's volumes (the page asks for them unless unticked).
+    tab.get_by_label("Pathology").select_option("HCM")
+    tab.get_by_label("Subjects (n)").fill("1")
+    tab.get_by_label("Trajectory", exact=True).check()
+    tab.get_by_label("Trajectory steps").fill("2")
+    assert tab.get_by_label("Store the base NOR subject").is_checked()
+    tab.get_by_role("button", name="Submit job").click()
+    tab.locator("#submit-status").filter(has_text="accepted").wait_for()
+    job_id = tab.locator("#job-list li").first.get_attribute("data-job")
+    assert job_id
+    row = tab.locator(f'li[data-job="{job_id}"]')
+    tab.locator("#jobs-status").filter(has_text="job(s)").wait_for()  # the list knows of it at once
+    row.locator(".stages progress").first.wait_for(timeout=240_000)  # a stage has reported progress
+    from playwright.sync_api import expect
+
+    expect(row).to_be_in_viewport()  # scrolled to on a laptop screen, where the list is below the form
+    tab.screenshot(path=shots / "03-progress.png")
+    # Live state by polling: the row reaches succeeded with no reload, its stages all done.
+    row.locator(".state.succeeded").wait_for(timeout=240_000)
+    stages = row.locator(".stages progress")
+    assert stages.count() >= 4
+    for i in range(stages.count()):
+        bar = stages.nth(i)
+        assert bar.get_attribute("value") == bar.get_attribute("max")
+    tab.screenshot(path=shots / "04-succeeded.png")
+
+    row.get_by_role("button", name="Open results").click()
+    _wait_shown(tab)
+    main, base = "#v-main", "#v-other"
+    # Side by side by default: the base NOR subject, its own volumes as the job stored them.
+    assert tab.get_by_label("Side by side").input_value() == "base"
+    assert tab.locator("#v-other-caption").inner_text().startswith("Base NOR subject")
+    first, first_base = _pixels(tab, main), _pixels(tab, base)
+    assert first.var() > 100.0, f"the canvas looks empty (variance {first.var():.1f})"
+    assert first_base.var() > 100.0, f"the base canvas looks empty (variance {first_base.var():.1f})"
+    h, w = min(first.shape[0], first_base.shape[0]), min(first.shape[1], first_base.shape[1])
+    assert np.abs(first[:h, :w] - first_base[:h, :w]).mean() > 0.5  # two hearts, not one drawn twice
+    tab.screenshot(path=shots / "05-viewer.png", full_page=True)
+
+    # The slice, with the keyboard on the focused canvas: the base panel follows.
+    slice_before = int(tab.locator("#v-slice").input_value())
+    tab.locator(main).focus()
+    tab.keyboard.press("ArrowUp")
+    assert tab.locator("#v-slice").input_value() == str(slice_before + 1)
+    assert _changed(tab, main, first) > 0.5, "the canvas did not change with the slice"
+    assert _changed(tab, base, first_base) > 0.5, "the base panel did not follow the slice"
+    for canvas in (main, base):
+        assert tab.locator(canvas).get_attribute("data-slice") == str(slice_before + 1)
+    # ... and back from the base panel's keyboard: the synthetic panel follows it.
+    moved = _pixels(tab, main)
+    tab.locator(base).focus()
+    tab.keyboard.press("ArrowDown")
+    assert tab.locator("#v-slice").input_value() == str(slice_before)
+    assert _changed(tab, main, moved) > 0.5, "the synthetic panel did not follow the base panel's slice"
+    assert tab.locator(main).get_attribute("data-slice") == str(slice_before)
+
+    # The label overlay, toggled with the keyboard, in both panels.
+    shown, shown_base = _pixels(tab, main), _pixels(tab, base)
+    tab.get_by_label("Show", exact=True).focus()
+    tab.keyboard.press("Space")
+    assert not tab.get_by_label("Show", exact=True).is_checked()
+    assert _changed(tab, main, shown) > 0.5, "the canvas did not change with the overlay"
+    assert _changed(tab, base, shown_base) > 0.5, "the base panel did not change with the overlay"
+    tab.get_by_label("Show", exact=True).check()
+
+    # ED -> ES switches both panels; the severity slider moves the synthetic one down the trajectory.
+    ed, ed_base = _pixels(tab, main), _pixels(tab, base)
+    tab.locator('#v-phases input[value="ES"]').check()
+    _wait_shown(tab)
+    assert "ES" in tab.locator("#v-main-caption").inner_text()
+    assert tab.locator("#v-other-caption").inner_text().endswith(", ES")
+    assert _changed(tab, main, ed) > 0.5, "the canvas did not change from ED to ES"
+    assert _changed(tab, base, ed_base) > 0.5, "the base panel did not change from ED to ES"
+    es = _pixels(tab, main)
+    tab.locator("#v-severity").focus()
+    tab.keyboard.press("ArrowLeft")
+    _wait_shown(tab)
+    assert "severity 0.50" in tab.locator("#v-main-caption").inner_text()
+    assert _changed(tab, main, es) > 0.5, "the canvas did not change with the severity"
+    assert tab.locator("#v-other-caption").inner_text().startswith("Base NOR subject")
+    tab.screenshot(path=shots / "06-viewer-es-severity.png", full_page=True)
+
+    # The biomarker table is the API's results, figure for figure.
+    status, results = stack.request("GET", f"/jobs/{job_id}/results")
+    assert status == 200
+    biomarkers = results["biomarkers"]["HCM_000"]
+    assert sorted(biomarkers) == ["0.50", "1.00"]
+    checked = 0
+    for severity, values in biomarkers.items():
+        for key in ("lv_edv", "lv_esv", "lv_ef", "rv_edv", "rv_ef", "myo_mass", "max_wall_thickness"):
+            cell = tab.locator(f'#biomarkers td[data-severity="{severity}"][data-key="{key}"]')
+            assert float(cell.get_attribute("data-value")) == values[key]
+            assert cell.inner_text() == f"{values[key]:.1f}"
+            checked += 1
+    assert checked == 14
+    # The rule diagnosis per severity is the provenance file's; the base subject is the one it names.
+    provenance = next(f for f in results["files"] if f["kind"] == "provenance")
+    with urllib.request.urlopen(provenance["url"], timeout=30) as answer:
+        record_json = json.loads(answer.read())
+    for severity, outcome in record_json["diagnosis"].items():
+        cell = tab.locator(f'#biomarkers td[data-severity="{severity}"][data-key="diagnosis"] strong')
+        assert cell.inner_text() == (outcome["group"] or "no rule outcome")
+    assert record_json["base_subject"] in tab.locator("#v-other-caption").inner_text()
+    stored = {(f["kind"], f["phase"]) for f in results["files"] if f["kind"].startswith("base_")}
+    assert stored == {(k, p) for k in ("base_image", "base_label") for p in ("ED", "ES")}
+
+    # The worker's preview (the base subject beside each severity) loads through its signed link.
+    preview = tab.locator("#preview")
+    preview.wait_for()
+    deadline = time.monotonic() + 120
+    while preview.evaluate("img => img.naturalWidth") == 0 and time.monotonic() < deadline:
+        tab.wait_for_timeout(100)
+    assert preview.evaluate("img => img.naturalWidth") > 100
+
+    # A download link for every file, exactly the signed link the API gives (same key, same path).
+    links = tab.locator("#downloads a")
+    assert links.count() == len(results["files"])
+    hrefs = sorted(urlsplit(links.nth(i).get_attribute("href")).path for i in range(links.count()))
+    assert hrefs == sorted(urlsplit(f["url"]).path for f in results["files"])
+
+    # The volumes came through the signed links; API calls carried the key in a header only.
+    assert any(".nii.gz?" in u and "signature=" in u for u in record.urls)
+    assert any("/jobs" in u for u in record.keyed)
+    record.assert_clean()
+    for log in (stack.state / "logs").glob("*.log"):
+        assert KEY not in log.read_text(encoding="utf-8", errors="replace"), log

@@ -62,7 +62,7 @@ def stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[SqliteJobSto
     monkeypatch.setattr(runtime, "synthesizer", lambda *a: synth)
     monkeypatch.setattr(engine.LabelBatch, "from_bytes", lambda data: FakeBatch([f"b{i}" for i in range(4)]))
 
-    def write_subject(subject: FakeSubject, request: object, root: Path, *, models: Any) -> Path:
+    def write_subject(subject: FakeSubject, request: object, root: Path, *, models: Any, base: bool) -> Path:
         folder = root / subject.name
         folder.mkdir()
         for suffix in ("_s1.00_ED.nii.gz", "_s1.00_ED_gt.nii.gz"):

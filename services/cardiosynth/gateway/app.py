@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from cardiosynth import __version__
 from cardiosynth.gateway.deps import Services
 from cardiosynth.gateway.limits import BodyLimit
-from cardiosynth.gateway.metrics import LATENCY, REQUESTS
-from cardiosynth.gateway.problems import install, unexpected
+from cardiosynth.gateway.observe import Observe
+from cardiosynth.gateway.problems import install
 from cardiosynth.gateway.routes import datasets, jobs, meta, ui
 from cardiosynth.gateway.settings import GatewaySettings
 from cardiosynth.jobs.dispatch import Dispatcher
@@ -81,17 +80,8 @@ def create_app(
     # is refused before any route or store sees it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:
-            # Answered here, not re-raised: the connection stays open and the metrics count it.
-            response = unexpected(exc)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(route).observe(time.perf_counter() - started)
-        return response
+    # Outermost: counts and times every request, refusals included, and answers what no route
+    # handled (cardiosynth.gateway.observe).
+    app.add_middleware(Observe)
 
     return app

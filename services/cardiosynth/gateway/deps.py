@@ -29,12 +29,14 @@ class Services:
         self.catalog = ModelCatalog(self.storage)
 
 
-def services(request: Request) -> Services:
+# Both dependencies are coroutines: they do no I/O, and a plain ``def`` would cost every request two
+# hops through the thread pool (FastAPI runs sync dependencies there).
+async def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
 
-def owner(
+async def owner(
     svc: Annotated[Services, Depends(services)],
     x_api_key: Annotated[str | None, Header(description="API key")] = None,
     authorization: Annotated[str | None, Header(description="Bearer API key")] = None,

@@ -61,6 +61,13 @@ class SynthesizeRequest(BaseModel):
     )
     base_subjects: list[SubjectId] = Field(default_factory=list, max_length=100)
     model: str = Field(default=DEFAULT_VERSION, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # Off by default: the base volumes are real data, and a results folder read with a *.nii.gz glob
+    # would mix them into the synthetic set; the web page asks for them (its side-by-side viewer).
+    include_base: bool = Field(
+        default=False,
+        description="also store each subject's base NOR subject, its own image and labels per phase "
+        "(kinds base_image and base_label; the size of one severity's files), to view them side by side",
+    )
 
     @model_validator(mode="after")
     def _one_of_severity_or_trajectory(self) -> SynthesizeRequest:

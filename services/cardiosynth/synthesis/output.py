@@ -6,6 +6,8 @@ Layout (one folder per synthetic subject, replaced whole and atomically)::
     OUT/HCM_000/HCM_000_s1.00_ED_gt.nii.gz   labels (ACDC convention)
     OUT/HCM_000/provenance.json              request, base subject, models, biomarkers, diagnosis
     OUT/HCM_000/preview.png                  mid slices across severities + a long-axis reformat
+    OUT/HCM_000/HCM_000_base_ED.nii.gz       optional (``base=True``): the base NOR subject's own
+    OUT/HCM_000/HCM_000_base_ED_gt.nii.gz    image and labels of the phase, for side-by-side viewing
 
 Images and labels keep the base subject's native grid and affine unchanged (every voxel at its
 world position). The image is the synthetic 128 x 128 crop composited into the base's own image of
@@ -44,6 +46,15 @@ def file_names(name: str, severity: float, phase: str) -> tuple[str, str]:
     return f"{stem}.nii.gz", f"{stem}_gt.nii.gz"
 
 
+def base_file_names(name: str, phase: str) -> tuple[str, str]:
+    """The base NOR subject's own image and labels of ``phase``, stored beside synthetic ``name``.
+
+    ``base`` stands where the severity tag stands in :func:`file_names`, so a reader that splits names
+    on ``_`` tells them apart by that field (``s1.00`` or ``base``)."""
+    stem = f"{name}_base_{phase}"
+    return f"{stem}.nii.gz", f"{stem}_gt.nii.gz"
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -54,16 +65,27 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _phases(subject: SyntheticSubject) -> list[str]:
+    return list(next(iter(subject.phases.values()))) if subject.phases else []
+
+
 def provenance(
-    subject: SyntheticSubject, request: SynthesisRequest, models: dict[str, str]
+    subject: SyntheticSubject, request: SynthesisRequest, models: dict[str, str], *, base: bool = False
 ) -> dict[str, Any]:
-    """The JSON record of one synthetic subject (no timestamps: outputs stay reproducible)."""
+    """The JSON record of one synthetic subject (no timestamps: outputs stay reproducible).
+
+    ``files`` lists the synthetic volumes only (what training reads, :mod:`cardiosynth.export.cases`);
+    the base subject's volumes, when written (``base``), are under ``base_files`` (phase -> names)."""
     files: dict[str, dict[str, dict[str, str]]] = {}
     for severity, phases in subject.phases.items():
         files[f"{severity:.2f}"] = {
             ph: dict(zip(("image", "label"), file_names(subject.name, severity, ph), strict=True))
             for ph in phases
         }
+    base_files = {
+        ph: dict(zip(("image", "label"), base_file_names(subject.name, ph), strict=True))
+        for ph in _phases(subject)
+    }
     record: dict[str, Any] = _clean(
         {
             "name": subject.name,
@@ -78,6 +100,7 @@ def provenance(
             "cardiosynth_version": __version__,
             "spacing_mm": list(subject.base.spacing),
             "files": files,
+            **({"base_files": base_files} if base else {}),
             "biomarkers": {
                 f"{s:.2f}": (b.to_dict() if b is not None else None) for s, b in subject.biomarkers.items()
             },
@@ -100,7 +123,7 @@ def write_preview(subject: SyntheticSubject, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    phases = list(next(iter(subject.phases.values())))
+    phases = _phases(subject)
     severities = list(subject.phases)
     cols = 1 + len(severities) + 1
     fig, axes = plt.subplots(len(phases), cols, figsize=(2.0 * cols, 2.2 * len(phases)), squeeze=False)
@@ -144,8 +167,13 @@ def write_subject(
     models: dict[str, str],
     preview: bool = True,
     overwrite: bool = False,
+    base: bool = False,
 ) -> Path:
-    """Write one synthetic subject's folder under ``out_root`` (atomically: all files or none)."""
+    """Write one synthetic subject's folder under ``out_root`` (atomically: all files or none).
+
+    ``base``: also the base NOR subject's own image and labels of each phase (native grid, same affine
+    as the synthetic volumes: a viewer shows the two side by side, voxel for voxel). Off by default:
+    they are real data, not synthetic, and a folder read with a ``*.nii.gz`` glob would mix them in."""
     target = Path(out_root) / subject.name
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
@@ -156,7 +184,14 @@ def write_subject(
                 image_name, label_name = file_names(subject.name, severity, phase)
                 save_volume(staging / image_name, data.native_image, affine)
                 save_volume(staging / label_name, data.native_labels, affine)
-        record = provenance(subject, request, models)
+        if base:
+            own = {"ED": (subject.base.ed_image, subject.base.ed_label),
+                   "ES": (subject.base.es_image, subject.base.es_label)}  # fmt: skip
+            for phase in _phases(subject):
+                image_name, label_name = base_file_names(subject.name, phase)
+                save_volume(staging / image_name, own[phase][0], affine)
+                save_volume(staging / label_name, own[phase][1], affine)
+        record = provenance(subject, request, models, base=base)
         (staging / "provenance.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if preview:
             write_preview(subject, staging / "preview.png")

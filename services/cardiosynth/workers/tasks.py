@@ -218,7 +218,8 @@ def spade_stage(self: Task, job_id: str) -> None:
                 # Translation reports (and checks for a cancel) per chunk of slices, writing per subject.
                 for done, subject in enumerate(synth.stream(batch, report), start=1):
                     lease.check()  # between subjects: a cancel stops the writing here
-                    folder = write_subject(subject, batch.request, Path(tmp), models=models)
+                    base = bool(job.request.get("include_base"))  # the base NOR subject's volumes too
+                    folder = write_subject(subject, batch.request, Path(tmp), models=models, base=base)
                     for path in sorted(folder.iterdir()):
                         if lease.lost.is_set():  # the heartbeat saw a cancel: no further upload
                             raise JobCancelledError(job_id)
@@ -251,6 +252,8 @@ def _describe(name: str) -> dict[str, Any]:
     stem = name.removesuffix(".nii.gz")
     kind = "label" if stem.endswith("_gt") else "image"
     parts = stem.removesuffix("_gt").split("_")
+    if parts[-2] == "base":  # HCM_000_base_ED.nii.gz: the base NOR subject's own (include_base)
+        return {"kind": f"base_{kind}", "severity": None, "phase": parts[-1]}
     return {"kind": kind, "severity": parts[-2].removeprefix("s"), "phase": parts[-1]}
 
 

@@ -238,7 +238,10 @@ async function setUpForm() {
   }
 }
 
-const FIELDS = ["pathology", "n", "seed", "severity", "trajectory", "phases", "territory", "correlation", "interpolation", "model"];
+const FIELDS = [
+  "pathology", "n", "seed", "severity", "trajectory", "phases", "territory", "correlation", "interpolation", "model",
+  "include_base",
+];
 
 function fieldInput(field) {
   if (field === "phases") return el("f-phase-ed");
@@ -294,6 +297,8 @@ function readForm() {
   body.correlation = el("f-correlation").value;
   body.interpolation = el("f-interpolation").value;
   body.model = el("f-model").value;
+  // The base NOR subject's volumes, for the viewer's side by side (the API stores them on request only).
+  if (rules.include_base) body.include_base = el("f-include_base").checked;
   return { body, errors };
 }
 
@@ -585,6 +590,9 @@ async function selectSubject() {
   for (const sev of s.severities) options.push(h("option", { value: `sev:${sev}`, text: `severity ${sev}` }));
   compare.replaceChildren(...options);
   compare.value = s.base.size ? "base" : s.severities.length > 1 ? `sev:${s.severities[0]}` : s.phases.length > 1 ? "phase" : "none";
+  el("v-compare-help").textContent = s.base.size
+    ? "Same slice, phase, zoom and grey levels (the base subject's window) in both panels."
+    : "This job did not store its base subject (Store the base NOR subject): the preview below shows it.";
   renderDownloads(s);
   renderPreview(s);
   await Promise.all([renderBiomarkers(name, s), show({ recentre: true })]);
@@ -601,20 +609,25 @@ function compareTarget(s, phase, severity) {
   const choice = el("v-compare").value;
   if (choice === "base") {
     const base = s.base.get(phase);
-    const id = view.provenance.get(el("v-subject").value)?.base_subject;
-    return base ? { files: base, caption: `Base NOR subject${id ? ` ${id}` : ""}, ${phase}` } : null;
+    return base ? { files: base, base: true, caption: () => baseCaption(phase) } : null;
   }
   if (choice === "phase") {
     const other = s.phases.find((p) => p !== phase);
     const files = s.volumes.get(severity)?.get(other);
-    return files ? { files, caption: `Severity ${severity}, ${other}` } : null;
+    return files ? { files, caption: () => `Synthetic, severity ${severity}, ${other}` } : null;
   }
   if (choice.startsWith("sev:")) {
     const sev = choice.slice(4);
     const files = s.volumes.get(sev)?.get(phase);
-    return files ? { files, caption: `Severity ${sev}, ${phase}` } : null;
+    return files ? { files, caption: () => `Synthetic, severity ${sev}, ${phase}` } : null;
   }
   return null;
+}
+
+// The base subject's id comes with its provenance, which may arrive after the volumes.
+function baseCaption(phase) {
+  const id = view.provenance.get(el("v-subject").value)?.base_subject;
+  return `Base NOR subject${id ? ` ${id}` : ""}, ${phase}`;
 }
 
 let showing = 0; // the newest show() call wins when the user moves faster than the files load
@@ -630,7 +643,7 @@ async function show({ recentre = false } = {}) {
   el("v-severity").setAttribute("aria-valuetext", `severity ${severity}`);
   const files = s.volumes.get(severity)?.get(phase);
   const target = compareTarget(s, phase, severity);
-  el("v-main-caption").textContent = `${el("v-subject").value}, severity ${severity}, ${phase}`;
+  el("v-main-caption").textContent = `Synthetic ${el("v-subject").value}, severity ${severity}, ${phase}`;
   el("v-status").textContent = "Loading volumes…";
   highlightColumn(severity);
   try {
@@ -644,11 +657,17 @@ async function show({ recentre = false } = {}) {
     ]);
     if (call !== showing) return;
     const keepSlice = recentre ? null : view.main.slice();
-    await view.main.show(image, label, files.image.key);
     el("v-other-figure").hidden = !target;
-    if (target) {
-      el("v-other-caption").textContent = target.caption;
+    if (target) el("v-other-caption").textContent = target.caption();
+    // One grey-level window for both panels, so that brightness compares: the base subject's own
+    // (the scanner's image, whose scale the synthetic image is on) when it is shown, else the
+    // synthetic panel's.
+    if (target?.base) {
       await view.other.show(otherImage, otherLabel, target.files.image.key);
+      await view.main.show(image, label, files.image.key, view.other.window());
+    } else {
+      await view.main.show(image, label, files.image.key);
+      if (target) await view.other.show(otherImage, otherLabel, target.files.image.key, view.main.window());
     }
     const slider = el("v-slice");
     slider.max = String(view.main.sliceCount() - 1);
@@ -686,7 +705,8 @@ function applyZoom() {
   const zoom = Number(el("v-zoom").value);
   el("v-zoom-out").textContent = `${zoom}×`;
   view.main?.setZoom(zoom);
-  if (!el("v-other-figure").hidden) view.other?.setZoom(zoom);
+  // The same field of view in both (the panels show volumes of one grid: the base subject's).
+  if (!el("v-other-figure").hidden) view.other?.setZoom(zoom, view.main?.centre);
 }
 
 function applyOverlay() {
@@ -700,7 +720,8 @@ function applyOverlay() {
 const LABEL_NAMES = ["background", "RV cavity", "LV myocardium", "LV cavity"];
 
 function onLocation(viewer, where) {
-  if (viewer === view.main && where.slice !== Number(el("v-slice").value)) setSlice(where.slice);
+  // Either panel may move the slice (a click, the mouse wheel): the other follows.
+  if (where.slice !== Number(el("v-slice").value)) setSlice(where.slice);
   const label = where.label === null ? "" : `, ${LABEL_NAMES[where.label] ?? `label ${where.label}`}`;
   el("v-location").textContent = `voxel (${where.vox.join(", ")}): ${fmt(where.value, 1)}${label}`;
 }
@@ -773,9 +794,7 @@ async function renderBiomarkers(name, s) {
   );
   table.tBodies[0].replaceChildren(...rows);
   el("v-base").textContent = record ? `from ${record.base_subject}${record.base_group ? ` (${record.base_group})` : ""}` : "";
-  if (record && el("v-compare").value === "base") {
-    el("v-other-caption").textContent = `Base NOR subject ${record.base_subject}, ${currentSelection().phase}`;
-  }
+  if (record && el("v-compare").value === "base") el("v-other-caption").textContent = baseCaption(currentSelection().phase);
   highlightColumn(currentSelection().severity);
 }
 
@@ -787,12 +806,16 @@ function renderPreview(s) {
   else el("preview").removeAttribute("src");
 }
 
+const KIND_NAMES = { base_image: "base NOR subject's image", base_label: "base NOR subject's labels" };
+
 function renderDownloads(s) {
   const items = [...s.files]
     .sort((a, b) => a.key.localeCompare(b.key))
     .map((f) => {
       const file = f.key.split("/").pop();
-      const what = [f.kind, f.phase, f.severity ? `severity ${f.severity}` : null].filter(Boolean).join(", ");
+      const what = [KIND_NAMES[f.kind] || f.kind, f.phase, f.severity ? `severity ${f.severity}` : null]
+        .filter(Boolean)
+        .join(", ");
       // The signed link exactly as the API gave it; `download` keeps the file's own name.
       return h("li", {}, h("a", { href: f.url, download: file, text: file }), " ", h("span", { class: "what", text: `(${what})` }));
     });

@@ -87,8 +87,13 @@ export class Viewer {
     };
   }
 
-  async show(imageBytes, labelBytes, key) {
-    if (this.key === key) return; // already on screen (only the other panel changed)
+  // Show an image (and its labels) under the grey-level window `window` ([min, max]; null: the image's
+  // own robust range). A panel whose volume is already on screen only changes its window, if at all.
+  async show(imageBytes, labelBytes, key, window = null) {
+    if (this.key === key) {
+      this.setWindow(window);
+      return;
+    }
     const { NVImage } = globalThis.niivue;
     const name = key.split("/").pop();
     // The file name tells NiiVue the format (.nii.gz); the bytes are already here.
@@ -98,9 +103,14 @@ export class Viewer {
       const labelName = name.replace(/\.nii\.gz$/, "_gt.nii.gz");
       label = await NVImage.loadFromUrl({ url: labelName, name: labelName, buffer: labelBytes, colormap: "gray" });
       label.setColormapLabel(LABELS);
+      // Drawn opaque into the overlay texture; the shown opacity is a uniform of the slice shader
+      // (setOverlay), so the overlay switch and the opacity slider redraw without a refresh.
+      label.opacity = 1;
     }
     // Both layers swapped in at once, then one GPU refresh: removeVolume and addVolume refresh the
     // textures after every call (four passes instead of one; seconds on a software renderer).
+    this.ownWindow = [image.cal_min, image.cal_max]; // NiiVue's robust range of this image
+    [image.cal_min, image.cal_max] = window ?? this.ownWindow;
     this.nv.volumes = label ? [image, label] : [image];
     this.nv.back = image;
     this.nv.overlays = label ? [label] : [];
@@ -111,6 +121,19 @@ export class Viewer {
     this.centre = this.lvCentre();
     this.axis = 2;
     this.nv.setSliceType(this.sliceType(image));
+  }
+
+  window() {
+    return this.image ? [this.image.cal_min, this.image.cal_max] : null;
+  }
+
+  setWindow(window) {
+    if (!this.image) return;
+    const [lo, hi] = window ?? this.ownWindow;
+    if (this.image.cal_min === lo && this.image.cal_max === hi) return;
+    this.image.cal_min = lo;
+    this.image.cal_max = hi;
+    this.nv.updateGLVolume(); // the window is applied when the layers are blended into the textures
   }
 
   // The 2D view whose plane is perpendicular to the voxel axis of the stack: axial for a stack
@@ -150,14 +173,16 @@ export class Viewer {
     vox[this.axis] = k;
     this.nv.scene.crosshairPos = this.nv.vox2frac(vox);
     this.nv.drawScene();
+    this.canvas.dataset.slice = String(k); // which slice this panel shows (for tests and assistive tools)
   }
 
-  // Zoom with the LV's centre p in the middle of the view. NiiVue draws a point q at z * q + pan (mm,
-  // zoom z); the middle of the unzoomed view is the volume's centre m, so pan = m - z * p.
-  setZoom(zoom) {
+  // Zoom with the LV's centre p (mm; this panel's own unless given) in the middle of the view. NiiVue
+  // draws a point q at z * q + pan (mm, zoom z); the middle of the unzoomed view is the volume's
+  // centre m, so pan = m - z * p.
+  setZoom(zoom, centre = null) {
     if (!this.image) return;
     const m = this.nv.frac2mm([0.5, 0.5, 0.5]);
-    const p = this.centre || m;
+    const p = centre || this.centre || m;
     this.nv.setPan2Dxyzmm([m[0] - zoom * p[0], m[1] - zoom * p[1], m[2] - zoom * p[2], zoom]);
   }
 
@@ -178,7 +203,11 @@ export class Viewer {
     return this.nv.frac2mm(this.nv.vox2frac(sum.map((v) => v / count)));
   }
 
+  // NiiVue's setOpacity re-blends every layer into the textures (updateGLVolume: seconds on a software
+  // renderer, for each panel); overlayAlphaShader scales the overlay's alpha when a slice is drawn.
   setOverlay(opacity) {
-    if (this.label && this.nv.volumes.length > 1) this.nv.setOpacity(1, opacity);
+    if (this.nv.overlayAlphaShader === opacity) return;
+    this.nv.overlayAlphaShader = opacity;
+    if (this.image) this.nv.drawScene();
   }
 }
