@@ -206,22 +206,31 @@ def test_form_shows_errors_next_to_the_fields(page: tuple[Any, Recorder], stack:
 
 def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack) -> None:
     tab, record = page
+    # Without the event stream (a gateway or proxy that refuses it) the page falls back to polling.
+    tab.route("**/jobs/*/events", lambda route: route.fulfill(status=404, body="gone"))
     _sign_in(tab, stack)
     tab.locator("#app").wait_for(state="visible")
-    # Before the job that is looked at: this one is still queued (the workers are starting, and it
-    # would take them minutes), so the cancel costs them nothing.
+    # Before the job that is looked at: these are still queued (the workers are starting, and they
+    # would take them minutes), so cancelling costs the workers nothing.
     tab.get_by_label("Subjects (n)").fill("2")
     tab.get_by_label("Trajectory", exact=True).check()
     tab.get_by_label("Trajectory steps").fill("5")
-    tab.get_by_role("button", name="Submit job").click()
-    tab.locator("#submit-status").filter(has_text="accepted").wait_for()
-    job_id = tab.locator("#job-list li").first.get_attribute("data-job")
-    row = tab.locator(f'li[data-job="{job_id}"]')
-    row.get_by_role("button", name="Cancel").click()  # the confirm dialog is accepted
-    row.locator(".state.cancelled").wait_for()
-    assert row.get_by_role("button", name="Cancel").is_hidden()
-    status, job = stack.request("GET", f"/jobs/{job_id}")
+    submitted = []
+    for _ in range(2):
+        tab.get_by_role("button", name="Submit job").click()
+        tab.locator("#submit-status").filter(has_text="accepted").wait_for()
+        submitted.append(tab.locator("#job-list li").first.get_attribute("data-job"))
+        tab.locator("#submit-status").evaluate("node => { node.textContent = ''; }")
+    first, second = (tab.locator(f'li[data-job="{job_id}"]') for job_id in submitted)
+    first.get_by_role("button", name="Cancel").click()  # the confirm dialog is accepted
+    first.locator(".state.cancelled").wait_for()
+    assert first.get_by_role("button", name="Cancel").is_hidden()
+    status, job = stack.request("GET", f"/jobs/{submitted[0]}")
     assert (status, job["state"]) == (200, "cancelled")
+    # Cancelled elsewhere (the API): the row follows with no reload, by polling.
+    assert stack.request("DELETE", f"/jobs/{submitted[1]}")[0] == 200
+    second.locator(".state.cancelled").wait_for(timeout=30_000)
+    assert any(u.endswith("/events") for u in record.urls)  # it did try the stream first
     record.assert_clean()
 
 
@@ -257,8 +266,10 @@ def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack,
 
     expect(row).to_be_in_viewport()  # scrolled to on a laptop screen, where the list is below the form
     tab.screenshot(path=shots / "03-progress.png")
-    # Live state by polling: the row reaches succeeded with no reload, its stages all done.
+    # Live state from the job's event stream: the row reaches succeeded with no reload, its stages all
+    # done; the stream was asked for with the key in its header (an EventSource could not send it).
     row.locator(".state.succeeded").wait_for(timeout=240_000)
+    assert f"{stack.url}/jobs/{job_id}/events" in record.keyed
     stages = row.locator(".stages progress")
     assert stages.count() >= 4
     for i in range(stages.count()):

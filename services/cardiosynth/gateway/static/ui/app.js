@@ -7,8 +7,9 @@
 import { Viewer, clearCache, fetchVolume } from "./viewer.js";
 
 const KEY = "cardiosynth.apiKey";
-const POLL_LIVE_MS = 1000; // while a job is queued or running
-const POLL_IDLE_MS = 10000;
+const POLL_LIVE_MS = 1000; // while a live job (queued or running) has no event stream
+const POLL_IDLE_MS = 10000; // otherwise: new jobs from elsewhere, expiries
+const MAX_STREAMS = 3; // a browser holds about 6 connections per host: leave room for the rest
 const el = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------------------------------- the API
@@ -112,6 +113,7 @@ function signOut(message = "") {
   sessionStorage.removeItem(KEY);
   clearTimeout(poll.timer);
   poll.timer = null;
+  stopStreams();
   jobs.clear();
   el("job-list").replaceChildren();
   closeResults();
@@ -410,6 +412,7 @@ function upsertJob(job, first = false) {
     else list.append(entry.node);
   }
   updateJobNode(entry, job);
+  watch(job);
 }
 
 async function refreshJobs() {
@@ -436,8 +439,9 @@ async function refreshJobs() {
     if (err.status === 401) return signOut(UNAUTHORIZED);
     el("jobs-status").textContent = `Could not list the jobs: ${describe(err)}`;
   }
-  const live = [...jobs.values()].some((e) => LIVE.has(e.job.state));
-  schedulePoll(live ? POLL_LIVE_MS : POLL_IDLE_MS);
+  // Quick polls only for a live job that no event stream follows (streams unavailable, or too many).
+  const unwatched = [...jobs.values()].some((e) => LIVE.has(e.job.state) && !streams.has(e.job.id));
+  schedulePoll(unwatched ? POLL_LIVE_MS : POLL_IDLE_MS);
 }
 
 function schedulePoll(ms) {
@@ -445,6 +449,106 @@ function schedulePoll(ms) {
   // Nothing to poll for when signed out; a hidden tab waits for visibilitychange to catch up.
   if (!sessionStorage.getItem(KEY) || document.hidden) return;
   poll.timer = setTimeout(refreshJobs, ms);
+}
+
+// ------------------------------------------------------------------ live updates: the event stream
+
+// GET /jobs/{id}/events (Server-Sent Events) sends every change of a live job and ends after its last
+// state. It is read with fetch, not EventSource: an EventSource cannot send the X-API-Key header, and
+// the key never goes into an address. Where the stream is not to be had (a gateway without it, a
+// proxy that refuses it), the page polls the list instead, as it did before the stream existed.
+const streams = new Map(); // job id -> AbortController
+const sse = { unavailable: false };
+
+function watch(job) {
+  if (sse.unavailable || !LIVE.has(job.state) || streams.has(job.id)) return;
+  if (streams.size >= MAX_STREAMS || !sessionStorage.getItem(KEY)) return;
+  const controller = new AbortController();
+  streams.set(job.id, controller);
+  followJob(job.id, controller.signal)
+    .catch((err) => {
+      if (controller.signal.aborted) return;
+      if (err.status === 401) return signOut(UNAUTHORIZED);
+      sse.unavailable = true; // from now on the list is polled
+      console.warn(`job events unavailable (${describe(err)}): polling instead`);
+    })
+    .finally(() => {
+      if (streams.get(job.id) !== controller) return;
+      streams.delete(job.id);
+      if (!controller.signal.aborted) refreshJobs(); // its end (the list's count), or the fallback
+    });
+}
+
+function stopStreams() {
+  for (const controller of streams.values()) controller.abort();
+  streams.clear();
+  sse.unavailable = false;
+}
+
+async function followJob(id, signal) {
+  let lastId = null;
+  let retryMs = 2000;
+  for (;;) {
+    const headers = { Accept: "text/event-stream", "X-API-Key": sessionStorage.getItem(KEY) || "" };
+    if (lastId) headers["Last-Event-ID"] = lastId; // resume: what the page has is not sent again
+    let response;
+    try {
+      response = await fetch(`/jobs/${encodeURIComponent(id)}/events`, { headers, signal, cache: "no-store" });
+    } catch (err) {
+      if (signal.aborted) return;
+      throw new ApiError(0, { title: "No answer", detail: String(err) });
+    }
+    if (response.status === 204) return; // it ended in the version the page holds
+    const type = response.headers.get("content-type") || "";
+    if (!response.ok || !type.startsWith("text/event-stream")) {
+      throw new ApiError(response.status, { title: `HTTP ${response.status}`, detail: type || "no body" });
+    }
+    let ended = false;
+    for await (const event of serverEvents(response.body)) {
+      if (event.retry !== null) retryMs = event.retry;
+      if (event.id) lastId = event.id;
+      if (!event.data || signal.aborted || !sessionStorage.getItem(KEY)) continue;
+      const job = JSON.parse(event.data);
+      upsertJob(job);
+      ended = !LIVE.has(job.state);
+    }
+    if (ended || signal.aborted) return;
+    // The stream stopped with the job still live (its longest time, a restart): resume it.
+    await new Promise((done) => setTimeout(done, retryMs));
+  }
+}
+
+// The events of a text/event-stream body: { id, data, retry } per blank-line-terminated block.
+async function* serverEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = { id: null, data: null, retry: null };
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (!line || line.startsWith(":")) continue; // a comment: the keep-alive
+          const colon = line.indexOf(":");
+          const name = colon < 0 ? line : line.slice(0, colon);
+          const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (name === "data") data.push(text);
+          else if (name === "id") event.id = text;
+          else if (name === "retry" && /^\d+$/.test(text)) event.retry = Number(text);
+        }
+        if (data.length) event.data = data.join("\n");
+        if (event.data !== null || event.id !== null || event.retry !== null) yield event;
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
 }
 
 async function cancelJob(id) {
