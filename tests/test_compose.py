@@ -17,7 +17,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = ("docker-compose.local.yml", "docker-compose.moto.yml", "docker-compose.smoke.yml")
-COMPOSE_CHECK = ROOT.parent / "shared" / "tools" / "compose-check"
+# The compose-spec checker lives outside the repository: named by CARDIOSYNTH_COMPOSE_CHECK, else
+# beside the checkout (../shared/tools), else at the machine's shared folder (a clone elsewhere, as CI
+# makes, has no ../shared).
+COMPOSE_CHECK_PLACES = (
+    ROOT.parent / "shared" / "tools" / "compose-check",
+    Path("/work/shared/tools/compose-check"),
+)
 BUILT = ("gateway", "worker-vae", "worker-spade", "worker-vae-cpu", "worker-spade-cpu", "phantom")
 
 
@@ -105,12 +111,48 @@ def test_overrides_change_only_what_they_say() -> None:
     assert "6379" not in smoke["redis"]["command"]
     assert "127.0.0.1" in smoke["minio"]["command"]
     assert "127.0.0.1" in smoke["gateway"]["command"]
+    # Workers read a small phantom mounted read-only (made once by the script), not the default
+    # phantom generated during the first job.
+    for name in ("worker-vae-cpu", "worker-spade-cpu"):
+        assert smoke[name]["environment"]["CARDIOSYNTH_DATA_DIR"] == "/data"
+        [mount] = smoke[name]["volumes"]
+        assert mount.startswith("${SMOKE_DATA_DIR:?"), mount
+        assert mount.endswith(":/data:ro"), mount
+
+
+def find_compose_check(env: str | None, places: tuple[Path, ...] = COMPOSE_CHECK_PLACES) -> Path | None:
+    """The checker: the path named by ``env`` (which must exist), else the first of ``places`` there."""
+    if env:
+        named = Path(env)
+        if not named.is_file():
+            raise ValueError(f"CARDIOSYNTH_COMPOSE_CHECK={env!r} is not a file")
+        return named
+    return next((place for place in places if place.is_file()), None)
 
 
 def _compose_check() -> Path:
-    if not COMPOSE_CHECK.is_file():
-        pytest.skip(f"{COMPOSE_CHECK} is not in this checkout")
-    return COMPOSE_CHECK
+    found = find_compose_check(os.environ.get("CARDIOSYNTH_COMPOSE_CHECK"))
+    if found is None:
+        places = " or ".join(map(str, COMPOSE_CHECK_PLACES))
+        pytest.skip(f"no compose-check: set CARDIOSYNTH_COMPOSE_CHECK or put it at {places}")
+    return found
+
+
+def test_find_compose_check_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "compose-check", tmp_path / "b" / "compose-check"
+    assert find_compose_check(None, (first, second)) is None
+    second.parent.mkdir()
+    second.write_text("")
+    assert find_compose_check(None, (first, second)) == second
+    first.parent.mkdir()
+    first.write_text("")
+    assert find_compose_check(None, (first, second)) == first
+    named = tmp_path / "named"
+    named.write_text("")
+    assert find_compose_check(str(named), (first, second)) == named
+    # A name that points nowhere is a mistake to report, not a reason to skip silently.
+    with pytest.raises(ValueError, match="missing"):
+        find_compose_check(str(tmp_path / "missing"), (first, second))
 
 
 @pytest.mark.parametrize("name", ["docker-compose.yml", *OVERRIDES])
@@ -135,6 +177,8 @@ def test_compose_check_refuses_a_broken_file(tmp_path: Path) -> None:
 
 def _config(docker: str, *args: str, keys: str | None = "k") -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": os.environ.get("HOME", "/root")}
+    # The smoke override mounts the workers' data from SMOKE_DATA_DIR (required there).
+    env["SMOKE_DATA_DIR"] = "/nonexistent/smoke-phantom"
     if keys is not None:
         env["CARDIOSYNTH_API_KEYS"] = keys
     return subprocess.run([docker, "compose", *args], cwd=ROOT, capture_output=True, text=True, env=env)
