@@ -312,6 +312,12 @@ def _ellipse_value(
     return out
 
 
+def _at(a: FloatArray, shape: tuple[int, ...], flat: npt.NDArray[np.intp]) -> FloatArray:
+    """Values of ``a`` broadcast to ``shape`` at the flat indices ``flat`` (without the broadcast copy)."""
+    out: FloatArray = np.broadcast_to(a, shape)[np.unravel_index(flat, shape)]
+    return out
+
+
 def body_organs(
     body: BodyLayout, extras: BodyExtras, x: FloatArray, y: FloatArray, depth_fraction: float
 ) -> npt.NDArray[np.int8]:
@@ -325,11 +331,13 @@ def body_organs(
     out = np.zeros(np.broadcast_shapes(x.shape, y.shape), dtype=np.int8)
     for cx, cy, ax, ay in extras.breasts:
         out[_ellipse_value(x, y, (cx, cy), (ax, ay)) < 1.0] = Organ.BREAST_FAT
-        # Fibroglandular tissue: a lobulated cone behind the nipple, inside the fat.
-        angle = np.arctan2(y - cy, x - cx)
-        lobes = 1.0 + 0.25 * np.cos(5.0 * angle + cx)
-        gland = _ellipse_value(x, y, (cx, cy + 0.15 * ay), (0.5 * ax, 0.45 * ay)) < lobes
-        out[gland] = Organ.GLAND
+        # Fibroglandular tissue: a lobulated cone behind the nipple, inside the fat. The lobes reach
+        # 1.25 at most: the angle (and its cosine, the costly part) only where that can matter.
+        value = _ellipse_value(x, y, (cx, cy + 0.15 * ay), (0.5 * ax, 0.45 * ay))
+        near = np.flatnonzero(value < 1.25)
+        xn, yn = _at(x, out.shape, near), _at(y, out.shape, near)
+        lobes = 1.0 + 0.25 * np.cos(5.0 * np.arctan2(yn - cy, xn - cx) + cx)
+        out.reshape(-1)[near[value.reshape(-1)[near] < lobes]] = Organ.GLAND
     torso = _inside_ellipse(x, y, body.torso_centre, body.torso_axes)
     out[torso] = Organ.FAT
     out[_inside_ellipse(x, y, body.torso_centre, body.torso_axes, -body.subcutaneous_fat)] = Organ.MUSCLE
@@ -348,9 +356,14 @@ def body_organs(
     if liver_grow > 0:
         # The dome: its cross-section grows as the planes go down; a lobed outline, not an ellipse.
         axes = (body.liver_axes[0] * liver_grow, body.liver_axes[1] * liver_grow)
-        angle = np.arctan2(y - body.liver_centre[1], x - body.liver_centre[0])
-        wobble = 1.0 + extras.liver_wobble[0] * np.cos(3.0 * angle + extras.liver_wobble[1])
-        out[cavity & (_ellipse_value(x, y, body.liver_centre, axes) < wobble**2)] = Organ.LIVER
+        value = _ellipse_value(x, y, body.liver_centre, axes)
+        amplitude, phase = extras.liver_wobble
+        # The outline swings by at most the amplitude: the angle only where that can matter.
+        near = np.flatnonzero(cavity & (value < (1.0 + abs(amplitude)) ** 2))
+        xn, yn = _at(x, out.shape, near), _at(y, out.shape, near)
+        angle = np.arctan2(yn - body.liver_centre[1], xn - body.liver_centre[0])
+        wobble = 1.0 + amplitude * np.cos(3.0 * angle + phase)
+        out.reshape(-1)[near[value.reshape(-1)[near] < wobble**2]] = Organ.LIVER
     stomach_grow = float(np.clip((depth_fraction - extras.stomach_from) / 0.4, 0.0, 1.0))
     if stomach_grow > 0:
         axes = (extras.stomach_axes[0] * stomach_grow, extras.stomach_axes[1] * stomach_grow)
