@@ -28,6 +28,7 @@ from cardiosynth.data.phantom.appearance import (
 )
 from cardiosynth.data.phantom.generator import PhantomSubject, generate_subject, group_for_index
 from cardiosynth.data.phantom.params import SubjectParams, sample_subject_params
+from cardiosynth.data.phantom.population import group_strata
 from cardiosynth.data.phantom.tissues import Tissue
 from cardiosynth.data.phantom.variation import VARIATION_STREAM, Variation, vary_subject
 from cardiosynth.data.topology import topology_errors
@@ -41,7 +42,10 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 @pytest.fixture(scope="module")
 def subjects() -> list[PhantomSubject]:
-    return [generate_subject(i, group_for_index(i, N_SET), seed=0, version=2) for i in INDICES]
+    # As the 100-subject data set has them (population draws stratified within each group).
+    return [
+        generate_subject(i, group_for_index(i, N_SET), seed=0, version=2, n_subjects=N_SET) for i in INDICES
+    ]
 
 
 def _draws(group: Group, n: int, seed: int = 0) -> list[tuple[SubjectParams, Variation]]:
@@ -213,12 +217,15 @@ def test_normal_hearts_contract_unevenly_but_not_abnormally(subjects: list[Phant
 
 def test_same_seed_same_subject_and_population_draws_unshifted(subjects: list[PhantomSubject]) -> None:
     s = subjects[0]
-    again = generate_subject(s.index, s.params.group, seed=0, version=2)
+    again = generate_subject(s.index, s.params.group, seed=0, version=2, n_subjects=N_SET)
     np.testing.assert_array_equal(again.ed_image, s.ed_image)
     np.testing.assert_array_equal(again.es_label, s.es_label)
     assert again.provenance() == s.provenance()
-    # the population's draws come from the subject's main stream, untouched by the variation's
-    population = sample_subject_params(s.params.group, np.random.default_rng([0, s.index]), 2)
+    # the population's draws come from the subject's main stream (and its cell of the group's
+    # Latin hypercube), untouched by the variation's
+    group_size = N_SET // len(Group)
+    strata = group_strata(0, s.params.group, group_size)[s.index % group_size]
+    population = sample_subject_params(s.params.group, np.random.default_rng([0, s.index]), 2, strata)
     assert (population.lv_edv, population.rv_esv, population.height) == (
         s.params.lv_edv,
         s.params.rv_esv,

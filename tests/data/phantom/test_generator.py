@@ -41,6 +41,17 @@ def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path: Path, phantom_
     assert digests(tmp_path / "b") == digests(phantom_root)
 
 
+def test_a_data_set_subject_is_generate_subject_with_the_set_size(phantom_root: Path) -> None:
+    # generate_dataset stratifies each group's population draws by the group's size in the set.
+    subject = generate_subject(2, Group.MINF, seed=0, n_subjects=5)
+    saved = nib.load(phantom_root / "training" / "patient003" / "patient003_frame01_gt.nii.gz")
+    np.testing.assert_array_equal(np.asarray(saved.dataobj), subject.ed_label)
+    alone = generate_subject(2, Group.MINF, seed=0)  # drawn on its own: another heart
+    assert alone.params.lv_edv != subject.params.lv_edv
+    with pytest.raises(ValueError, match="subject 2 of 5 is MINF, not NOR"):
+        generate_subject(2, Group.NOR, seed=0, n_subjects=5)
+
+
 def test_other_seed_other_subjects() -> None:
     a = generate_subject(0, Group.NOR, seed=0)
     b = generate_subject(0, Group.NOR, seed=1)

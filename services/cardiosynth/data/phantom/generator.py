@@ -1,7 +1,8 @@
 """Render phantom subjects and write them in the ACDC layout, deterministic by seed.
 
-Subject ``i`` of a data set with seed ``s`` draws everything from ``default_rng([s, i])``, so a
-subject does not depend on how many others are generated or on the number of worker processes.
+Subject ``i`` of a data set with seed ``s`` draws everything from ``default_rng([s, i])`` (version 2:
+its population draw from its cell of its group's Latin hypercube, which depends on the size of its
+group), so a subject does not depend on the number of worker processes or on the order of work.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from cardiosynth.data.phantom.params import (
     check_phantom_version,
     sample_subject_params,
 )
-from cardiosynth.data.phantom.population import fit_wall_to_mass
+from cardiosynth.data.phantom.population import fit_wall_to_mass, group_strata
 from cardiosynth.data.phantom.render import render_phase
 from cardiosynth.data.phantom.tissues import TISSUE_TO_LABEL, Tissue, heart_tissues
 from cardiosynth.data.phantom.variation import VARIATION_STREAM, vary_subject
@@ -114,6 +115,11 @@ def _jsonable(value: Any) -> Any:
 
 def group_for_index(index: int, n_subjects: int) -> Group:
     """Groups in equal blocks in the ACDC order (DCM, HCM, MINF, NOR, RV); remainders go first."""
+    return _block_of(index, n_subjects)[0]
+
+
+def _block_of(index: int, n_subjects: int) -> tuple[Group, int, int]:
+    """Group of subject ``index``, its rank within the group's block and the block's size."""
     if not 0 <= index < n_subjects:
         raise ValueError(f"index {index} outside [0, {n_subjects})")
     n_groups = len(ACDC_GROUP_ORDER)
@@ -122,7 +128,7 @@ def group_for_index(index: int, n_subjects: int) -> Group:
     for g, group in enumerate(ACDC_GROUP_ORDER):
         size = base + (1 if g < extra else 0)
         if index < start + size:
-            return group
+            return group, index - start, size
         start += size
     raise AssertionError("unreachable: the blocks cover every index")
 
@@ -208,15 +214,33 @@ def _render_phase(
     return np.clip(np.rint(image), 0, np.iinfo(np.int16).max).astype(np.int16), labels
 
 
-def generate_subject(index: int, group: Group, seed: int, version: int = PHANTOM_VERSION) -> PhantomSubject:
+def generate_subject(
+    index: int, group: Group, seed: int, version: int = PHANTOM_VERSION, *, n_subjects: int | None = None
+) -> PhantomSubject:
     """Render subject ``index`` of ``group`` for data-set ``seed`` (ED and ES image and labels) with
-    phantom ``version`` (see :data:`.params.PHANTOM_VERSIONS`; ValueError for another)."""
+    phantom ``version`` (see :data:`.params.PHANTOM_VERSIONS`; ValueError for another).
+
+    ``n_subjects`` (version 2): the size of the data set the subject belongs to, whose group blocks
+    (:func:`group_for_index`) stratify the population draws (:func:`.population.group_strata`), as
+    :func:`generate_dataset` does; without it the subject is drawn on its own.
+
+    Raises:
+        ValueError: an unknown ``version``, or ``group`` is not the group of ``index`` among
+            ``n_subjects``.
+    """
     version = check_phantom_version(version)
+    strata = None
+    if n_subjects is not None and version >= 2:
+        block_group, rank, size = _block_of(index, n_subjects)
+        if block_group is not group:
+            raise ValueError(f"subject {index} of {n_subjects} is {block_group.value}, not {group.value}")
+        strata = group_strata(seed, group, size)[rank]
     rng = np.random.default_rng([seed, index])
     # Version 2's anatomy and appearance draw from their own stream: the population's draws stay put.
     variation_rng = np.random.default_rng([seed, index, VARIATION_STREAM])
     for attempt in range(_MAX_DRAWS):
-        params = sample_subject_params(group, rng, version)
+        # Only the first draw is stratified: a redraw means its cell could not be drawn as a heart.
+        params = sample_subject_params(group, rng, version, strata if attempt == 0 else None)
         if version >= 2:
             params = vary_subject(params, variation_rng)
         acq = params.acquisition
@@ -303,7 +327,8 @@ def write_subject(subject: PhantomSubject, parent: Path) -> Path:
 
 def _generate_and_write(job: tuple[int, int, int, str, int]) -> str:
     index, n_subjects, seed, parent, version = job
-    subject = generate_subject(index, group_for_index(index, n_subjects), seed, version)
+    group = group_for_index(index, n_subjects)
+    subject = generate_subject(index, group, seed, version, n_subjects=n_subjects)
     return str(write_subject(subject, Path(parent)))
 
 

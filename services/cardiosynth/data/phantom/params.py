@@ -29,7 +29,7 @@ from cardiosynth.data.acdc import body_surface_area
 from cardiosynth.data.labels import Group
 from cardiosynth.data.phantom.anatomy import FloatArray, HeartShape, Infarct
 from cardiosynth.data.phantom.appearance import STYLES, BodyLayout
-from cardiosynth.data.phantom.population import PopulationDraw, initial_wall, sample_population
+from cardiosynth.data.phantom.population import PopulationDraw, Strata, initial_wall, sample_population
 from cardiosynth.data.phantom.tissues import Columns, HeartExtras
 from cardiosynth.data.phantom.variation import Variation
 from cardiosynth.data.territory import TERRITORIES, TERRITORY_FREQUENCY
@@ -45,7 +45,7 @@ PHANTOM_VERSION = 2  # the default
 # What a version's output is, as a string that changes whenever the arrays of that version change
 # (the default data cache is keyed by it, so a machine never serves data made by older code of the
 # same version). Version 1 is frozen; bump version 2's minor with every change to its output.
-PHANTOM_CONTENT: dict[int, str] = {1: "1.0", 2: "2.5"}
+PHANTOM_CONTENT: dict[int, str] = {1: "1.0", 2: "2.6"}
 
 
 def check_phantom_version(version: int) -> int:
@@ -216,9 +216,10 @@ def _sample_infarct_v1(septal_angle: float, rng: np.random.Generator) -> Infarct
 
 
 def sample_subject_params(
-    group: Group, rng: np.random.Generator, version: int = PHANTOM_VERSION
+    group: Group, rng: np.random.Generator, version: int = PHANTOM_VERSION, strata: Strata | None = None
 ) -> SubjectParams:
-    """Draw one subject of ``group`` for phantom ``version``: targets, anatomy, geometry, style.
+    """Draw one subject of ``group`` for phantom ``version``: targets, anatomy, geometry, style;
+    ``strata`` (version 2) places its population draw in its group's Latin hypercube.
 
     Raises:
         ValueError: ``version`` is not one of :data:`PHANTOM_VERSIONS`.
@@ -228,7 +229,7 @@ def sample_subject_params(
     draw: PopulationDraw | None = None
     if version >= 2:
         # The ACDC-like joint population: sizes, functions, mass and sex drawn together.
-        draw = sample_population(group, rng)
+        draw = sample_population(group, rng, strata)
         height, weight = draw.height, draw.weight
         bsa = body_surface_area(height, weight)
         lv_edv = draw.lv_edv_index * bsa
