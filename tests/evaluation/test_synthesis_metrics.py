@@ -95,3 +95,36 @@ def test_best_mode_prefers_the_row_closest_to_held_out() -> None:
     best = best_modes(_report(_row(0.9, 0.9, 1.2), _row(0.9, 0.3, 4.0)))
     assert best["per_class"]["HCM"]["by_w1"] == "both"
     assert best["overall"] == "both"
+
+
+def test_targets_by_row_hold_every_row_to_the_same_targets() -> None:
+    from cardiosynth.evaluation.synthesis import check_targets, targets_by_row
+
+    report = _report(_row(0.9, 0.9, 1.2), _row(0.9, 0.3, 4.0))
+    by_row = targets_by_row(report)
+    assert "real:held_out" not in by_row  # the reference is not a candidate
+    # HCM is a pathology: precision, recall, W1, fidelity, wall bias, RV components.
+    assert by_row["method:both/sample"] == {"met": 6, "total": 6, "per_class": {"HCM": [6, 6]}, "missed": []}
+    assert by_row["method:none/sample"]["met"] == 3  # precision, recall and W1 missed
+    assert sorted(by_row["baseline:class_mean"]["missed"]) == [
+        "HCM: normalised W1 <= 1.5 (max over biomarkers)",
+        "HCM: recall >= 0.7",
+    ]
+    # For the default row, the tally agrees with check_targets on the targets both hold it to.
+    broken = _report(_row(0.1, 0.9, 9.0, fidelity=0.3), _row(0.9, 0.3, 4.0))
+    default = {t["target"]: t["met"] for t in check_targets(broken)}
+    missed = [t.split(": ", 1)[1] for t in targets_by_row(broken)["method:both/sample"]["missed"]]
+    assert sorted(missed) == sorted(
+        ["precision >= 0.7", "normalised W1 <= 1.5 (max over biomarkers)", "rule fidelity >= 80 %"]
+    )
+    assert all(default[t] is False for t in missed)
+
+
+def test_targets_by_row_count_a_wall_bias_and_rv_components_against_held_out() -> None:
+    from cardiosynth.evaluation.synthesis import targets_by_row
+
+    report = _report(_row(0.9, 0.9, 1.2), _row(0.9, 0.3, 4.0))
+    rows = report["classes"]["HCM"]["rows"]
+    rows["method:both/sample"] = {**rows["method:both/sample"], "wall_bias_mm": -1.5, "rv_components": 1.6}
+    missed = targets_by_row(report)["method:both/sample"]["missed"]
+    assert missed == ["HCM: wall-thickness bias <= 1 mm", "HCM: RV 3D components within 0.5 of real"]
