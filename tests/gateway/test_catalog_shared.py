@@ -75,6 +75,9 @@ def test_a_pushed_model_is_accepted_and_loaded_by_a_worker(
     accepted = client.post("/synthesize", json=body, headers=A)
     assert accepted.status_code == 202, accepted.text
     assert dispatcher.submitted[-1][1]["model"] == "lab-v3"
+    listed = {(m["kind"], m["version"]): m for m in client.get("/models").json()}
+    assert {("vae", "lab-v3"), ("spade", "lab-v3"), ("vae", DEFAULT_VERSION)} <= set(listed)
+    assert listed[("vae", "lab-v3")]["card"]["version"] == "lab-v3"  # its card, read from the store
 
     # A worker with no local copy loads it from the same store (runtime.synthesizer's loaders).
     empty, cache = tmp_path / "worker-registry", tmp_path / "worker-cache"

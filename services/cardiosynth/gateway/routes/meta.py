@@ -71,6 +71,19 @@ def models(svc: Annotated[Services, Depends(services)]) -> list[ModelOut]:
         card_file = path / "card.json"
         card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
         out.append(ModelOut(kind=kind, version=version, card=card, workers=workers.get(kind, [])))
+    # And those pushed to the object store (`cardiosynth models push`): the workers load them too.
+    local = {(m.kind, m.version) for m in out}
+    try:
+        pushed = sorted(svc.catalog.pushed() - local)
+    except Exception as exc:  # best effort, as the worker records: the local models are still listed
+        log.warning("pushed models unlisted: %s", exc)
+        pushed = []
+    for kind, version in pushed:
+        try:
+            card = json.loads(svc.storage.get_bytes(f"models/{kind}/{version}/card.json"))
+        except (KeyError, ValueError):
+            card = {}
+        out.append(ModelOut(kind=kind, version=version, card=card, workers=workers.get(kind, [])))
     return out
 
 
