@@ -3,7 +3,9 @@ embedded stack (gateway and both workers as processes, the shipped models).
 
 One stack and one browser for the module. The stack is handed over as soon as its gateway answers:
 the tests that need the gateway alone (a wrong key, form errors, cancelling a job still queued) run
-while the workers start, and the job that is looked at last waits in the queue for them. Every
+while the workers start, and the job that is looked at last waits in the queue for them. The test
+data (the phantom of ``tests/conftest.py``) is written by a process of its own meanwhile, and the
+tests that submit jobs wait for it (:func:`_data_ready`): the workers read it at their first job. Every
 page records what it requested and any CSP violation, and each test ends by checking that nothing
 left the page's origin and that the API key appeared in no address. Screenshots of each step go to
 ``$CARDIOSYNTH_UI_SCREENSHOTS`` (default: a temporary folder).
@@ -18,6 +20,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -67,13 +71,46 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+# tests/conftest.py's phantom_root, written beside its place and renamed: it appears whole or not at all.
+PHANTOM = """
+import os, sys
+from pathlib import Path
+from cardiosynth.data.phantom.generator import generate_dataset
+out = Path(sys.argv[1])
+partial = out.with_name(out.name + ".partial")
+generate_dataset(partial, n_subjects=5, seed=0, workers=1)
+os.replace(partial, out)
+"""
+
+
+@dataclass
+class Data:
+    path: Path
+    maker: subprocess.Popen[bytes]
+
+
 @pytest.fixture(scope="module")
-def stack(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
+    path = tmp_path_factory.mktemp("ui-data") / "phantom"
+    maker = subprocess.Popen([sys.executable, "-c", PHANTOM, str(path)])
+    yield Data(path, maker)
+    if maker.poll() is None:
+        maker.kill()
+        maker.wait()
+
+
+def _data_ready(data: Data) -> None:
+    assert data.maker.wait(timeout=600) == 0, "the test data could not be made"
+    assert (data.path / "training").is_dir()
+
+
+@pytest.fixture(scope="module")
+def stack(data: Data, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
         mp.delenv("CARDIOSYNTH_MODELS", raising=False)  # the shipped models
         state = tmp_path_factory.mktemp("ui-stack")
-        with running_stack(state, data=phantom_root, api_key=KEY, wait_for_workers=False) as running:
+        with running_stack(state, data=data.path, api_key=KEY, wait_for_workers=False) as running:
             yield running
             # An idle worker's warm shutdown waits about 12 s (Celery's timer thread); nothing is left
             # to finish here, so a short grace before they are killed.
@@ -112,7 +149,8 @@ document.addEventListener('securitypolicyviolation', (e) =>
 
 
 @pytest.fixture
-def page(browser: Any, stack: Stack) -> Iterator[tuple[Any, Recorder]]:
+def page(data: Data, browser: Any, stack: Stack) -> Iterator[tuple[Any, Recorder]]:
+    # ``data`` first: its process writes the test data while the browser and the stack start.
     context = browser.new_context(viewport=LAPTOP)
     # Generous: on a loaded 2-core machine the software WebGL renderer takes tens of seconds per step.
     context.set_default_timeout(120_000)
@@ -204,8 +242,9 @@ def test_form_shows_errors_next_to_the_fields(page: tuple[Any, Recorder], stack:
     record.assert_clean()
 
 
-def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack) -> None:
+def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack, data: Data) -> None:
     tab, record = page
+    _data_ready(data)  # should a worker take a job before the cancel, it finds the data
     # Without the event stream (a gateway or proxy that refuses it) the page falls back to polling.
     tab.route("**/jobs/*/events", lambda route: route.fulfill(status=404, body="gone"))
     _sign_in(tab, stack)
@@ -234,8 +273,11 @@ def test_cancel_a_job_from_the_list(page: tuple[Any, Recorder], stack: Stack) ->
     record.assert_clean()
 
 
-def test_sign_in_submit_watch_and_view(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
+def test_sign_in_submit_watch_and_view(
+    page: tuple[Any, Recorder], stack: Stack, data: Data, shots: Path
+) -> None:
     tab, record = page
+    _data_ready(data)
     response = _sign_in(tab, stack)
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp

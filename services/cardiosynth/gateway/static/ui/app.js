@@ -903,7 +903,7 @@ async function renderBiomarkers(name, s) {
 }
 
 // The worker's preview PNG (base subject and every severity side by side, mid slice) through its
-// signed link: until the job outputs the base subject's volumes, the base is seen here.
+// signed link: a job that did not store the base subject's volumes (include_base) shows it only here.
 function renderPreview(s) {
   el("preview-figure").hidden = !s.preview;
   if (s.preview) el("preview").src = currentUrl(s.preview);
