@@ -15,3 +15,17 @@ FAILURE_TASK = "cardiosynth.job_failed"
 DATASET_STAGE = "dataset"
 DATASET_TASK = "cardiosynth.dataset_build"
 DATASET_QUEUE = SPADE_QUEUE
+
+# The stage graph of a /synthesize job (issue 13): ``stats`` once, then per chunk of subjects
+# ``encode -> correlate -> interpolate -> decode`` on ``vae`` and ``translate -> store`` on ``spade``,
+# then ``finalize``. While it runs, the job's ``stage`` is GRAPH_STAGE and each task holds a lease of
+# its own (kind, chunk index) in the job store instead of the job's single heartbeat.
+GRAPH_STAGE = "graph"
+STATS_TASK = "cardiosynth.stats"
+VAE_CHUNK_TASK = "cardiosynth.encode_correlate_interpolate_decode"
+SPADE_CHUNK_TASK = "cardiosynth.translate_store"
+FINALIZE_TASK = "cardiosynth.finalize"
+# Lease kinds (one per task) and the queue each runs on.
+GRAPH_KINDS = {"stats": VAE_QUEUE, "vae": VAE_QUEUE, "spade": SPADE_QUEUE, "finalize": SPADE_QUEUE}
+# The stages the job's progress names, in order; "stats" and "finalize" run once, the others per chunk.
+GRAPH_PROGRESS = ("stats", "encode", "correlate", "interpolate", "decode", "translate", "store", "finalize")

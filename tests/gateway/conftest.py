@@ -62,6 +62,7 @@ def api(
         job_prefix=redis_prefix,
         api_keys=SecretStr(f"{KEY_A},{KEY_B}"),
         max_queued_per_key=3,
+        max_subjects_in_flight_per_key=200,  # small, for the quota tests' numbers (default: MAX_N)
         storage_dir=tmp_path / "store",
         signing_key=SecretStr("s" * 32),
         public_url="http://testserver",

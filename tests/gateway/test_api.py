@@ -47,7 +47,7 @@ def test_submit_poll_list_cancel(api: tuple[TestClient, RecordingDispatcher, Loc
     [
         ({"pathology": "XYZ", "n": 5}, "pathology"),
         ({"pathology": "HCM", "n": 0}, "n"),
-        ({"pathology": "HCM", "n": 101}, "n"),
+        ({"pathology": "HCM", "n": 5001}, "n"),
         ({"pathology": "HCM", "n": 1, "severity": 1.5}, "severity"),
         ({"pathology": "HCM", "n": 1, "seed": -1}, "seed"),
         ({"pathology": "HCM", "n": 1, "model": "nope"}, "model"),
@@ -233,22 +233,23 @@ def test_the_largest_requests_the_schema_accepts_fit_the_default_quota(
     from cardiosynth.gateway.schemas import MAX_SUBJECT_SEVERITIES
 
     client, _, _ = api
-    assert GatewaySettings().max_subjects_in_flight_per_key == MAX_SUBJECT_SEVERITIES == 200
+    assert GatewaySettings().max_subjects_in_flight_per_key == MAX_SUBJECT_SEVERITIES == 5000
+    client.app.state.services.settings.max_subjects_in_flight_per_key = MAX_SUBJECT_SEVERITIES  # type: ignore[attr-defined]
     for body in (
-        {"pathology": "HCM", "n": 10, "trajectory": 20},
-        {"pathology": "HCM", "n": 100, "trajectory": 2},
+        {"pathology": "HCM", "n": 250, "trajectory": 20},
+        {"pathology": "HCM", "n": 5000},
     ):
         r = client.post("/synthesize", json=body, headers=A)
         assert r.status_code == 202, r.json()
         assert client.delete(f"/jobs/{r.json()['id']}", headers=A).status_code == 200  # frees the quota
     # One above: refused by the schema, naming the product and the limit (was the quota's 422 for
     # n = 100 x trajectory 20, the largest request the schema then allowed).
-    r = client.post("/synthesize", json={"pathology": "HCM", "n": 100, "trajectory": 3}, headers=A)
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 2500, "trajectory": 3}, headers=A)
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
-    assert "100 x 3 = 300" in r.json()["detail"]
-    assert "limit of 200 per job" in r.json()["detail"]
-    r = client.post("/synthesize", json={"pathology": "HCM", "n": 100, "trajectory": 20}, headers=A)
+    assert "2500 x 3 = 7500" in r.json()["detail"]
+    assert "limit of 5000 per job" in r.json()["detail"]
+    r = client.post("/synthesize", json={"pathology": "HCM", "n": 5000, "trajectory": 20}, headers=A)
     assert r.status_code == 422
     assert "quota" not in r.json()["detail"]
 

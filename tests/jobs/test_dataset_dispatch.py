@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from celery import Celery
 
 from cardiosynth.config import CommonSettings
@@ -43,7 +44,7 @@ def test_a_dataset_is_one_task_on_the_spade_queue_and_the_reaper_resends_it_ther
     dispatcher.submit(dataset.id, dataset.request)
     dispatcher.submit(synth.id, synth.request)
     assert _sent(app) == [
-        ("vae", "cardiosynth.vae_stage", f"{synth.id}-vae"),
+        ("vae", "cardiosynth.stats", f"{synth.id}-stats"),  # a synthesis starts its stage graph
         ("spade", "cardiosynth.dataset_build", f"{dataset.id}-dataset"),
     ]
     # Its worker went silent: the reaper puts the job back at its own stage and sends that task.
@@ -54,3 +55,26 @@ def test_a_dataset_is_one_task_on_the_spade_queue_and_the_reaper_resends_it_ther
     assert again is not None
     assert (again.state, again.stage, again.attempts) == (JobState.QUEUED, "dataset", 1)
     assert _sent(app) == [("spade", "cardiosynth.dataset_build", f"{dataset.id}-dataset")]
+
+
+def test_the_stage_graph_routes_each_task_to_its_queue_and_the_reaper_resends_chunks(tmp_path: Path) -> None:
+    from cardiosynth.jobs.base import ChunkPlan
+
+    app = make_celery(CommonSettings(broker_url="memory://"))
+    store = SqliteJobStore(tmp_path / "jobs.db")
+    dispatcher = CeleryDispatcher(app, store)
+    _sent(app)
+    job, _ = store.create("owner", {"pathology": "HCM", "n": 3})
+    for stage in ("vae:1", "spade:2", "finalize"):
+        dispatcher.resume(job.id, stage)
+    assert _sent(app) == [
+        ("vae", "cardiosynth.encode_correlate_interpolate_decode", f"{job.id}-vae-1"),
+        ("spade", "cardiosynth.translate_store", f"{job.id}-spade-2"),
+        ("spade", "cardiosynth.finalize", f"{job.id}-finalize"),
+    ]
+    store.plan_chunks(job.id, ChunkPlan.of(3, 1))
+    store.take_chunk(job.id, "spade", 2, "w:1:a", 60)  # held, then its worker went silent
+    assert redeliver_or_fail(store, dispatcher, 60.0, now=time.time() + 3600) == ([job.id], [])
+    assert _sent(app) == [("spade", "cardiosynth.translate_store", f"{job.id}-spade-2")]
+    with pytest.raises(ValueError, match="unknown stage 'vae:x'"):
+        dispatcher.resume(job.id, "vae:x")

@@ -118,3 +118,28 @@ def test_retention_deletes_old_finished_jobs_files_and_marks_them_expired(
     assert expire_results(store, storage, 3600, now=time.time() + 7200) == []  # once
     with pytest.raises(ValueError, match="retention_s"):
         expire_results(store, storage, 0)
+
+
+def test_a_graph_job_has_only_its_silent_chunks_redelivered(store: JobStore) -> None:
+    from cardiosynth.jobs.base import ChunkPlan
+
+    dispatcher = Resumes()
+    job, _ = store.create("alice", {"n": 4})
+    store.plan_chunks(job.id, ChunkPlan.of(4, 1))
+    store.take_chunk(job.id, "stats", 0, "a:1:x", 60)
+    store.finish_chunk(job.id, "stats", 0, "a:1:x", 1.0, "a")
+    store.take_chunk(job.id, "vae", 0, "a:1:y", 60)
+    store.take_chunk(job.id, "spade", 2, "b:2:z", 60)
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=1) == ([], [])  # all beat in time
+    later = time.time() + 100
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=1, now=later) == ([job.id], [])
+    # The finished stats task is not sent again; the two held, silent chunks are.
+    assert sorted(dispatcher.resumed) == [(job.id, "spade:2"), (job.id, "vae:0")]
+    again = store.get(job.id)
+    assert again is not None
+    assert (again.state, again.attempts) == (JobState.RUNNING, 1)  # still running: its other chunks go on
+    store.take_chunk(job.id, "vae", 0, "c:3:w", 60)  # the redelivery is taken, and its worker dies too
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=1, now=later) == ([], [job.id])
+    failed = store.get(job.id)
+    assert failed is not None
+    assert failed.state is JobState.FAILED

@@ -25,9 +25,11 @@ State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 # into the job record and every error or listing that echoes it.
 SubjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 # The largest job: n subjects x its severities. Equal to the default per-key quota on subjects in
-# flight, so the largest request the schema accepts is one the quota accepts too, and it bounds a
-# worker's memory and a job's output (bench/memory.py); larger sets are several jobs.
-MAX_SUBJECT_SEVERITIES = 200
+# flight, so the largest request the schema accepts is one the quota accepts too. A job runs in chunks
+# of subjects (cardiosynth.workers.graph), so a worker's memory is bounded by the chunk, not by n.
+MAX_SUBJECT_SEVERITIES = 5000
+# The largest n (= cardiosynth.synthesis.engine.MAX_JOB_SUBJECTS; the gateway imports no numerics).
+MAX_N = 5000
 
 
 class SynthesizeRequest(BaseModel):
@@ -42,7 +44,7 @@ class SynthesizeRequest(BaseModel):
 
     pathology: Pathology = Field(description="target pathology")
     n: int = Field(
-        ge=1, le=100, description=f"number of synthetic subjects (n x trajectory <= {MAX_SUBJECT_SEVERITIES})"
+        ge=1, le=MAX_N, description=f"number of synthetic subjects (n x trajectory <= {MAX_SUBJECT_SEVERITIES})"
     )
     seed: int = Field(default=0, ge=0, lt=2**32)
     severity: float | None = Field(default=None, gt=0.0, le=1.0, description="one severity in (0, 1]")

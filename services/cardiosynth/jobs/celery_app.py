@@ -20,6 +20,10 @@ from cardiosynth.queues import (
     DATASET_QUEUE,
     DATASET_TASK,
     FAILURE_TASK,
+    FINALIZE_TASK,
+    SPADE_CHUNK_TASK,
+    STATS_TASK,
+    VAE_CHUNK_TASK,
     SPADE_QUEUE,
     SPADE_TASK,
     VAE_QUEUE,
@@ -65,6 +69,12 @@ def make_celery(settings: CommonSettings, *, visibility_timeout_s: int | None = 
             FAILURE_TASK: {"queue": VAE_QUEUE, "routing_key": VAE_QUEUE},
             SPADE_TASK: {"queue": SPADE_QUEUE, "routing_key": SPADE_QUEUE},
             DATASET_TASK: {"queue": DATASET_QUEUE, "routing_key": DATASET_QUEUE},
+            # The stage graph (issue 13): statistics and VAE chunks need the VAE, SPADE chunks SPADE;
+            # finalize needs no model and follows the last SPADE chunk.
+            STATS_TASK: {"queue": VAE_QUEUE, "routing_key": VAE_QUEUE},
+            VAE_CHUNK_TASK: {"queue": VAE_QUEUE, "routing_key": VAE_QUEUE},
+            SPADE_CHUNK_TASK: {"queue": SPADE_QUEUE, "routing_key": SPADE_QUEUE},
+            FINALIZE_TASK: {"queue": SPADE_QUEUE, "routing_key": SPADE_QUEUE},
         },
         task_default_exchange="cardiosynth",
         task_create_missing_queues=False,

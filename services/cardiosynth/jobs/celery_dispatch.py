@@ -12,6 +12,11 @@ from cardiosynth.queues import (
     DATASET_STAGE,
     DATASET_TASK,
     FAILURE_TASK,
+    FINALIZE_TASK,
+    GRAPH_KINDS,
+    SPADE_CHUNK_TASK,
+    STATS_TASK,
+    VAE_CHUNK_TASK,
     SPADE_QUEUE,
     SPADE_TASK,
     VAE_QUEUE,
@@ -28,6 +33,36 @@ def dataset_task_id(job_id: str) -> str:
     return f"{job_id}-dataset"
 
 
+GRAPH_TASKS = {"stats": STATS_TASK, "vae": VAE_CHUNK_TASK, "spade": SPADE_CHUNK_TASK, "finalize": FINALIZE_TASK}
+
+
+def graph_task_id(job_id: str, kind: str, index: int = 0) -> str:
+    """Deterministic ids of the stage graph's tasks (``<job>-stats``, ``<job>-vae-3``, ...): a chunk's
+    duplicates carry one id in the logs, and a cancel revokes them without a lookup."""
+    if kind not in GRAPH_TASKS:
+        raise ValueError(f"unknown graph task kind {kind!r}: expected one of {sorted(GRAPH_TASKS)}")
+    return f"{job_id}-{kind}" if kind in ("stats", "finalize") else f"{job_id}-{kind}-{index}"
+
+
+def send_graph_task(app: Celery, job_id: str, kind: str, index: int = 0) -> None:
+    """Send task ``(kind, index)`` of ``job_id``'s stage graph to its queue (ids only, never arrays);
+    a task that fails for good fails the job through the errback."""
+    errback = app.signature(FAILURE_TASK, args=(job_id,), queue=VAE_QUEUE)
+    app.send_task(GRAPH_TASKS[kind], args=(job_id, index), queue=GRAPH_KINDS[kind],
+                  task_id=graph_task_id(job_id, kind, index), link_error=errback)  # fmt: skip
+
+
+def parse_graph_stage(stage: str) -> tuple[str, int] | None:
+    """``"stats"``, ``"finalize"`` or ``"<kind>:<index>"`` (what the reaper resumes) -> (kind, index);
+    ``None`` for a stage that is not a graph task."""
+    kind, _, index = stage.partition(":")
+    if kind in ("stats", "finalize") and not index:
+        return kind, 0
+    if kind in ("vae", "spade") and index.isdigit():
+        return kind, int(index)
+    return None
+
+
 class CeleryDispatcher:
     """Sends jobs through Celery; counts live workers from their beats in ``liveness`` (the job store)."""
 
@@ -36,9 +71,14 @@ class CeleryDispatcher:
         self.liveness = liveness
 
     def submit(self, job_id: str, request: dict[str, Any]) -> None:
-        self.resume(job_id, DATASET_STAGE if request.get("kind") == DATASET_STAGE else VAE_QUEUE)
+        # A /synthesize job runs as a stage graph: ``stats`` first, which fans out the chunks.
+        self.resume(job_id, DATASET_STAGE if request.get("kind") == DATASET_STAGE else "stats")
 
     def resume(self, job_id: str, stage: str) -> None:
+        graph = parse_graph_stage(stage)
+        if graph is not None:
+            send_graph_task(self.app, job_id, *graph)
+            return
         vae_id, spade_id = task_ids(job_id)
         errback = self.app.signature(FAILURE_TASK, args=(job_id,), queue=VAE_QUEUE)
         spade = self.app.signature(
@@ -54,14 +94,20 @@ class CeleryDispatcher:
             return
         if stage != VAE_QUEUE:
             raise ValueError(
-                f"unknown stage {stage!r}: expected {VAE_QUEUE!r}, {SPADE_QUEUE!r} or {DATASET_STAGE!r}"
+                f"unknown stage {stage!r}: expected 'stats', 'finalize', '<vae|spade>:<chunk>', "
+                f"{VAE_QUEUE!r}, {SPADE_QUEUE!r} (the two-stage tasks) or {DATASET_STAGE!r}"
             )
+        # The two-stage chain of earlier versions (a job of theirs redelivered after an upgrade).
         vae = self.app.signature(VAE_TASK, args=(job_id,), queue=VAE_QUEUE, task_id=vae_id, immutable=True)
         chain(vae, spade).apply_async(link_error=errback)
 
     def cancel(self, job_id: str) -> None:
-        for task_id in (*task_ids(job_id), dataset_task_id(job_id)):
-            self.app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+        ids = [*task_ids(job_id), dataset_task_id(job_id), graph_task_id(job_id, "stats"),
+               graph_task_id(job_id, "finalize")]  # fmt: skip
+        graph = self.liveness.graph(job_id)
+        if graph is not None:  # every chunk's tasks; each chunk also checks the job before it works
+            ids += [graph_task_id(job_id, k, i) for k in ("vae", "spade") for i in range(graph.plan.count)]
+        self.app.control.revoke(ids, terminate=True, signal="SIGTERM")
 
     def workers(self) -> dict[str, int]:
         # Not a broker ``inspect`` ping: a solo-pool worker running a stage cannot answer one, and the

@@ -1,5 +1,9 @@
 """The reaper: a stage whose worker went silent is redelivered, a bounded number of times.
 
+A job running as a stage graph (:mod:`cardiosynth.workers.graph`) holds one lease per running task
+instead of one heartbeat: only the tasks whose lease went silent are sent again (the job stays
+running, its other chunks go on), and each pass that finds any counts one attempt of the job.
+
 Delivery in one sentence: a stage whose worker dies (SIGKILL, OOM, lost machine) is put back in its
 queue by the reaper once its heartbeat is older than ``heartbeat_stale_s`` and runs again on another
 worker, overwriting the dead attempt's partial outputs (object keys are deterministic per job and
@@ -20,6 +24,7 @@ import time
 
 from cardiosynth.jobs.base import JobState, JobStore, TransitionRefusedError, stale_error
 from cardiosynth.jobs.dispatch import Dispatcher
+from cardiosynth.queues import GRAPH_STAGE
 from cardiosynth.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,19 @@ def redeliver_or_fail(
     for job in jobs.stale_jobs(stale_after_s, now=now):
         silent = now - (job.heartbeat or job.updated)
         try:
-            if job.attempts < max_attempts:
+            if job.stage == GRAPH_STAGE and job.attempts < max_attempts:
+                # A stage graph: only the tasks whose lease went silent are sent again; the job stays
+                # running (its other chunks go on) and counts one attempt per pass that found any.
+                released = jobs.release_stale_chunks(job.id, stale_after_s, now=now)
+                if not released:
+                    continue
+                jobs.update(job.id, attempts=job.attempts + 1)
+                for kind, index in released:
+                    dispatcher.resume(job.id, kind if kind in ("stats", "finalize") else f"{kind}:{index}")
+                log.warning("job %s: tasks %s silent for over %.0f s: redelivered (attempt %d of %d)",
+                            job.id, released, stale_after_s, job.attempts + 1, max_attempts)  # fmt: skip
+                redelivered.append(job.id)
+            elif job.attempts < max_attempts:
                 jobs.transition(job.id, JobState.QUEUED, stage=job.stage, attempts=job.attempts + 1)
                 dispatcher.resume(job.id, job.stage)
                 log.warning("job %s: %s stage silent for %.0f s: redelivered (attempt %d of %d)",

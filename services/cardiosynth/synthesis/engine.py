@@ -61,7 +61,9 @@ from cardiosynth.synthesis.stats import ClassStats, compute_class_stats, stats_k
 log = logging.getLogger(__name__)
 
 PHASES = ("ED", "ES")
-MAX_SUBJECTS = 100
+MAX_SUBJECTS = 100  # subjects made in one pass (make_labels without ``subjects``; the CLI, a dataset request)
+# A service job: made in chunks of subjects (make_labels with ``subjects``), so memory does not grow with n.
+MAX_JOB_SUBJECTS = 5000
 MAX_TRAJECTORY = 20
 # Slices translated between two progress reports (and cancellation checks) in the SPADE half: a few
 # seconds of CPU work per chunk, a fraction of a second on a GPU.
@@ -101,8 +103,8 @@ class SynthesisRequest:
     territory: str | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n <= MAX_SUBJECTS:
-            raise ValueError(f"n must be in 1..{MAX_SUBJECTS}, got {self.n}")
+        if not 1 <= self.n <= MAX_JOB_SUBJECTS:
+            raise ValueError(f"n must be in 1..{MAX_JOB_SUBJECTS}, got {self.n}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
         if not self.severities or any(not 0.0 < s <= 1.0 for s in self.severities):
@@ -515,12 +517,32 @@ class Synthesizer:
                 return ref
         raise ValueError(f"subject {subject_id!r} is not in {self.data_root}")
 
-    def make_labels(self, request: SynthesisRequest, progress: Progress = _no_progress) -> LabelBatch:
-        """The VAE half: encode -> stats -> copula sample or shift -> interpolate -> decode."""
+    def make_labels(
+        self, request: SynthesisRequest, progress: Progress = _no_progress, *, subjects: range | None = None
+    ) -> LabelBatch:
+        """The VAE half: encode -> stats -> copula sample or shift -> interpolate -> decode.
+
+        ``subjects``: only these subject indices (a chunk of a service job, up to ``MAX_JOB_SUBJECTS``);
+        ``None``: all ``request.n`` in one pass (at most ``MAX_SUBJECTS``). Each subject's random stream
+        is seeded by (seed, subject index) and base and territory draws are prefixes of one seeded
+        sequence, so a subject does not depend on its chunk; with ``subjects`` each subject is also
+        decoded as a batch of its own, since a batched convolution's float rounding can depend on its
+        batch neighbours (labels byte-identical whatever the chunking)."""
+        if subjects is None:
+            if request.n > MAX_SUBJECTS:
+                raise ValueError(
+                    f"n={request.n} in one pass: at most {MAX_SUBJECTS}; make larger requests in chunks "
+                    "of subjects (the service does)"
+                )
+            wanted = range(request.n)
+        else:
+            if subjects.step != 1 or not 0 <= subjects.start < subjects.stop <= request.n:
+                raise ValueError(f"subjects {subjects} is not a non-empty range within 0..{request.n}")
+            wanted = subjects
         territories = self.subject_territories(request)
         stats = {
             (t, ph): self.class_stats(request.pathology, ph, request.ns, t)
-            for t in dict.fromkeys(territories)
+            for t in dict.fromkeys(territories[i] for i in wanted)
             for ph in request.phases
         }
         nor = (
@@ -530,7 +552,7 @@ class Synthesizer:
         )
         progress("stats", 1, 1)
         bases = choose_bases(sources.by_group(self.refs, Group.NOR), request)
-        loaded = {ref.subject_id: self._base(ref) for ref in bases}
+        loaded = {bases[i].subject_id: self._base(bases[i]) for i in wanted}
 
         # Encode every base subject's stacks in one pass.
         started = time.perf_counter()
@@ -545,7 +567,8 @@ class Synthesizer:
         started = time.perf_counter()
         plan: list[tuple[int, float, str, int]] = []  # (subject, severity, phase, n slices)
         blocks: list[npt.NDArray[np.float64]] = []
-        for index, ref in enumerate(bases):
+        for index in wanted:
+            ref = bases[index]
             # ED and ES share one stream of Gaussian scores (the same seeded generator per subject
             # index): a heart drawn large at ED is large at ES, so ejection fractions stay within the
             # class's range (independent phases would pair a small ED with a large ES).
@@ -563,7 +586,15 @@ class Synthesizer:
         progress("correlate", 1, 1)
 
         started = time.perf_counter()
-        labels = decode_latents(self.vae, np.concatenate(blocks), self.batch_size, self.precision)
+        if subjects is None:
+            labels = decode_latents(self.vae, np.concatenate(blocks), self.batch_size, self.precision)
+        else:  # one subject per decode call: its labels do not depend on the chunk's other subjects
+            per_subject = len(request.phases) * len(request.severities)
+            labels = np.concatenate([
+                decode_latents(self.vae, np.concatenate(blocks[k : k + per_subject]), self.batch_size,
+                               self.precision)
+                for k in range(0, len(blocks), per_subject)
+            ])  # fmt: skip
         if self.clean_labels:
             # Cleaned here, before the batch leaves the VAE half, so that SPADE draws exactly the
             # labels that are written (cleaning after translation left images and labels apart).

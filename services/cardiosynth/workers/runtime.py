@@ -134,3 +134,44 @@ def heartbeat(job_id: str, stage: str, every_s: float) -> Iterator[StageLease]:
     finally:
         stop.set()
         thread.join(timeout=every_s)
+
+
+class ChunkLease(StageLease):
+    """The lease of one task of a job's stage graph, ``(kind, index)``, held by ``token``."""
+
+    def __init__(self, job_id: str, kind: str, index: int, token: str) -> None:
+        super().__init__(job_id, kind)
+        self.index, self.token = index, token
+
+    def beat(self) -> bool:
+        return patiently(lambda: jobs().beat_chunk(self.job_id, self.stage, self.index, self.token))
+
+    def check(self) -> None:
+        if self.lost.is_set() or not self.beat():
+            self.lost.set()
+            raise JobCancelledError(self.job_id)
+
+
+@contextmanager
+def chunk_lease(job_id: str, kind: str, index: int, token: str, every_s: float) -> Iterator[ChunkLease]:
+    """Beat a graph task's lease from a thread while the body runs (the reaper redelivers a lease
+    that goes silent); the lease notes when the job or the lease is no longer held."""
+    lease = ChunkLease(job_id, kind, index, token)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                if not jobs().beat_chunk(job_id, kind, index, token):
+                    lease.lost.set()
+                    return
+            except Exception as exc:  # a missed beat is logged, never fatal to the job
+                log.warning("lease beat of %s %s:%d failed: %s", job_id, kind, index, exc)
+
+    thread = threading.Thread(target=beat, name=f"lease-{job_id[:8]}-{kind}{index}", daemon=True)
+    thread.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        thread.join(timeout=every_s)

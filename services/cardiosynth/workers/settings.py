@@ -22,6 +22,9 @@ class WorkerSettings(CommonSettings):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="autocast of decode and translate; auto: fp32 on CPU, bf16 on CUDA"
     )
+    chunk_size: int = Field(
+        default=16, ge=1, le=1000, description="subjects per chunk of a job's stage graph (fan-out unit)"
+    )
     batch_size: int | None = Field(
         default=None, ge=1, description="slices per forward pass; default: from free GPU memory (CPU: 256/64)"
     )
