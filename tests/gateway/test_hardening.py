@@ -44,7 +44,7 @@ def test_unhandled_errors_are_answered_not_raised(
     strict = _strict(client)
     jobs = client.app.state.services.jobs  # type: ignore[attr-defined]
 
-    def broken(job_id: str) -> None:
+    def broken(job_id: str, **_: object) -> None:
         raise error
 
     monkeypatch.setattr(jobs, "get", broken)

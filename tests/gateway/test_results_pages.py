@@ -4,6 +4,8 @@ local storage holding the job's files."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from cardiosynth.gateway.results import checksummed, decode_cursor, encode_cursor, page
 from cardiosynth.jobs.base import JobState
+from cardiosynth.jobs.sqlite_store import SqliteJobStore
 from cardiosynth.storage.local import LocalStore
 from tests.gateway.conftest import KEY_A, RecordingDispatcher
 
@@ -154,3 +157,26 @@ def test_page_and_cursor_rules() -> None:
     assert computed
     assert reads == ["b"]
     assert out[1] == {"key": "b", "size": 3, "sha256": hashlib.sha256(b"xxx").hexdigest()}
+
+
+def test_polls_read_the_job_without_its_result(api: Api, tmp_path: Path) -> None:
+    """GET /jobs/{id}, the event stream and listings read records without the result (megabytes for a
+    large job's file list): both stores leave it out on request and nothing else."""
+    client, _, _ = api
+    redis_store = client.app.state.services.jobs  # type: ignore[attr-defined]
+    for store in (redis_store, SqliteJobStore(tmp_path / "jobs.db")):
+        job, _ = store.create("owner", {"pathology": "HCM", "n": 2})
+        store.transition(job.id, JobState.RUNNING)
+        store.transition(job.id, JobState.SUCCEEDED, result={"files": [{"key": "k"}] * 3, "biomarkers": {}})
+        full, light = store.get(job.id), store.get(job.id, result=False)
+        assert full is not None
+        assert light is not None
+        assert full.result is not None
+        assert light.result is None
+        assert replace(light, result=full.result) == full
+        listed, _ = store.list_jobs("owner")
+        assert [j.result for j in listed] == [None]
+        assert store.get("0" * 32, result=False) is None
+    job_id, _ = finished_job(api, 2, record_checksums=True)
+    assert client.get(f"/jobs/{job_id}", headers=A).json()["state"] == "succeeded"
+    assert client.get(f"/jobs/{job_id}/results", headers=A).json()["total"] == 4  # results still read it

@@ -82,8 +82,9 @@ def job_out(job: Job, svc: Services) -> JobOut:
     )
 
 
-def _own_job(job_id: str, who: str, svc: Services) -> Job:
-    job = svc.jobs.get(job_id)
+def _own_job(job_id: str, who: str, svc: Services, *, result: bool = False) -> Job:
+    """The caller's job; its result (megabytes for a large job's file list) only when asked for."""
+    job = svc.jobs.get(job_id, result=result)
     if job is None or job.owner != who:  # another key's job is as absent as a missing one
         # Also what a job whose record is gone (expired, or lost with a Redis that kept nothing on
         # disk) answers: never a 500 for a half record.
@@ -201,7 +202,7 @@ async def job_events(
     again)."""
 
     def snapshot() -> Snapshot | None:
-        job = svc.jobs.get(job_id)
+        job = svc.jobs.get(job_id, result=False)
         if job is None or job.owner != who:
             return None
         body = job_out(job, svc).model_dump_json().encode()
@@ -292,7 +293,7 @@ def results(
 ) -> ResultsPage:
     """The job's files in key order with expiring download URLs, ``limit`` at a time: follow ``next``
     (``?cursor=``) until it is null. Each page carries the biomarkers of the subjects it lists."""
-    job = _own_job(job_id, who, svc)
+    job = _own_job(job_id, who, svc, result=True)
     result = succeeded_result(job, "job", svc)
     everything: list[dict[str, Any]] = result.get("files", [])
     try:
@@ -327,7 +328,7 @@ def manifest(
     """Sizes and checksums are those the workers recorded as they stored each file; a job stored
     before they did so has its files read back and hashed once, and that manifest is kept with the
     job's files (``jobs/<id>/manifest.json``)."""
-    job = _own_job(job_id, who, svc)
+    job = _own_job(job_id, who, svc, result=True)
     result = succeeded_result(job, "job", svc)
     key = manifest_key(job.id)
     files, computed = checksummed(
