@@ -32,7 +32,7 @@ def test_embedded_stack_runs_a_job_cancels_and_rejects(
         results = run_job(
             stack, {"pathology": "DCM", "n": 1, "model": "t0"}, tmp_path / "out", echo=lines.append
         )
-        status, problem = stack.request("POST", "/synthesize", {"pathology": "DCM", "n": 500})
+        status, problem = stack.request("POST", "/synthesize", {"pathology": "DCM", "n": 5001})
         assert status == 422
         assert "n" in problem["detail"]
         status, job = stack.request("POST", "/synthesize", {"pathology": "HCM", "n": 1, "model": "t0"})
