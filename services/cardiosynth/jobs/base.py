@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from cardiosynth.queues import STAGES  # a job starts queued at the first stage
+from cardiosynth.queues import GRAPH_PROGRESS, STAGES  # a job starts queued at the first stage
 
 
 class JobState(StrEnum):
@@ -90,6 +90,52 @@ class Job:
     # Bytes of the files it stored, set when it succeeds; counted against the per-key quota on stored
     # bytes until retention expires them or the job is purged.
     stored_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a job's ``subjects`` are cut into ``count`` chunks of ``size`` (the last one shorter)."""
+
+    count: int
+    size: int
+    subjects: int
+
+    @classmethod
+    def of(cls, subjects: int, size: int) -> ChunkPlan:
+        if subjects < 1 or size < 1:
+            raise ValueError(f"subjects and chunk size must be >= 1, got {subjects} and {size}")
+        return cls(-(-subjects // size), size, subjects)
+
+    def bounds(self, index: int) -> range:
+        """The subject indices of chunk ``index``."""
+        if not 0 <= index < self.count:
+            raise ValueError(f"chunk {index} outside 0..{self.count - 1}")
+        return range(index * self.size, min((index + 1) * self.size, self.subjects))
+
+    def totals(self) -> dict[str, int]:
+        """Each progress stage's total: once for ``stats`` and ``finalize``, per chunk otherwise."""
+        return {s: 1 if s in ("stats", "finalize") else self.count for s in GRAPH_PROGRESS}
+
+
+@dataclass
+class GraphState:
+    """The fan-in ledger of a job's stage graph: its plan, the chunks finished per kind, the leases
+    held now ((kind, index) -> last beat) and each finished task's seconds and worker."""
+
+    plan: ChunkPlan
+    done: dict[str, set[int]]
+    held: dict[tuple[str, int], float]
+    seconds: dict[tuple[str, int], tuple[float, str]]
+    subjects_done: int = 0
+
+
+def graph_progress(plan: ChunkPlan, stage_done: dict[str, int], subjects_done: int) -> dict[str, Any]:
+    """A graph job's progress: chunks past each stage, and subjects stored across chunks."""
+    progress: dict[str, Any] = {
+        stage: {"done": stage_done.get(stage, 0), "total": total} for stage, total in plan.totals().items()
+    }
+    progress["subjects"] = {"done": subjects_done, "total": plan.subjects}
+    return progress
 
 
 def subject_weight(request: dict[str, Any]) -> int:
@@ -228,6 +274,52 @@ class JobStore(Protocol):
     def purge(self, job_id: str) -> bool:
         """Delete the record of a finished job (and its place in every index); ``False`` when it is
         gone already; :class:`TransitionRefusedError` (nothing deleted) when it is not finished."""
+        ...
+
+    # -- the stage graph (fan-out and fan-in of a job's chunks) -------------------------------------
+
+    def plan_chunks(self, job_id: str, plan: ChunkPlan) -> ChunkPlan | None:
+        """Record ``job_id``'s chunk plan once and return the recorded one (the first call wins, so
+        every task of the job agrees even when workers' settings differ); its progress starts at 0.
+        ``None`` when the job is finished or gone."""
+        ...
+
+    def take_chunk(self, job_id: str, kind: str, index: int, token: str, stale_after_s: float) -> str:
+        """Take the lease of task ``(kind, index)`` for ``token``: ``"taken"``; ``"done"`` when that
+        task finished already; ``"held"`` when another holder beat within ``stale_after_s`` (a holder
+        of the same process, the token's part before the last ``:``, takes its own lease back: a
+        retry); ``"gone"`` when the job is finished or gone. A queued job becomes ``running`` at
+        stage :data:`~cardiosynth.queues.GRAPH_STAGE`."""
+        ...
+
+    def beat_chunk(self, job_id: str, kind: str, index: int, token: str) -> bool:
+        """Beat the lease (and the job's heartbeat); ``False`` when the job is finished or gone or the
+        lease is no longer ``token``'s."""
+        ...
+
+    def mark_stage(self, job_id: str, stage: str, index: int, subjects: int = 0) -> bool:
+        """Chunk ``index`` passed progress ``stage`` (counted once however often it is marked;
+        ``subjects`` more subjects done the first time); the job's progress is rewritten from the
+        ledger in the same atomic step. ``False`` when the job is finished or gone."""
+        ...
+
+    def finish_chunk(
+        self, job_id: str, kind: str, index: int, token: str, seconds: float, worker: str
+    ) -> int | None:
+        """Mark task ``(kind, index)`` finished (once; a redelivery is idempotent), record its
+        ``seconds`` and ``worker`` and drop ``token``'s lease; return how many tasks of ``kind`` are
+        finished (the fan-in count), or ``None`` when the job is finished or gone."""
+        ...
+
+    def graph(self, job_id: str) -> GraphState | None:
+        """The job's ledger, or ``None`` when it has no plan (yet)."""
+        ...
+
+    def release_stale_chunks(
+        self, job_id: str, stale_after_s: float, *, now: float | None = None
+    ) -> list[tuple[str, int]]:
+        """Drop the leases whose last beat is older than ``stale_after_s`` (their holder died) and
+        return their (kind, index), for the reaper to send those tasks again."""
         ...
 
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 from cardiosynth.jobs.base import (
     TERMINAL,
     TRANSITIONS,
+    ChunkPlan,
+    GraphState,
     IdempotencyConflictError,
     Job,
     JobState,
@@ -27,12 +29,13 @@ from cardiosynth.jobs.base import (
     SubjectQuotaError,
     TransitionRefusedError,
     idempotency_digest,
+    graph_progress,
     quota_detail,
     request_hash,
     stale_error,
     stored_detail,
 )
-from cardiosynth.queues import STAGES
+from cardiosynth.queues import GRAPH_STAGE, STAGES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,6 +53,17 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 CREATE TABLE IF NOT EXISTS workers (
     queue TEXT NOT NULL, name TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (queue, name)
+);
+CREATE TABLE IF NOT EXISTS graphs (
+    job_id TEXT PRIMARY KEY, count INTEGER NOT NULL, size INTEGER NOT NULL, subjects INTEGER NOT NULL,
+    subjects_done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS graph_marks (
+    job_id TEXT NOT NULL, name TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (job_id, name, idx)
+);
+CREATE TABLE IF NOT EXISTS graph_tasks (
+    job_id TEXT NOT NULL, kind TEXT NOT NULL, idx INTEGER NOT NULL, token TEXT, beat REAL,
+    done INTEGER NOT NULL DEFAULT 0, seconds REAL, worker TEXT, PRIMARY KEY (job_id, kind, idx)
 );
 """
 
@@ -294,11 +308,16 @@ class SqliteJobStore:
 
     def stale_jobs(self, stale_after_s: float, *, now: float | None = None) -> list[Job]:
         now = time.time() if now is None else now
+        cutoff = now - stale_after_s
+        # A graph job is stale when one of its leases is (its chunks waiting in a queue hold none).
         rows = (
             self._db()
             .execute(
-                "SELECT * FROM jobs WHERE state = ? AND COALESCE(heartbeat, updated) < ?",
-                (JobState.RUNNING.value, now - stale_after_s),
+                "SELECT * FROM jobs WHERE state = ? AND ("
+                "(stage != ? AND COALESCE(heartbeat, updated) < ?) OR (stage = ? AND EXISTS ("
+                "SELECT 1 FROM graph_tasks t WHERE t.job_id = jobs.id AND t.token IS NOT NULL "
+                "AND t.beat < ?)))",
+                (JobState.RUNNING.value, GRAPH_STAGE, cutoff, GRAPH_STAGE, cutoff),
             )
             .fetchall()
         )
@@ -343,7 +362,143 @@ class SqliteJobStore:
                 raise TransitionRefusedError(f"job {job_id} is {row['state']}; cancel it before purging")
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             db.execute("DELETE FROM idempotency WHERE job_id = ?", (job_id,))
+            for table in ("graphs", "graph_marks", "graph_tasks"):
+                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
         return True
+
+    # -- the stage graph --------------------------------------------------------------------------
+
+    @staticmethod
+    def _live(db: sqlite3.Connection, job_id: str) -> sqlite3.Row | None:
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None or JobState(row["state"]) in TERMINAL else row
+
+    def plan_chunks(self, job_id: str, plan: ChunkPlan) -> ChunkPlan | None:
+        with self._immediate() as db:
+            if self._live(db, job_id) is None:
+                return None
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO graphs (job_id, count, size, subjects) VALUES (?, ?, ?, ?)",
+                (job_id, plan.count, plan.size, plan.subjects),
+            ).rowcount
+            row = db.execute("SELECT * FROM graphs WHERE job_id = ?", (job_id,)).fetchone()
+            recorded = ChunkPlan(int(row["count"]), int(row["size"]), int(row["subjects"]))
+            if inserted:
+                db.execute("UPDATE jobs SET progress = ? WHERE id = ?",
+                           (json.dumps(graph_progress(recorded, {}, 0)), job_id))  # fmt: skip
+        return recorded
+
+    def take_chunk(self, job_id: str, kind: str, index: int, token: str, stale_after_s: float) -> str:
+        now = time.time()
+        with self._immediate() as db:
+            row = self._live(db, job_id)
+            if row is None:
+                return "gone"
+            task = db.execute("SELECT * FROM graph_tasks WHERE job_id = ? AND kind = ? AND idx = ?",
+                              (job_id, kind, index)).fetchone()  # fmt: skip
+            if task is not None and task["done"]:
+                return "done"
+            if task is not None and task["token"] is not None:
+                mine = task["token"].rpartition(":")[0] == token.rpartition(":")[0]
+                if not mine and now - task["beat"] < stale_after_s:
+                    return "held"
+            db.execute(
+                "INSERT INTO graph_tasks (job_id, kind, idx, token, beat) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (job_id, kind, idx) DO UPDATE SET token = excluded.token, beat = excluded.beat",
+                (job_id, kind, index, token, now),
+            )
+            if row["state"] == JobState.QUEUED.value:
+                db.execute("UPDATE jobs SET state = ?, stage = ?, heartbeat = ?, updated = ? WHERE id = ?",
+                           (JobState.RUNNING.value, GRAPH_STAGE, now, now, job_id))  # fmt: skip
+            else:
+                db.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (now, job_id))
+        return "taken"
+
+    def beat_chunk(self, job_id: str, kind: str, index: int, token: str) -> bool:
+        now = time.time()
+        with self._immediate() as db:
+            if self._live(db, job_id) is None:
+                return False
+            changed = db.execute(
+                "UPDATE graph_tasks SET beat = ? WHERE job_id = ? AND kind = ? AND idx = ? AND token = ?",
+                (now, job_id, kind, index, token),
+            ).rowcount
+            if changed:
+                db.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (now, job_id))
+        return bool(changed)
+
+    def mark_stage(self, job_id: str, stage: str, index: int, subjects: int = 0) -> bool:
+        with self._immediate() as db:
+            graph = db.execute("SELECT * FROM graphs WHERE job_id = ?", (job_id,)).fetchone()
+            if self._live(db, job_id) is None or graph is None:
+                return False
+            added = db.execute("INSERT OR IGNORE INTO graph_marks (job_id, name, idx) VALUES (?, ?, ?)",
+                               (job_id, f"stage:{stage}", index)).rowcount  # fmt: skip
+            if added and subjects:
+                db.execute("UPDATE graphs SET subjects_done = subjects_done + ? WHERE job_id = ?",
+                           (subjects, job_id))  # fmt: skip
+            counts = {
+                r["name"].removeprefix("stage:"): int(r["n"])
+                for r in db.execute(
+                    "SELECT name, COUNT(*) AS n FROM graph_marks WHERE job_id = ? GROUP BY name", (job_id,)
+                )
+            }
+            done = db.execute("SELECT subjects_done FROM graphs WHERE job_id = ?", (job_id,)).fetchone()[0]
+            plan = ChunkPlan(int(graph["count"]), int(graph["size"]), int(graph["subjects"]))
+            db.execute("UPDATE jobs SET progress = ?, updated = ? WHERE id = ?",
+                       (json.dumps(graph_progress(plan, counts, int(done))), time.time(), job_id))  # fmt: skip
+        return True
+
+    def finish_chunk(
+        self, job_id: str, kind: str, index: int, token: str, seconds: float, worker: str
+    ) -> int | None:
+        with self._immediate() as db:
+            if self._live(db, job_id) is None:
+                return None
+            task = db.execute("SELECT * FROM graph_tasks WHERE job_id = ? AND kind = ? AND idx = ?",
+                              (job_id, kind, index)).fetchone()  # fmt: skip
+            if task is None:
+                db.execute("INSERT INTO graph_tasks (job_id, kind, idx, done, seconds, worker) "
+                           "VALUES (?, ?, ?, 1, ?, ?)", (job_id, kind, index, seconds, worker))  # fmt: skip
+            elif not task["done"]:
+                db.execute("UPDATE graph_tasks SET done = 1, seconds = ?, worker = ? "
+                           "WHERE job_id = ? AND kind = ? AND idx = ?",
+                           (seconds, worker, job_id, kind, index))  # fmt: skip
+            db.execute("UPDATE graph_tasks SET token = NULL, beat = NULL "
+                       "WHERE job_id = ? AND kind = ? AND idx = ? AND token = ?",
+                       (job_id, kind, index, token))  # fmt: skip
+            count = db.execute("SELECT COUNT(*) FROM graph_tasks WHERE job_id = ? AND kind = ? AND done = 1",
+                               (job_id, kind)).fetchone()[0]  # fmt: skip
+        return int(count)
+
+    def graph(self, job_id: str) -> GraphState | None:
+        db = self._db()
+        row = db.execute("SELECT * FROM graphs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        state = GraphState(ChunkPlan(int(row["count"]), int(row["size"]), int(row["subjects"])), {}, {}, {},
+                           int(row["subjects_done"]))  # fmt: skip
+        for task in db.execute("SELECT * FROM graph_tasks WHERE job_id = ?", (job_id,)):
+            key = (str(task["kind"]), int(task["idx"]))
+            if task["token"] is not None:
+                state.held[key] = float(task["beat"])
+            if task["done"]:
+                state.done.setdefault(key[0], set()).add(key[1])
+                state.seconds[key] = (float(task["seconds"] or 0.0), str(task["worker"] or ""))
+        return state
+
+    def release_stale_chunks(
+        self, job_id: str, stale_after_s: float, *, now: float | None = None
+    ) -> list[tuple[str, int]]:
+        cutoff = (time.time() if now is None else now) - stale_after_s
+        with self._immediate() as db:
+            rows = db.execute(
+                "SELECT kind, idx FROM graph_tasks WHERE job_id = ? AND token IS NOT NULL AND beat < ?",
+                (job_id, cutoff),
+            ).fetchall()
+            db.execute("UPDATE graph_tasks SET token = NULL, beat = NULL "
+                       "WHERE job_id = ? AND token IS NOT NULL AND beat < ?", (job_id, cutoff))  # fmt: skip
+        return sorted((str(r["kind"]), int(r["idx"])) for r in rows)
 
     def worker_beat(self, queue: str, worker: str, ttl_s: float) -> None:
         now = time.time()  # one machine in the embedded mode: one clock

@@ -17,6 +17,9 @@ Keys (``prefix`` defaults to ``cs``)::
                                 (retention's worklist)
     cs:idem:<owner>:<sha256>    "<job id> <request hash>" for Idempotency-Key
     cs:workers:<queue>          sorted set: worker name -> expiry (Redis server time) of its last beat
+    cs:graph:<id>               hash: a graph job's fan-in ledger: count, size, subjects, subjects_done;
+                                lease:<kind>:<i> "<token> <beat>", done:<kind>:<i>, stage:<stage>:<i>,
+                                n:done:<kind> and n:<stage> counters, t:<kind>:<i> "<seconds> <worker>"
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import redis
 from cardiosynth.jobs.base import (
     TERMINAL,
     TRANSITIONS,
+    ChunkPlan,
+    GraphState,
     IdempotencyConflictError,
     IdempotencyInProgressError,
     Job,
@@ -48,7 +53,7 @@ from cardiosynth.jobs.base import (
     stale_error,
     stored_detail,
 )
-from cardiosynth.queues import STAGES
+from cardiosynth.queues import GRAPH_STAGE, STAGES
 
 __all__ = [
     "TERMINAL",
@@ -167,6 +172,103 @@ for i = 1, #KEYS do out[i] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf') e
 return out
 """
 
+# The graph ledger's scripts: KEYS[1] the job hash, KEYS[2] the graph hash. A finished or gone job
+# answers 'gone' / 0 / -1 and nothing is written.
+_LIVE_FN = """
+local function live()
+  local s = redis.call('HGET', KEYS[1], 'state')
+  return s and s ~= 'succeeded' and s ~= 'failed' and s ~= 'cancelled'
+end
+-- The progress JSON in stage order (cjson would order the keys at random): pairs of stage and total
+-- from ARGV[first], done counts read by done(stage), then the subjects.
+local function progress_json(first, done, subjects_done, subjects)
+  local parts = {}
+  for i = first, #ARGV, 2 do
+    parts[#parts + 1] = string.format('"%s": {"done": %d, "total": %d}', ARGV[i], done(ARGV[i]), ARGV[i + 1])
+  end
+  parts[#parts + 1] = string.format('"subjects": {"done": %d, "total": %d}', subjects_done, subjects)
+  return '{' .. table.concat(parts, ', ') .. '}'
+end
+"""
+# ARGV: count, size, subjects, ttl, then progress stage/total pairs.
+_PLAN = _LIVE_FN + """
+if not live() then return false end
+if redis.call('HSETNX', KEYS[2], 'count', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], 'size', ARGV[2], 'subjects', ARGV[3], 'subjects_done', 0)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  local zero = function(stage) return 0 end
+  redis.call('HSET', KEYS[1], 'progress', progress_json(5, zero, 0, tonumber(ARGV[3])))
+end
+return redis.call('HMGET', KEYS[2], 'count', 'size', 'subjects')
+"""
+# ARGV: kind, index, token, now, stale_after_s.
+_TAKE = _LIVE_FN + """
+if not live() then return 'gone' end
+local id = ARGV[1] .. ':' .. ARGV[2]
+if redis.call('HEXISTS', KEYS[2], 'done:' .. id) == 1 then return 'done' end
+local lease = redis.call('HGET', KEYS[2], 'lease:' .. id)
+if lease then
+  local token, beat = string.match(lease, '^(%S+) (%S+)$')
+  local mine = string.match(token, '^(.*):[^:]*$') == string.match(ARGV[3], '^(.*):[^:]*$')
+  if (not mine) and tonumber(ARGV[4]) - tonumber(beat) < tonumber(ARGV[5]) then return 'held' end
+end
+redis.call('HSET', KEYS[2], 'lease:' .. id, ARGV[3] .. ' ' .. ARGV[4])
+redis.call('HSET', KEYS[1], 'heartbeat', ARGV[4])
+return 'taken'
+"""
+# ARGV: kind, index, token, now.
+_BEAT = _LIVE_FN + """
+if not live() then return 0 end
+local field = 'lease:' .. ARGV[1] .. ':' .. ARGV[2]
+local lease = redis.call('HGET', KEYS[2], field)
+if (not lease) or string.match(lease, '^(%S+) ') ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[2], field, ARGV[3] .. ' ' .. ARGV[4])
+redis.call('HSET', KEYS[1], 'heartbeat', ARGV[4])
+return 1
+"""
+# ARGV: stage, index, subjects, now, then progress stage/total pairs.
+_MARK = _LIVE_FN + """
+if not live() then return 0 end
+if redis.call('HEXISTS', KEYS[2], 'count') == 0 then return 0 end
+if redis.call('HSETNX', KEYS[2], 'stage:' .. ARGV[1] .. ':' .. ARGV[2], '1') == 1 then
+  redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[1], 1)
+  redis.call('HINCRBY', KEYS[2], 'subjects_done', ARGV[3])
+end
+local done = function(stage) return tonumber(redis.call('HGET', KEYS[2], 'n:' .. stage) or '0') end
+local progress = progress_json(5, done, tonumber(redis.call('HGET', KEYS[2], 'subjects_done')),
+                               tonumber(redis.call('HGET', KEYS[2], 'subjects')))
+redis.call('HSET', KEYS[1], 'progress', progress, 'updated', ARGV[4])
+return 1
+"""
+# ARGV: kind, index, token, seconds, worker.
+_FINISH = _LIVE_FN + """
+if not live() then return -1 end
+local id = ARGV[1] .. ':' .. ARGV[2]
+if redis.call('HSETNX', KEYS[2], 'done:' .. id, '1') == 1 then
+  redis.call('HINCRBY', KEYS[2], 'n:done:' .. ARGV[1], 1)
+  redis.call('HSET', KEYS[2], 't:' .. id, ARGV[4] .. ' ' .. ARGV[5])
+end
+local lease = redis.call('HGET', KEYS[2], 'lease:' .. id)
+if lease and string.match(lease, '^(%S+) ') == ARGV[3] then redis.call('HDEL', KEYS[2], 'lease:' .. id) end
+return tonumber(redis.call('HGET', KEYS[2], 'n:done:' .. ARGV[1]))
+"""
+# ARGV: cutoff (a lease beaten before it is stale). Returns the released "<kind>:<index>".
+_RELEASE_STALE = """
+local out = {}
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local id = string.match(all[i], '^lease:(.+)$')
+  if id then
+    local beat = tonumber(string.match(all[i + 1], ' (%S+)$'))
+    if beat < tonumber(ARGV[1]) then
+      redis.call('HDEL', KEYS[2], all[i])
+      out[#out + 1] = id
+    end
+  end
+end
+return out
+"""
+
 _JSON_FIELDS = ("request", "progress", "error", "timings", "result")
 
 
@@ -200,6 +302,12 @@ class RedisJobStore:
         self._worker_beat = client.register_script(_WORKER_BEAT)
         self._live_workers = client.register_script(_LIVE_WORKERS)
         self._worker_live = client.register_script(_WORKER_LIVE)
+        self._plan = client.register_script(_PLAN)
+        self._take = client.register_script(_TAKE)
+        self._beat = client.register_script(_BEAT)
+        self._mark = client.register_script(_MARK)
+        self._finish = client.register_script(_FINISH)
+        self._release_stale = client.register_script(_RELEASE_STALE)
 
     def ping(self) -> None:
         self.r.ping()
@@ -402,7 +510,13 @@ class RedisJobStore:
             if job is None:
                 self.r.srem(self._k("running"), job_id)
                 continue
-            if job.state is JobState.RUNNING and now - (job.heartbeat or job.updated) > stale_after_s:
+            if job.state is not JobState.RUNNING:
+                continue
+            if job.stage == GRAPH_STAGE:  # stale when one of its leases is (waiting chunks hold none)
+                graph = self.graph(job_id)
+                if graph is not None and any(now - beat > stale_after_s for beat in graph.held.values()):
+                    stale.append(job)
+            elif now - (job.heartbeat or job.updated) > stale_after_s:
                 stale.append(job)
         return stale
 
@@ -467,11 +581,89 @@ class RedisJobStore:
                     pipe.srem(self._k("running"), job_id)
                     pipe.zrem(self._k("inflight", job.owner), job_id)
                     pipe.zrem(self._k("stored", job.owner), job_id)
+                    pipe.delete(self._k("graph", job_id))
                     pipe.execute()
                     # The idempotency key naming it (if any) is released by the next create with it.
                     return True
                 except redis.WatchError:
                     continue
+
+    # -- the stage graph --------------------------------------------------------------------------
+
+    def _graph_keys(self, job_id: str) -> list[str]:
+        return [self._k("job", job_id), self._k("graph", job_id)]
+
+    def plan_chunks(self, job_id: str, plan: ChunkPlan) -> ChunkPlan | None:
+        totals = [item for pair in plan.totals().items() for item in pair]
+        got = self._plan(keys=self._graph_keys(job_id),
+                         args=[plan.count, plan.size, plan.subjects, 2 * self.ttl_s, *totals])  # fmt: skip
+        if not got:
+            return None
+        count, size, subjects = (int(v) for v in got)
+        return ChunkPlan(count, size, subjects)
+
+    def take_chunk(self, job_id: str, kind: str, index: int, token: str, stale_after_s: float) -> str:
+        job = self.get(job_id)
+        if job is None or job.state in TERMINAL:
+            return "gone"
+        if job.state is JobState.QUEUED:
+            try:
+                self.transition(job_id, JobState.RUNNING, stage=GRAPH_STAGE)
+            except (TransitionRefusedError, KeyError):
+                pass  # taken by another task or cancelled meanwhile: the script below decides
+        args = [kind, index, token, repr(time.time()), repr(float(stale_after_s))]
+        return str(self._take(keys=self._graph_keys(job_id), args=args).decode())
+
+    def beat_chunk(self, job_id: str, kind: str, index: int, token: str) -> bool:
+        args = [kind, index, token, repr(time.time())]
+        return bool(self._beat(keys=self._graph_keys(job_id), args=args))
+
+    def mark_stage(self, job_id: str, stage: str, index: int, subjects: int = 0) -> bool:
+        raw = self.r.hget(self._k("graph", job_id), "count")
+        if raw is None:
+            return False
+        plan = ChunkPlan(int(raw), 1, 1)  # only the totals matter here (from the count)
+        totals = [item for pair in plan.totals().items() for item in pair]
+        args = [stage, index, int(subjects), repr(time.time()), *totals]
+        return bool(self._mark(keys=self._graph_keys(job_id), args=args))
+
+    def finish_chunk(
+        self, job_id: str, kind: str, index: int, token: str, seconds: float, worker: str
+    ) -> int | None:
+        args = [kind, index, token, repr(float(seconds)), worker.replace(" ", "_")]
+        done = int(self._finish(keys=self._graph_keys(job_id), args=args))
+        return None if done < 0 else done
+
+    def graph(self, job_id: str) -> GraphState | None:
+        raw = {k.decode(): v.decode() for k, v in self.r.hgetall(self._k("graph", job_id)).items()}
+        if "count" not in raw:
+            return None
+        state = GraphState(ChunkPlan(int(raw["count"]), int(raw["size"]), int(raw["subjects"])), {}, {}, {},
+                           int(raw.get("subjects_done") or 0))  # fmt: skip
+        for field, value in raw.items():
+            head, _, rest = field.partition(":")
+            if head not in ("lease", "done", "t"):
+                continue
+            kind, _, index = rest.rpartition(":")
+            if head == "lease":
+                state.held[(kind, int(index))] = float(value.rsplit(" ", 1)[1])
+            elif head == "done":
+                state.done.setdefault(kind, set()).add(int(index))
+            else:
+                seconds, _, worker = value.partition(" ")
+                state.seconds[(kind, int(index))] = (float(seconds), worker)
+        return state
+
+    def release_stale_chunks(
+        self, job_id: str, stale_after_s: float, *, now: float | None = None
+    ) -> list[tuple[str, int]]:
+        now = time.time() if now is None else now
+        ids = self._release_stale(keys=self._graph_keys(job_id), args=[repr(now - stale_after_s)])
+        released = []
+        for raw in ids:
+            kind, _, index = raw.decode().rpartition(":")
+            released.append((kind, int(index)))
+        return sorted(released)
 
     # -- worker liveness --------------------------------------------------------------------------
 
