@@ -33,13 +33,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stack import PYTHON, Proc, RedisServer, wait_for  # noqa: E402
-
-from cardiosynth.jobs.base import TERMINAL, JobState  # noqa: E402
-from cardiosynth.jobs.celery_app import make_celery  # noqa: E402
-from cardiosynth.jobs.celery_dispatch import CeleryDispatcher  # noqa: E402
-from cardiosynth.jobs.store import RedisJobStore  # noqa: E402
-from cardiosynth.workers.settings import WorkerSettings  # noqa: E402
+from cardiosynth.jobs.base import TERMINAL, JobState
+from cardiosynth.jobs.celery_app import make_celery
+from cardiosynth.jobs.celery_dispatch import CeleryDispatcher
+from cardiosynth.jobs.store import RedisJobStore
+from cardiosynth.workers.settings import WorkerSettings
+from stack import PYTHON, Proc, RedisServer, wait_for
 
 log = logging.getLogger("scaleout")
 PHASES = ["ED", "ES"]
@@ -74,7 +73,8 @@ class Bench:
         base = {k: v for k, v in os.environ.items() if not k.startswith("CARDIOSYNTH_")}
         self.env = {**base, "CARDIOSYNTH_REDIS_URL": self.redis.url, "CARDIOSYNTH_JOB_PREFIX": "bench",
                     "CARDIOSYNTH_STORAGE_DIR": str(root / "storage"), "CARDIOSYNTH_SIGNING_KEY": "b" * 32,
-                    "CARDIOSYNTH_DATA_DIR": str(data), "CARDIOSYNTH_MODEL_ROOT": str(_models(root / "models")),
+                    "CARDIOSYNTH_DATA_DIR": str(data),
+                    "CARDIOSYNTH_MODEL_ROOT": str(_models(root / "models")),
                     "CARDIOSYNTH_CHUNK_SIZE": str(chunk), "CARDIOSYNTH_HEARTBEAT_S": "2",
                     "CARDIOSYNTH_DEVICE": "cpu", "XDG_CACHE_HOME": str(root / "cache"),
                     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
@@ -141,8 +141,9 @@ def split(args: argparse.Namespace) -> list[str]:
             for queue in ("vae", "spade"):
                 secs = [w["seconds"] for n, w in per_worker.items() if n.startswith(queue)]
                 mean = sum(secs) / len(secs)
+                spread = (max(secs) - min(secs)) / mean
                 lines.append(f"{queue}: busiest worker {max(secs) / mean - 1:+.1%} above the even share "
-                             f"({len(secs)} workers, spread (max-min)/mean {(max(secs) - min(secs)) / mean:.1%})")  # fmt: skip
+                             f"({len(secs)} workers, spread (max-min)/mean {spread:.1%})")  # fmt: skip
             busiest = max(w["seconds"] for w in per_worker.values())
             overhead = wall - busiest
             lines.append(f"orchestration overhead: wall {wall:.1f} s - busiest worker {busiest:.1f} s = "
@@ -151,7 +152,8 @@ def split(args: argparse.Namespace) -> list[str]:
             lines.append(f"files: {files} in the result, {len(bench.outputs(job_id))} stored "
                          f"(expected {args.n * 2 * len(PHASES) + args.n * 2})")  # fmt: skip
             lines.append(f"load average (1/5/15 min) before {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
-                         f"after {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+                         f"after {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} "
+                         f"on {os.cpu_count()} CPUs")  # fmt: skip
         finally:
             bench.close()
     return lines
@@ -196,14 +198,17 @@ def drain(args: argparse.Namespace) -> list[str]:
                     if sorted(set(keys)) != stored or len(keys) < per_job:
                         missing.append(job_id)
             terminal = args.jobs - len(unfinished) - len(lost)
-            lines.append(f"queued {args.jobs} jobs in {queued_s:.1f} s; {terminal} terminal after {wall:.0f} s "
+            lines.append(f"queued {args.jobs} jobs in {queued_s:.1f} s; {terminal} terminal after "
+                         f"{wall:.0f} s "
                          f"({terminal / wall:.2f} jobs/s; deadline {args.timeout:.0f} s)")  # fmt: skip
             lines.append(f"states: {json.dumps(states, sort_keys=True)}")
             lines.append(f"lost (record gone): {len(lost)}; not yet terminal at the deadline (queued or "
                          f"running, their records live): {len(unfinished)}")  # fmt: skip
-            lines.append(f"duplicated outputs: {len(duplicated)}; missing or extra stored files: {len(missing)}")
+            lines.append(f"duplicated outputs: {len(duplicated)}; "
+                         f"missing or extra stored files: {len(missing)}")  # fmt: skip
             lines.append(f"load average (1/5/15 min) before {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
-                         f"after {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+                         f"after {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} "
+                         f"on {os.cpu_count()} CPUs")  # fmt: skip
         finally:
             bench.close()
     return lines

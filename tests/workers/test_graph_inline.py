@@ -72,7 +72,9 @@ def _hashes(storage: LocalStore, job_id: str) -> dict[str, str]:
     return out
 
 
-def _run(stack: Stack, chunk_size: int, request: dict[str, object], **kwargs: object) -> tuple[str, dict[str, str]]:
+def _run(
+    stack: Stack, chunk_size: int, request: dict[str, object], **kwargs: object
+) -> tuple[str, dict[str, str]]:
     jobs, storage = stack(chunk_size)
     job, _ = jobs.create("alice", request)
     graph.run_inline(job.id, **kwargs)  # type: ignore[arg-type]
@@ -118,7 +120,7 @@ def test_chunks_fan_in_to_one_manifest_with_every_file(stack: Stack) -> None:
 
 
 def test_a_redelivered_chunk_stores_each_file_once_and_counts_once(stack: Stack) -> None:
-    jobs, storage = stack(2)
+    jobs, _ = stack(2)
     job, _ = jobs.create("alice", REQUEST)
     sent: list[tuple[str, int]] = []
 

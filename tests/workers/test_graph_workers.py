@@ -128,7 +128,9 @@ def _succeeded(store: RedisJobStore, job_id: str, logs: Path, timeout: float = 4
     return job.result
 
 
-def test_chunks_fan_out_over_two_workers_per_queue(env: dict[str, str], workers: Start, tmp_path: Path) -> None:
+def test_chunks_fan_out_over_two_workers_per_queue(
+    env: dict[str, str], workers: Start, tmp_path: Path
+) -> None:
     store, dispatcher, storage = _setup(env)
     for queue in ("vae", "vae", "spade", "spade"):
         workers(queue, chunk_size=1)
@@ -194,8 +196,12 @@ def test_a_cancel_mid_fan_out_stops_pending_chunks_and_leaves_no_file(
     request = {**REQUEST, "n": 8, "seed": 12}
     job, _ = store.create("owner", request)
     dispatcher.submit(job.id, request)
-    _until(lambda: (j := store.get(job.id)) is not None and j.progress.get("subjects", {}).get("done", 0) >= 1,
-           "a first chunk's subjects stored")  # fmt: skip
+
+    def stored_some() -> bool:
+        job_now = store.get(job.id)
+        return job_now is not None and job_now.progress.get("subjects", {}).get("done", 0) >= 1
+
+    _until(stored_some, "a first chunk's subjects stored")
     store.transition(job.id, JobState.CANCELLED)  # what DELETE /jobs/{id} does, then it revokes
     dispatcher.cancel(job.id)
     broker = redis.Redis.from_url(env["CARDIOSYNTH_REDIS_URL"])

@@ -22,10 +22,10 @@ from cardiosynth.queues import (
     FAILURE_TASK,
     FINALIZE_TASK,
     SPADE_CHUNK_TASK,
-    STATS_TASK,
-    VAE_CHUNK_TASK,
     SPADE_QUEUE,
     SPADE_TASK,
+    STATS_TASK,
+    VAE_CHUNK_TASK,
     VAE_QUEUE,
     VAE_TASK,
 )

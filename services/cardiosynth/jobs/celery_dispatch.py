@@ -15,10 +15,10 @@ from cardiosynth.queues import (
     FINALIZE_TASK,
     GRAPH_KINDS,
     SPADE_CHUNK_TASK,
-    STATS_TASK,
-    VAE_CHUNK_TASK,
     SPADE_QUEUE,
     SPADE_TASK,
+    STATS_TASK,
+    VAE_CHUNK_TASK,
     VAE_QUEUE,
     VAE_TASK,
 )
@@ -33,7 +33,12 @@ def dataset_task_id(job_id: str) -> str:
     return f"{job_id}-dataset"
 
 
-GRAPH_TASKS = {"stats": STATS_TASK, "vae": VAE_CHUNK_TASK, "spade": SPADE_CHUNK_TASK, "finalize": FINALIZE_TASK}
+GRAPH_TASKS = {
+    "stats": STATS_TASK,
+    "vae": VAE_CHUNK_TASK,
+    "spade": SPADE_CHUNK_TASK,
+    "finalize": FINALIZE_TASK,
+}
 
 
 def graph_task_id(job_id: str, kind: str, index: int = 0) -> str:

@@ -28,8 +28,8 @@ from cardiosynth.jobs.base import (
     StoredBytesQuotaError,
     SubjectQuotaError,
     TransitionRefusedError,
-    idempotency_digest,
     graph_progress,
+    idempotency_digest,
     quota_detail,
     request_hash,
     stale_error,
@@ -445,8 +445,9 @@ class SqliteJobStore:
             }
             done = db.execute("SELECT subjects_done FROM graphs WHERE job_id = ?", (job_id,)).fetchone()[0]
             plan = ChunkPlan(int(graph["count"]), int(graph["size"]), int(graph["subjects"]))
-            db.execute("UPDATE jobs SET progress = ?, updated = ? WHERE id = ?",
-                       (json.dumps(graph_progress(plan, counts, int(done))), time.time(), job_id))  # fmt: skip
+            progress = json.dumps(graph_progress(plan, counts, int(done)))
+            now = time.time()
+            db.execute("UPDATE jobs SET progress = ?, updated = ? WHERE id = ?", (progress, now, job_id))
         return True
 
     def finish_chunk(

@@ -24,6 +24,7 @@ Keys (``prefix`` defaults to ``cs``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -191,7 +192,9 @@ local function progress_json(first, done, subjects_done, subjects)
 end
 """
 # ARGV: count, size, subjects, ttl, then progress stage/total pairs.
-_PLAN = _LIVE_FN + """
+_PLAN = (
+    _LIVE_FN
+    + """
 if not live() then return false end
 if redis.call('HSETNX', KEYS[2], 'count', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[2], 'size', ARGV[2], 'subjects', ARGV[3], 'subjects_done', 0)
@@ -201,8 +204,11 @@ if redis.call('HSETNX', KEYS[2], 'count', ARGV[1]) == 1 then
 end
 return redis.call('HMGET', KEYS[2], 'count', 'size', 'subjects')
 """
+)
 # ARGV: kind, index, token, now, stale_after_s.
-_TAKE = _LIVE_FN + """
+_TAKE = (
+    _LIVE_FN
+    + """
 if not live() then return 'gone' end
 local id = ARGV[1] .. ':' .. ARGV[2]
 if redis.call('HEXISTS', KEYS[2], 'done:' .. id) == 1 then return 'done' end
@@ -216,8 +222,11 @@ redis.call('HSET', KEYS[2], 'lease:' .. id, ARGV[3] .. ' ' .. ARGV[4])
 redis.call('HSET', KEYS[1], 'heartbeat', ARGV[4])
 return 'taken'
 """
+)
 # ARGV: kind, index, token, now.
-_BEAT = _LIVE_FN + """
+_BEAT = (
+    _LIVE_FN
+    + """
 if not live() then return 0 end
 local field = 'lease:' .. ARGV[1] .. ':' .. ARGV[2]
 local lease = redis.call('HGET', KEYS[2], field)
@@ -226,8 +235,11 @@ redis.call('HSET', KEYS[2], field, ARGV[3] .. ' ' .. ARGV[4])
 redis.call('HSET', KEYS[1], 'heartbeat', ARGV[4])
 return 1
 """
+)
 # ARGV: stage, index, subjects, now, then progress stage/total pairs.
-_MARK = _LIVE_FN + """
+_MARK = (
+    _LIVE_FN
+    + """
 if not live() then return 0 end
 if redis.call('HEXISTS', KEYS[2], 'count') == 0 then return 0 end
 if redis.call('HSETNX', KEYS[2], 'stage:' .. ARGV[1] .. ':' .. ARGV[2], '1') == 1 then
@@ -240,8 +252,11 @@ local progress = progress_json(5, done, tonumber(redis.call('HGET', KEYS[2], 'su
 redis.call('HSET', KEYS[1], 'progress', progress, 'updated', ARGV[4])
 return 1
 """
+)
 # ARGV: kind, index, token, seconds, worker.
-_FINISH = _LIVE_FN + """
+_FINISH = (
+    _LIVE_FN
+    + """
 if not live() then return -1 end
 local id = ARGV[1] .. ':' .. ARGV[2]
 if redis.call('HSETNX', KEYS[2], 'done:' .. id, '1') == 1 then
@@ -252,6 +267,7 @@ local lease = redis.call('HGET', KEYS[2], 'lease:' .. id)
 if lease and string.match(lease, '^(%S+) ') == ARGV[3] then redis.call('HDEL', KEYS[2], 'lease:' .. id) end
 return tonumber(redis.call('HGET', KEYS[2], 'n:done:' .. ARGV[1]))
 """
+)
 # ARGV: cutoff (a lease beaten before it is stale). Returns the released "<kind>:<index>".
 _RELEASE_STALE = """
 local out = {}
@@ -607,10 +623,9 @@ class RedisJobStore:
         if job is None or job.state in TERMINAL:
             return "gone"
         if job.state is JobState.QUEUED:
-            try:
+            # Taken by another task or cancelled meanwhile: the script below decides.
+            with contextlib.suppress(TransitionRefusedError, KeyError):
                 self.transition(job_id, JobState.RUNNING, stage=GRAPH_STAGE)
-            except (TransitionRefusedError, KeyError):
-                pass  # taken by another task or cancelled meanwhile: the script below decides
         args = [kind, index, token, repr(time.time()), repr(float(stale_after_s))]
         return str(self._take(keys=self._graph_keys(job_id), args=args).decode())
 

@@ -106,7 +106,8 @@ def _stop(job_id: str, kind: str, index: int) -> None:
         log.info("job %s is %s: %s chunk %d stopped", job_id, job.state.value if job else "gone", kind, index)
         _discard(job_id)
     else:
-        log.warning("job %s: %s chunk %d was taken over by another delivery: this one stopped", job_id, kind, index)
+        log.warning("job %s: %s chunk %d was taken over by another delivery: this one stopped",
+                    job_id, kind, index)  # fmt: skip
 
 
 @contextmanager
@@ -192,8 +193,11 @@ def run_stats(job_id: str, index: int = 0, *, send: Send = _celery_send, worker:
             log.info("job %s: %d subjects in %d chunks of %d", job_id, plan.subjects, plan.count, plan.size)
     graph = runtime.jobs().graph(job_id)
     job_now = runtime.jobs().get(job_id)
-    if graph is None or job_now is None or job_now.state is not JobState.RUNNING or 0 not in graph.done.get(
-        "stats", set()
+    if (
+        graph is None
+        or job_now is None
+        or job_now.state is not JobState.RUNNING
+        or 0 not in graph.done.get("stats", set())
     ):
         return  # skipped, stopped, or a live holder sends the chunks
     # Sent again by a redelivery after a crash between finishing and sending: duplicates skip.
@@ -269,10 +273,12 @@ def run_spade_chunk(job_id: str, index: int, *, send: Send = _celery_send, worke
                             raise JobCancelledError(job_id)
                         key, data = output_key(job_id, subject.name, path.name), path.read_bytes()
                         store.put_bytes(key, data)
+                        digest = hashlib.sha256(data).hexdigest()
                         files.append({"subject": subject.name, "key": key, "size": len(data),
-                                      "sha256": hashlib.sha256(data).hexdigest(), **_describe(path.name)})  # fmt: skip
+                                      "sha256": digest, **_describe(path.name)})  # fmt: skip
                     biomarkers[subject.name] = {
-                        f"{a:.2f}": (b.to_dict() if b is not None else None) for a, b in subject.biomarkers.items()
+                        f"{a:.2f}": (b.to_dict() if b is not None else None)
+                        for a, b in subject.biomarkers.items()
                     }
                     shutil.rmtree(folder)
                     del subject
@@ -304,7 +310,13 @@ def summarise(biomarkers: dict[str, dict[str, dict[str, Any] | None]]) -> dict[s
                     values.setdefault(severity, {}).setdefault(name, []).append(float(value))
     return {
         severity: {
-            name: {"n": len(v), "mean": statistics.fmean(v), "sd": statistics.pstdev(v), "min": min(v), "max": max(v)}
+            name: {
+                "n": len(v),
+                "mean": statistics.fmean(v),
+                "sd": statistics.pstdev(v),
+                "min": min(v),
+                "max": max(v),
+            }
             for name, v in sorted(names.items())
         }
         for severity, names in sorted(values.items())
@@ -340,7 +352,8 @@ def run_finalize(job_id: str, index: int = 0, *, send: Send = _celery_send, work
             )
         summary = summarise(biomarkers)
         manifest = {"job": job_id, "request": job.request, "files": [
-            {k: f[k] for k in ("key", "size", "sha256", "subject", "kind", "severity", "phase")} for f in files
+            {k: f[k] for k in ("key", "size", "sha256", "subject", "kind", "severity", "phase")}
+            for f in files
         ], "biomarker_summary": summary}  # fmt: skip
         store.put_bytes(manifest_key(job_id), json.dumps(manifest, indent=1).encode())
         _mark(job_id, "finalize", 0)
