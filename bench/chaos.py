@@ -685,7 +685,11 @@ def spade_wait(suite: Suite, row: Row) -> None:
 
             def vae_done() -> bool:
                 job = job_state(tally, client, job_id)
-                return job is not None and ("vae" in job.get("timings", {}) or job["state"] in TERMINAL)
+                # The stage graph (issue 13): every chunk decoded; the two-stage chain: a VAE timing.
+                decode = (job or {}).get("progress", {}).get("decode", {})
+                decoded = decode.get("total", 0) > 0 and decode.get("done") == decode.get("total")
+                vae = "vae" in (job or {}).get("timings", {})
+                return job is not None and (vae or decoded or job["state"] in TERMINAL)
 
             wait_for(vae_done, 120, 0.3)
             time.sleep(3 * stale + 2)
