@@ -201,9 +201,21 @@ def _changed(tab: Any, selector: str, before: np.ndarray, timeout_s: float = 60.
     return diff
 
 
+def _drawn(tab: Any, selector: str, timeout_s: float = 60.0) -> np.ndarray:
+    """The canvas once it shows something (grey-level variance above 100), or as it is at the end."""
+    deadline = time.monotonic() + timeout_s
+    pixels = _pixels(tab, selector)
+    while pixels.var() <= 100.0 and time.monotonic() < deadline:
+        tab.wait_for_timeout(100)  # a frame drawn just after "ready" on a loaded software renderer
+        pixels = _pixels(tab, selector)
+    return pixels
+
+
 def _wait_shown(tab: Any) -> None:
     # Not wait_for_function: evaluating a string is eval, which the page's CSP rightly refuses.
-    tab.locator('#v-main[data-state="ready"]').wait_for(state="attached", timeout=240_000)
+    done = tab.locator('#v-main[data-state="ready"], #v-main[data-state="error"]')
+    done.wait_for(state="attached", timeout=240_000)
+    assert done.get_attribute("data-state") == "ready", tab.locator("#v-status").inner_text()
 
 
 def test_wrong_key_shows_a_clear_message(page: tuple[Any, Recorder], stack: Stack, shots: Path) -> None:
@@ -325,7 +337,7 @@ def test_sign_in_submit_watch_and_view(
     # Side by side by default: the base NOR subject, its own volumes as the job stored them.
     assert tab.get_by_label("Side by side").input_value() == "base"
     assert tab.locator("#v-other-caption").inner_text().startswith("Base NOR subject")
-    first, first_base = _pixels(tab, main), _pixels(tab, base)
+    first, first_base = _drawn(tab, main), _drawn(tab, base)
     assert first.var() > 100.0, f"the canvas looks empty (variance {first.var():.1f})"
     assert first_base.var() > 100.0, f"the base canvas looks empty (variance {first_base.var():.1f})"
     h, w = min(first.shape[0], first_base.shape[0]), min(first.shape[1], first_base.shape[1])
