@@ -5,7 +5,7 @@
 #
 #   scripts/wheelhouse.sh                  # CPU torch (the default; what the smoke test builds)
 #   scripts/wheelhouse.sh --target cuda    # PyPI's Linux torch: the CUDA build and its nvidia-* wheels
-#   scripts/wheelhouse.sh --s3-standin     # also moto[server], the S3 stand-in of docker-compose.moto.yml
+#   scripts/wheelhouse.sh --s3-standin     # also moto's S3 server, the S3 stand-in of docker-compose.moto.yml
 #
 # Output: docker/wheelhouse/ (inside the build context; git-ignored), with requirements-worker.txt
 # (the package's dependencies, from pyproject.toml) and constraints.txt beside the wheels. The wheels
@@ -52,7 +52,9 @@ EOF
 # the image's: redis needs async-timeout below Python 3.11.3, which Debian bookworm's 3.11.2 is (the
 # local base image), so it is added whatever this host runs.
 extra=(setuptools wheel "async-timeout>=4.0.3")
-[ "$standin" = 1 ] && extra+=("moto[server]")
+# moto's S3 backend and the web server moto_server runs on, not moto[server] (every AWS service's
+# dependencies, cfn-lint and docker among them: a third of the wheelhouse and minutes of build).
+[ "$standin" = 1 ] && extra+=("moto[s3]" flask flask-cors)
 
 # One download cache per target (CARDIOSYNTH_CACHE_DIR): pip skips a wheel it already holds, so a
 # change of pins downloads only what changed, and a second run or a fresh clone downloads nothing.
