@@ -19,7 +19,8 @@ class GatewaySettings(CommonSettings):
         ge=1,
         description="queued + running subjects x severities per key (429 above)",
     )
-    # 10 GiB: about 20 of the largest jobs (200 subjects x severities, ~0.5 GB of NIfTI) per key.
+    # 10 GiB: about 4,000 subjects x severities of NIfTI (~2.5 MB each) per key. A key's first job may
+    # be larger (bytes are checked before a job starts); later ones wait for retention or a purge.
     max_stored_bytes_per_key: int = Field(
         default=10 * 2**30,
         ge=1,
