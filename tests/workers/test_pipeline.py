@@ -252,6 +252,7 @@ def test_a_busy_worker_is_live_and_a_job_waiting_for_spade_is_queued_not_reaped(
     dispatcher.submit(job.id, request)
     live_while_running: list[int] = []
     deadline = time.monotonic() + 180
+
     def vae_done() -> bool:
         graph = store.graph(job.id)
         return graph is not None and len(graph.done.get("vae", ())) == graph.plan.count and not graph.held

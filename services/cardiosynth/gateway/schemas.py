@@ -44,7 +44,9 @@ class SynthesizeRequest(BaseModel):
 
     pathology: Pathology = Field(description="target pathology")
     n: int = Field(
-        ge=1, le=MAX_N, description=f"number of synthetic subjects (n x trajectory <= {MAX_SUBJECT_SEVERITIES})"
+        ge=1,
+        le=MAX_N,
+        description=f"number of synthetic subjects (n x trajectory <= {MAX_SUBJECT_SEVERITIES})",
     )
     seed: int = Field(default=0, ge=0, lt=2**32)
     severity: float | None = Field(default=None, gt=0.0, le=1.0, description="one severity in (0, 1]")
