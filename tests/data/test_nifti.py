@@ -38,3 +38,17 @@ def test_garbage_file_is_a_value_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a nifti")
     with pytest.raises(ValueError, match=r"bad\.nii\.gz"):
         load_volume(path)
+
+
+def test_saved_volumes_are_not_private(tmp_path: Path) -> None:
+    """A written volume has the mode of any new file of the process (umask applied), not mkstemp's
+    0600: generated data must be readable by a container's unprivileged user."""
+    import os
+
+    path = tmp_path / "v.nii.gz"
+    save_volume(path, np.zeros((2, 2, 2), np.uint8), np.eye(4))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    if not mask & 0o044:  # the usual umasks (022, 002): group and others may read
+        assert path.stat().st_mode & 0o044 == 0o044

@@ -48,6 +48,17 @@ def load_volume(path: Path, *, dtype: npt.DTypeLike | None = None) -> Volume:
     return Volume(array=data, affine=np.asarray(img.affine, dtype=np.float64))
 
 
+def _file_mode() -> int:
+    """``0o666`` less this process's umask (read once, at import: ``os.umask`` can only be read by
+    setting it, which is not safe once threads write files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def save_volume(path: Path, array: npt.NDArray[np.generic], affine: npt.NDArray[np.float64]) -> None:
     """Write ``array`` with ``affine`` to ``path`` atomically (temporary file, then rename).
 
@@ -66,6 +77,9 @@ def save_volume(path: Path, array: npt.NDArray[np.generic], affine: npt.NDArray[
     os.close(fd)
     try:
         nib.save(img, tmp)
+        # mkstemp makes the file private (0600); a volume is data to share (a container's user, a
+        # colleague), so it gets the mode any new file of this process would have.
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
