@@ -46,7 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
@@ -227,15 +227,21 @@ def outcome(row: Row, jobs: dict[str, dict[str, Any]], ids: list[str]) -> None:
     row.notes.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
 
 
+def _is_manifest(key: str, job_id: str) -> bool:
+    path = PurePosixPath(key)
+    return path.name == "manifest.json" and path.parent.name == job_id
+
+
 def leftovers(stack: Stack, tally: Tally, client: httpx.Client, job_id: str, state: str) -> int:
-    """Stored files of the job that its results do not list (the work file of a succeeded job aside)."""
+    """Stored files of the job that its results do not list (a succeeded job's work files and its
+    manifest, ``GET /jobs/{id}/manifest``, aside)."""
     on_disk = set(stack.job_files(job_id))
     listed: set[str] = set()
     if state == "succeeded":
         response = tally.call(client, "GET", f"/jobs/{job_id}/results")
         if response is not None and response.status_code == 200:
             listed = {f["key"] for f in response.json()["files"]}
-        on_disk = {k for k in on_disk if "/work/" not in k}
+        on_disk = {k for k in on_disk if "/work/" not in k and not _is_manifest(k, job_id)}
     return len(on_disk - listed)
 
 
