@@ -111,29 +111,48 @@ class StageLease:
             raise JobCancelledError(self.job_id)
 
 
+L = TypeVar("L", bound=StageLease)
+
+
 @contextmanager
-def heartbeat(job_id: str, stage: str, every_s: float) -> Iterator[StageLease]:
-    """Beat ``job_id``'s heartbeat at ``stage`` from a thread while the body runs (the reaper fails
-    held stages that go silent); the lease says when the job is no longer held."""
-    lease = StageLease(job_id, stage)
+def _beating(
+    lease: L, beat_once: Callable[[], bool], what: str, thread_name: str, every_s: float
+) -> Iterator[L]:
+    """Call ``beat_once`` every ``every_s`` from a daemon thread while the body runs; ``False`` (the
+    job or lease is no longer held) marks ``lease`` lost and stops beating. A failed beat is logged,
+    never fatal to the job."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(every_s):
             try:
-                if not jobs().heartbeat(job_id, stage):
+                if not beat_once():
                     lease.lost.set()
                     return
-            except Exception as exc:  # a missed beat is logged, never fatal to the job
-                log.warning("heartbeat of %s failed: %s", job_id, exc)
+            except Exception as exc:
+                log.warning("%s failed: %s", what, exc)
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread = threading.Thread(target=beat, name=thread_name, daemon=True)
     thread.start()
     try:
         yield lease
     finally:
         stop.set()
         thread.join(timeout=every_s)
+
+
+@contextmanager
+def heartbeat(job_id: str, stage: str, every_s: float) -> Iterator[StageLease]:
+    """Beat ``job_id``'s heartbeat at ``stage`` from a thread while the body runs (the reaper fails
+    held stages that go silent); the lease says when the job is no longer held."""
+    with _beating(
+        StageLease(job_id, stage),
+        lambda: jobs().heartbeat(job_id, stage),
+        f"heartbeat of {job_id}",
+        f"heartbeat-{job_id[:8]}",
+        every_s,
+    ) as lease:
+        yield lease
 
 
 class ChunkLease(StageLease):
@@ -156,22 +175,11 @@ class ChunkLease(StageLease):
 def chunk_lease(job_id: str, kind: str, index: int, token: str, every_s: float) -> Iterator[ChunkLease]:
     """Beat a graph task's lease from a thread while the body runs (the reaper redelivers a lease
     that goes silent); the lease notes when the job or the lease is no longer held."""
-    lease = ChunkLease(job_id, kind, index, token)
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every_s):
-            try:
-                if not jobs().beat_chunk(job_id, kind, index, token):
-                    lease.lost.set()
-                    return
-            except Exception as exc:  # a missed beat is logged, never fatal to the job
-                log.warning("lease beat of %s %s:%d failed: %s", job_id, kind, index, exc)
-
-    thread = threading.Thread(target=beat, name=f"lease-{job_id[:8]}-{kind}{index}", daemon=True)
-    thread.start()
-    try:
+    with _beating(
+        ChunkLease(job_id, kind, index, token),
+        lambda: jobs().beat_chunk(job_id, kind, index, token),
+        f"lease beat of {job_id} {kind}:{index}",
+        f"lease-{job_id[:8]}-{kind}{index}",
+        every_s,
+    ) as lease:
         yield lease
-    finally:
-        stop.set()
-        thread.join(timeout=every_s)
