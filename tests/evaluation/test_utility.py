@@ -19,6 +19,7 @@ from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY, Group
 from cardiosynth.evaluation import utility
 from cardiosynth.evaluation.utility import (
     ARMS,
+    DEFAULT_ARMS,
     PATHOLOGIES,
     Case,
     UtilityConfig,
@@ -91,7 +92,7 @@ def test_report_has_every_protocol_and_arm(report: dict[str, Any], tmp_path: Pat
     expected = ["full", "low_data", *(f"missing:{g.value}" for g in PATHOLOGIES)]
     assert list(report["protocols"]) == expected
     for name, proto in report["protocols"].items():
-        assert list(proto["arms"]) == list(ARMS), name
+        assert list(proto["arms"]) == list(DEFAULT_ARMS), name
         for arm, result in proto["arms"].items():
             assert list(result["runs"]) == ["0", "1"], (name, arm)
             for group in ("DCM", "HCM", "MINF", "NOR", "RV"):
@@ -118,7 +119,7 @@ def test_report_has_every_protocol_and_arm(report: dict[str, Any], tmp_path: Pat
 def test_partial_reports_after_every_arm(
     report: dict[str, Any], checkpoints: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    runs = len(report["protocols"]) * len(ARMS)
+    runs = len(report["protocols"]) * len(DEFAULT_ARMS)
     assert len(checkpoints) == runs - 1  # the last arm's report is the final one
     # Protocol (c) runs first; each partial report holds the arms finished so far, none twice.
     first = checkpoints[0]
@@ -149,6 +150,12 @@ def test_resume_takes_finished_runs_over(
         for arm, result in proto["arms"].items():
             # NaN (no finite value) as None on both sides: otherwise the very same figures.
             assert _clean(again["protocols"][name]["arms"][arm]["summary"]) == _clean(result["summary"])
+    # Another choice of arms is not another configuration: the runs it shares are taken over.
+    fewer = run_utility(
+        _tiny_vae(), _tiny_spade(), data, replace(TINY, arms=("real", "real+synthetic")),
+        model_versions=models, previous=previous,
+    )  # fmt: skip
+    assert list(fewer["protocols"]["missing:DCM"]["arms"]) == ["real", "real+synthetic"]
     with pytest.raises(ValueError, match="iterations"):
         run_utility(
             _tiny_vae(), _tiny_spade(), data, replace(TINY, iterations=3), model_versions=models,
@@ -208,6 +215,57 @@ def test_keep_missing_keeps_that_many_of_the_missing_group() -> None:
             assert sum(c.group is g for c in real) == keep
             assert sum(c.group is not g for c in real) == 16
         assert len(protocols["low_data"].real) == 15
+
+
+def test_real_real_ceiling_puts_back_held_back_real_subjects() -> None:
+    """The ceiling arm adds real training subjects of the added group that the protocol left out,
+    as many as the synthetic arm adds, never one already in the real set; protocol (a) has none."""
+    train = {g: [_fake_case(f"{g.value}{i}", g, 2) for i in range(4)] for g in utility.GROUPS}
+    cfg = UtilityConfig(image_size=16, channels=(4, 8), keep_missing=1, low_data=3, synthetic_per_group=2,
+                        arms=ARMS)  # fmt: skip
+    protocols = {p.name: p for p in plan_protocols(train, cfg)}
+
+    def unused(*args: Any) -> Any:
+        raise AssertionError("the ceiling arm must not synthesise")
+
+    for g in PATHOLOGIES:
+        proto = protocols[f"missing:{g.value}"]
+        cases = utility._arm_cases("real+real", proto, unused, cfg)
+        real_names = {c.name for c in proto.real}
+        added = [c for c in cases if c.name not in real_names]
+        assert len(cases) == len(proto.real) + 2
+        assert {c.group for c in added} == {g}
+        assert all(c.origin == "real" for c in added)
+        assert len({c.name for c in added}) == 2
+        again = utility._arm_cases("real+real", proto, unused, cfg)
+        assert [c.name for c in again] == [c.name for c in cases]  # the same draw every time
+    low = protocols["low_data"]
+    low_names = {c.name for c in low.real}
+    added = [c for c in utility._arm_cases("real+real", low, unused, cfg) if c.name not in low_names]
+    assert len(added) == len(PATHOLOGIES)  # one spare real subject per group: fewer than the 2 asked
+    assert not any(protocols["full"].spare.values())
+
+
+def test_ceiling_row_in_targets_and_report(tmp_path: Path) -> None:
+    def summary(dice: dict[str, float]) -> dict[str, Any]:
+        return {
+            g: {m: {"mean": dice.get(g, 0.8) if m == "dice" else 1.0, "sd": 0.0} for m in utility.METRICS}
+            for g in ("DCM", "HCM", "MINF", "NOR", "RV")
+        }
+
+    arms = {
+        "real": {"summary": summary({"DCM": 0.80})},
+        "real+synthetic": {"summary": summary({"DCM": 0.81})},
+        "real+real": {"summary": summary({"DCM": 0.82})},
+    }
+    report = {"protocols": {"missing:DCM": {"arms": arms}}}
+    (row,) = utility.check_targets(report)
+    assert row["ceiling_gain"] == pytest.approx(0.02)
+    assert row["ceiling_allows_target"] is False
+    assert row["gain_met"] is False
+    arms["real+real"] = {"summary": summary({"DCM": 0.90})}
+    (row,) = utility.check_targets(report)
+    assert row["ceiling_allows_target"] is True
 
 
 def test_elastic_is_deterministic_and_keeps_labels_valid() -> None:

@@ -220,7 +220,12 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
                    help="real subjects of the missing group kept in protocol (c) (default 0)")  # fmt: skip
     q.add_argument("--protocols", default=None, help="comma-separated: full,low_data,missing (default all)")
     q.add_argument("--groups", default=None, help="missing groups for protocol (c) (default DCM,HCM,MINF,RV)")
-    q.add_argument("--arms", default=None, help="comma-separated arms (default all five)")
+    q.add_argument(
+        "--arms",
+        default=None,
+        help="comma-separated arms (default: real, real+synthetic, real+elastic, real+class_mean, "
+        "synthetic; add real+real for the ceiling: real subjects of the group instead)",
+    )
     q.add_argument("--vae-version", default=DEFAULT_VERSION)
     q.add_argument("--spade-version", default=DEFAULT_VERSION)
     q.add_argument("--model-root", type=Path, default=None, help="registry root (default: shipped models)")

@@ -64,7 +64,13 @@ from cardiosynth.synthesis.engine import LabelBatch, SynthesisRequest, Synthesiz
 
 log = logging.getLogger(__name__)
 
-ARMS: tuple[str, ...] = ("real", "real+synthetic", "real+elastic", "real+class_mean", "synthetic")
+DEFAULT_ARMS: tuple[str, ...] = ("real", "real+synthetic", "real+elastic", "real+class_mean", "synthetic")
+# ``real+real`` is the ceiling: the same number of *real* training subjects of the added groups
+# (those a protocol held back) instead of synthetic ones. What it gains over ``real`` bounds what
+# any synthetic data could gain on that protocol, so a missed target can be told apart from a target
+# the data set does not allow. Opt-in: it is one more training per protocol and seed, and
+# protocol (a) holds nothing back (the arm is skipped there, with a note).
+ARMS: tuple[str, ...] = (*DEFAULT_ARMS, "real+real")
 PATHOLOGIES: tuple[Group, ...] = (Group.DCM, Group.HCM, Group.MINF, Group.RV)
 GROUPS: tuple[Group, ...] = (Group.DCM, Group.HCM, Group.MINF, Group.NOR, Group.RV)
 PROTOCOL_KINDS: tuple[str, ...] = ("full", "low_data", "missing")
@@ -96,7 +102,7 @@ class UtilityConfig:
     data_seed: int = 0  # synthesis, elastic fields and subset draws (the same for every training seed)
     protocols: tuple[str, ...] = PROTOCOL_KINDS
     missing_groups: tuple[Group, ...] = PATHOLOGIES
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] = DEFAULT_ARMS
     elastic_spacing: float = 16.0  # control-point spacing at 128 px (scaled to image_size)
     elastic_magnitude: tuple[float, float] = (2.0, 5.0)  # offsets at 128 px (scaled to image_size)
 
@@ -506,6 +512,9 @@ class Protocol:
     pool: str  # which synthesizer's subjects the method arms take
     elastic_sources: dict[Group, list[Case]]
     notes: list[str] = field(default_factory=list)
+    # Real training subjects of the added groups that this protocol leaves out of ``real``: the pool
+    # of the ``real+real`` ceiling arm.
+    spare: dict[Group, list[Case]] = field(default_factory=dict)
 
 
 def _draw(cases: Sequence[Case], k: int, seed: int, salt: int) -> list[Case]:
@@ -525,17 +534,20 @@ def plan_protocols(train: dict[Group, list[Case]], cfg: UtilityConfig) -> list[P
         notes = (
             [f"fewer training subjects than low_data={cfg.low_data} ({', '.join(short)})"] if short else []
         )
+        spare = {g: [c for c in train[g] if c.name not in {k.name for k in low[g]}] for g in PATHOLOGIES}
         protocols.append(
             Protocol("low_data", [c for g in GROUPS for c in low[g]], PATHOLOGIES, "low_data",
-                     {g: low[g] for g in PATHOLOGIES}, notes)
+                     {g: low[g] for g in PATHOLOGIES}, notes, spare)
         )  # fmt: skip
     if "missing" in cfg.protocols:
         for i, target in enumerate(cfg.missing_groups):
             kept = _draw(train[target], cfg.keep_missing, cfg.data_seed, 100 + i) if cfg.keep_missing else []
             real = [c for g in GROUPS if g is not target for c in train[g]] + kept
+            spare = {target: [c for c in train[target] if c.name not in {k.name for k in kept}]}
             protocols.append(
-                Protocol(f"missing:{target.value}", real, (target,), "full", {target: kept} if kept else {})
-            )
+                Protocol(f"missing:{target.value}", real, (target,), "full", {target: kept} if kept else {},
+                         spare=spare)
+            )  # fmt: skip
     return protocols
 
 
@@ -550,6 +562,13 @@ def _arm_cases(
     if arm == "synthetic":
         return [c for g in PATHOLOGIES for c in made(protocol.pool, g).synthetic]
     added: list[Case] = []
+    if arm == "real+real":
+        # As many as the synthetic arm adds (fewer if the protocol held back fewer), drawn the same
+        # way for every seed, so the ceiling compares like with like.
+        for i, g in enumerate(protocol.added):
+            spare = protocol.spare.get(g, [])
+            added += _draw(spare, min(cfg.synthetic_per_group, len(spare)), cfg.data_seed, 200 + i)
+        return list(protocol.real) + added
     for g in protocol.added:
         gen = made(protocol.pool, g)
         if arm == "real+synthetic":
@@ -690,6 +709,10 @@ def run_utility(
             "arms": arms,  # filled arm by arm
         }
         for index, arm in enumerate(cfg.arms):
+            if arm == "real+real" and not any(protocol.spare.get(g) for g in protocol.added):
+                note = "real+real skipped: this protocol holds no real subject of its added groups back"
+                report_protocols[protocol.name]["notes"] = [*protocol.notes, note]
+                continue
             cases = _arm_cases(arm, protocol, generated, cfg)
             runs: dict[str, Any] = {}
             for seed in cfg.seeds:
@@ -748,7 +771,9 @@ def _previous_runs(
     if previous is None:
         return {}
     mine = json.loads(json.dumps(cfg.to_dict()))
-    differs = sorted(k for k in mine if previous.get("config", {}).get(k) != mine[k])
+    # Which arms run changes no run's result (each is keyed by protocol, arm and seed, trained from
+    # its own seed), so a report can be extended by an arm; every other setting must match.
+    differs = sorted(k for k in mine if k != "arms" and previous.get("config", {}).get(k) != mine[k])
     if previous.get("split") != split:
         differs.append("split")
     if previous.get("models") != models:
@@ -796,6 +821,13 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             "lvef_err_synthetic": syn[group]["err:lv_ef"]["mean"],
             "lvef_improves": bool(syn[group]["err:lv_ef"]["mean"] < real[group]["err:lv_ef"]["mean"]),
         }
+        if "real+real" in arms:
+            # The ceiling: what the same number of real subjects of the group gains. A target above
+            # it is out of reach for any synthetic data on this data set.
+            ceiling = arms["real+real"]["summary"][group]["dice"]["mean"]
+            row["dice_real_more"] = ceiling
+            row["ceiling_gain"] = ceiling - real[group]["dice"]["mean"]
+            row["ceiling_allows_target"] = bool(row["ceiling_gain"] >= TARGET_GAIN)
         if "real+elastic" in arms:
             el = arms["real+elastic"]["summary"][group]["dice"]["mean"]
             row["dice_elastic"] = el
