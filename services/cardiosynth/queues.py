@@ -29,3 +29,12 @@ FINALIZE_TASK = "cardiosynth.finalize"
 GRAPH_KINDS = {"stats": VAE_QUEUE, "vae": VAE_QUEUE, "spade": SPADE_QUEUE, "finalize": SPADE_QUEUE}
 # The stages the job's progress names, in order; "stats" and "finalize" run once, the others per chunk.
 GRAPH_PROGRESS = ("stats", "encode", "correlate", "interpolate", "decode", "translate", "store", "finalize")
+
+# A succeeded job's files as one tar (POST /jobs/{id}/archive; cardiosynth.workers.archive). On the SPADE
+# queue, beside finalize: it needs no model and only reads what SPADE chunks stored, and a SPADE worker
+# that packs an archive delays only SPADE chunks, while the VAE queue keeps starting the next jobs (their
+# stats and encoding) meanwhile. No queue of its own: every deployment (compose, embedded, CI) already
+# runs workers for these two queues, and a third would need workers nobody starts.
+ARCHIVE_STAGE = "archive"
+ARCHIVE_TASK = "cardiosynth.archive"
+ARCHIVE_QUEUE = SPADE_QUEUE

@@ -73,6 +73,12 @@ class SynthesizeRequest(BaseModel):
         "(kinds base_image and base_label; the size of one severity's files), to view them side by side",
     )
 
+    archive: bool = Field(
+        default=False,
+        description="also build one tar of the job's files and manifest once it succeeds "
+        "(as POST /jobs/{id}/archive; download it from GET /jobs/{id}/archive)",
+    )
+
     @model_validator(mode="after")
     def _one_of_severity_or_trajectory(self) -> SynthesizeRequest:
         if self.severity is not None and self.trajectory is not None:
@@ -134,6 +140,37 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+ArchiveState = Literal["pending", "building", "ready", "failed"]
+
+
+class ArchiveOut(BaseModel):
+    """A succeeded job's tar archive (``POST``/``GET /jobs/{id}/archive``): its files under
+    ``<job id>/<subject>/`` and ``<job id>/manifest.json``, uncompressed (the NIfTI files are gzip)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"state": "pending", "updated": 1764060040.0, "download": None},
+                {"state": "ready", "bytes": 1239040, "sha256": "5d1e" + "0" * 60, "files": 26,
+                 "updated": 1764060042.5, "download": "/jobs/3f2a9c0d5e6b4a718293a4b5c6d7e8f9/archive"},
+            ]
+        }
+    )  # fmt: skip
+
+    state: ArchiveState = Field(
+        description="pending (queued), building (a worker writes it), ready (download it), failed (see "
+        "error; POST again to retry)"
+    )
+    bytes: int | None = Field(default=None, description="size of the tar (while building: written so far)")
+    sha256: str | None = Field(default=None, description="SHA-256 of the whole tar, once ready")
+    files: int | None = Field(default=None, description="members of the tar, manifest.json included")
+    done: int | None = Field(default=None, description="while building: members written")
+    total: int | None = Field(default=None, description="while building: members to write")
+    error: str | None = None
+    updated: float | None = Field(default=None, description="when this state was recorded")
+    download: str | None = Field(default=None, description="where to GET it (a redirect to a signed URL)")
+
+
 class JobOut(BaseModel):
     """``GET /jobs/{id}``."""
 
@@ -176,6 +213,9 @@ class JobOut(BaseModel):
         "expires or is purged",
     )
     links: dict[str, str]
+    archive: ArchiveOut | None = Field(
+        default=None, description="its tar archive, once asked for (POST /jobs/{id}/archive)"
+    )
 
 
 class JobList(BaseModel):

@@ -90,6 +90,9 @@ class Job:
     # Bytes of the files it stored, set when it succeeds; counted against the per-key quota on stored
     # bytes until retention expires them or the job is purged.
     stored_bytes: int = 0
+    # The job's tar archive (POST /jobs/{id}/archive, built by a worker): state, bytes, sha256, error.
+    # Written only by :meth:`JobStore.set_archive`, on a succeeded job.
+    archive: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,15 @@ class JobStore(Protocol):
     def purge(self, job_id: str) -> bool:
         """Delete the record of a finished job (and its place in every index); ``False`` when it is
         gone already; :class:`TransitionRefusedError` (nothing deleted) when it is not finished."""
+        ...
+
+    def set_archive(
+        self, job_id: str, archive: dict[str, Any], *, unless: tuple[str, ...] = ()
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Record the archive state of a succeeded, unexpired job in one atomic step: write ``archive``
+        unless the recorded one's ``state`` is in ``unless``. Returns ``(recorded now, written)``;
+        ``(None, False)`` (nothing written, no record created) when the job is gone, not succeeded or
+        expired. Neither ``updated`` nor anything else of the job changes."""
         ...
 
     # -- the stage graph (fan-out and fan-in of a job's chunks) -------------------------------------

@@ -17,6 +17,8 @@ from kombu import Exchange, Queue
 
 from cardiosynth.config import CommonSettings
 from cardiosynth.queues import (
+    ARCHIVE_QUEUE,
+    ARCHIVE_TASK,
     DATASET_QUEUE,
     DATASET_TASK,
     FAILURE_TASK,
@@ -75,6 +77,7 @@ def make_celery(settings: CommonSettings, *, visibility_timeout_s: int | None = 
             VAE_CHUNK_TASK: {"queue": VAE_QUEUE, "routing_key": VAE_QUEUE},
             SPADE_CHUNK_TASK: {"queue": SPADE_QUEUE, "routing_key": SPADE_QUEUE},
             FINALIZE_TASK: {"queue": SPADE_QUEUE, "routing_key": SPADE_QUEUE},
+            ARCHIVE_TASK: {"queue": ARCHIVE_QUEUE, "routing_key": ARCHIVE_QUEUE},  # why: see queues.py
         },
         task_default_exchange="cardiosynth",
         task_create_missing_queues=False,

@@ -8,6 +8,9 @@ from celery import Celery, chain
 
 from cardiosynth.jobs.base import JobStore
 from cardiosynth.queues import (
+    ARCHIVE_QUEUE,
+    ARCHIVE_STAGE,
+    ARCHIVE_TASK,
     DATASET_QUEUE,
     DATASET_STAGE,
     DATASET_TASK,
@@ -80,6 +83,9 @@ class CeleryDispatcher:
         self.resume(job_id, DATASET_STAGE if request.get("kind") == DATASET_STAGE else "stats")
 
     def resume(self, job_id: str, stage: str) -> None:
+        if stage == ARCHIVE_STAGE:  # a succeeded job's archive: no errback, a failed build fails no job
+            self.app.send_task(ARCHIVE_TASK, args=(job_id,), queue=ARCHIVE_QUEUE, task_id=f"{job_id}-archive")
+            return
         graph = parse_graph_stage(stage)
         if graph is not None:
             send_graph_task(self.app, job_id, *graph)

@@ -10,7 +10,8 @@ class Dispatcher(Protocol):
         """Send the job's first task to the ``vae`` queue (ids and parameters only, never arrays)."""
 
     def resume(self, job_id: str, stage: str) -> None:
-        """Send the task of ``stage`` again (and the stages after it): its worker died."""
+        """Send the task of ``stage`` again (and the stages after it): its worker died. ``"archive"``:
+        build a succeeded job's archive (:mod:`cardiosynth.jobs.archive`)."""
 
     def cancel(self, job_id: str) -> None:
         """Revoke the job's queued and running tasks."""

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL, updated REAL NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
     error TEXT, timings TEXT NOT NULL DEFAULT '{}', result TEXT, heartbeat REAL,
     stage TEXT NOT NULL DEFAULT 'vae', attempts INTEGER NOT NULL DEFAULT 0, expired_at REAL,
-    weight INTEGER NOT NULL DEFAULT 0, stored_bytes INTEGER NOT NULL DEFAULT 0
+    weight INTEGER NOT NULL DEFAULT 0, stored_bytes INTEGER NOT NULL DEFAULT 0, archive TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
@@ -89,6 +89,8 @@ class SqliteJobStore:
             db.execute("ALTER TABLE jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 0")
         if "stored_bytes" not in columns:
             db.execute("ALTER TABLE jobs ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0")
+        if "archive" not in columns:
+            db.execute("ALTER TABLE jobs ADD COLUMN archive TEXT")
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread (sqlite3 connections must not cross threads).
@@ -134,6 +136,7 @@ class SqliteJobStore:
             expired_at=row["expired_at"],
             weight=int(row["weight"] or 0),
             stored_bytes=int(row["stored_bytes"] or 0),
+            archive=json.loads(row["archive"]) if row["archive"] else None,
         )
 
     def create(
@@ -365,6 +368,19 @@ class SqliteJobStore:
             for table in ("graphs", "graph_marks", "graph_tasks"):
                 db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
         return True
+
+    def set_archive(
+        self, job_id: str, archive: dict[str, Any], *, unless: tuple[str, ...] = ()
+    ) -> tuple[dict[str, Any] | None, bool]:
+        with self._immediate() as db:  # a column of its own: _write (transitions) never touches it
+            row = db.execute("SELECT state, expired_at, archive FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["state"] != JobState.SUCCEEDED.value or row["expired_at"] is not None:
+                return None, False
+            current = json.loads(row["archive"]) if row["archive"] else None
+            if current is not None and current.get("state") in unless:
+                return current, False
+            db.execute("UPDATE jobs SET archive = ? WHERE id = ?", (json.dumps(archive), job_id))
+        return archive, True
 
     # -- the stage graph --------------------------------------------------------------------------
 

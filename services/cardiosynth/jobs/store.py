@@ -4,7 +4,7 @@ and a reaper. Every write that checks something runs in one Lua script or a WATC
 Keys (``prefix`` defaults to ``cs``)::
 
     cs:job:<id>                 hash: id, owner, state, stage, request, progress, error, created,
-                                updated, heartbeat, timings, result
+                                updated, heartbeat, timings, result, archive
     cs:owner:<owner>            sorted set of the owner's job ids by creation time
     cs:queued                   sorted set of queued job ids by creation time (queue positions)
     cs:queued:<owner>           the owner's queued job ids (the per-key cap)
@@ -150,6 +150,21 @@ if v[1] ~= 'succeeded' and v[1] ~= 'failed' and v[1] ~= 'cancelled' then return 
 if v[2] and v[2] ~= '' then return 0 end
 redis.call('HSET', KEYS[1], 'expired_at', ARGV[1])
 return 1
+"""
+
+# The archive state of a succeeded, unexpired job (never a record that is gone: no stray hash), unless
+# the recorded state is one of ARGV[2..]. ARGV[1]: the new state's JSON. Returns {written, recorded}.
+_ARCHIVE = """
+local v = redis.call('HMGET', KEYS[1], 'state', 'expired_at', 'archive')
+if v[1] ~= 'succeeded' or (v[2] and v[2] ~= '') then return {0, ''} end
+if v[3] and v[3] ~= '' and v[3] ~= 'null' then
+  local state = cjson.decode(v[3])['state']
+  for i = 2, #ARGV do
+    if ARGV[i] == state then return {1, v[3]} end
+  end
+end
+redis.call('HSET', KEYS[1], 'archive', ARGV[1])
+return {2, ARGV[1]}
 """
 
 # Worker liveness on the Redis server's clock (no skew between worker and gateway machines).
@@ -324,6 +339,7 @@ class RedisJobStore:
         self._mark = client.register_script(_MARK)
         self._finish = client.register_script(_FINISH)
         self._release_stale = client.register_script(_RELEASE_STALE)
+        self._archive = client.register_script(_ARCHIVE)
 
     def ping(self) -> None:
         self.r.ping()
@@ -423,6 +439,7 @@ class RedisJobStore:
             expired_at=float(d["expired_at"]) if d.get("expired_at") else None,
             weight=int(d.get("weight") or 0),
             stored_bytes=int(d.get("stored_bytes") or 0),
+            archive=json.loads(d["archive"]) if d.get("archive") else None,
         )
 
     def get(self, job_id: str, *, result: bool = True) -> Job | None:
@@ -603,6 +620,16 @@ class RedisJobStore:
                     return True
                 except redis.WatchError:
                     continue
+
+    def set_archive(
+        self, job_id: str, archive: dict[str, Any], *, unless: tuple[str, ...] = ()
+    ) -> tuple[dict[str, Any] | None, bool]:
+        # Its own field of the job hash, never in _encode: a transition cannot overwrite it, and a
+        # purge or the record's expiry deletes it with the job.
+        status, recorded = self._archive(keys=[self._k("job", job_id)], args=[json.dumps(archive), *unless])
+        if int(status) == 0:
+            return None, False
+        return json.loads(recorded), int(status) == 2
 
     # -- the stage graph --------------------------------------------------------------------------
 

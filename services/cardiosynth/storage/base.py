@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 # Keys are relative, slash-separated, without empty, "." or ".." parts: the same key names the same
@@ -35,6 +36,8 @@ def content_type(key: str) -> str:
         return "application/octet-stream"
     if lowered.endswith(".json"):
         return "application/json"
+    if lowered.endswith(".tar"):
+        return "application/x-tar"
     if lowered.endswith(".png"):
         return "image/png"
     if lowered.endswith(".npz"):
@@ -50,6 +53,10 @@ class ObjectStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store ``data`` at ``key`` (replacing any object there; readers see old or new, never half)."""
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key``, streamed (never read whole into memory: a job's
+        archive can be gigabytes); readers see the old object or the whole new one."""
 
     def get_bytes(self, key: str) -> bytes:
         """The object at ``key``; ``KeyError`` when there is none."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,19 @@ class LocalStore:
                 handle.write(data)
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle, Path(path).open("rb") as source:
+                shutil.copyfileobj(source, handle, 1 << 20)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)  # renamed into place whole: never half an object under ``key``
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -8,6 +8,7 @@ fails its signature check; presigning with a client on the public endpoint makes
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -61,6 +62,16 @@ class S3Store:
             # No ContentEncoding: a .nii.gz must arrive as the gzip file it is (see content_type).
             self._client.put_object(
                 Bucket=self.bucket, Key=self._full(key), Body=data, ContentType=content_type(key)
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not store {key}: {exc}") from exc
+
+    def put_file(self, key: str, path: Path) -> None:
+        try:
+            # Multipart above boto3's threshold, read from disk a part at a time; S3 shows the object
+            # only once the upload completes, so a reader never sees half of it.
+            self._client.upload_file(
+                str(path), self.bucket, self._full(key), ExtraArgs={"ContentType": content_type(key)}
             )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not store {key}: {exc}") from exc

@@ -83,6 +83,11 @@ def manifest_key(job_id: str) -> str:
 
 
 def _celery_send(kind: str, job_id: str, index: int) -> None:
+    if kind == "archive":  # asked for with the job ("archive": true): built after finalize
+        from cardiosynth.workers.archive import send_archive
+
+        send_archive(job_id)
+        return
     send_graph_task(celery_app, job_id, kind, index)
 
 
@@ -328,6 +333,7 @@ def run_finalize(job_id: str, index: int = 0, *, send: Send = _celery_send, work
     worker = worker or socket.gethostname()
     with _task(job_id, "finalize", 0, worker) as held:
         if held is None:
+            _archive_if_asked(job_id, send)
             return
         job, lease = held
         started = time.perf_counter()
@@ -377,6 +383,17 @@ def run_finalize(job_id: str, index: int = 0, *, send: Send = _celery_send, work
         for key in store.list_keys(f"jobs/{job_id}/work/"):
             store.delete(key)  # the outputs are all stored; the intermediates are not outputs
         log.info("job %s succeeded: %d files of %d subjects", job_id, len(files), graph.plan.subjects)
+    _archive_if_asked(job_id, send)
+
+
+def _archive_if_asked(job_id: str, send: Send) -> None:
+    """Queue the archive a succeeded job asked for (``"archive": true``), once however often finalize
+    is delivered (a redelivery after a crash between ``succeeded`` and this still queues it)."""
+    from cardiosynth.jobs.archive import request_archive
+
+    job = runtime.patiently(lambda: runtime.jobs().get(job_id, result=False))
+    if job is not None and job.state is JobState.SUCCEEDED and job.request.get("archive"):
+        runtime.patiently(lambda: request_archive(runtime.jobs(), job_id, lambda: send("archive", job_id, 0)))
 
 
 RUNNERS: dict[str, Callable[..., None]] = {
@@ -384,7 +401,14 @@ RUNNERS: dict[str, Callable[..., None]] = {
     "vae": run_vae_chunk,
     "spade": run_spade_chunk,
     "finalize": run_finalize,
+    "archive": lambda *a, **k: _run_archive(*a, **k),  # (imported late: that module imports this one)
 }
+
+
+def _run_archive(job_id: str, index: int = 0, **kwargs: Any) -> None:
+    from cardiosynth.workers.archive import run_archive
+
+    run_archive(job_id, index, **kwargs)
 
 
 def run_inline(job_id: str, *, order: Callable[[list[tuple[str, int]]], int] | None = None) -> None:

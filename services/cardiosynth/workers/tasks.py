@@ -276,5 +276,6 @@ def job_failed(request: Any, exc: Any, traceback: Any, job_id: str) -> None:
 
 # Registration: the dataset build's task (POST /datasets) lives on this app too, so every worker started
 # with ``-A cardiosynth.workers.tasks`` knows it. Imported last: that module imports this one.
+from cardiosynth.workers import archive as _archive  # noqa: E402, F401  (a job's tar archive)
 from cardiosynth.workers import dataset_tasks as _dataset_tasks  # noqa: E402, F401
 from cardiosynth.workers import graph as _graph  # noqa: E402, F401  (the stage graph's tasks)

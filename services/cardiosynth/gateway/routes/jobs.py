@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from cardiosynth.gateway.deps import Services, owner, services
 from cardiosynth.gateway.etag import conditional_json
@@ -27,12 +27,14 @@ from cardiosynth.gateway.results import (
     page,
 )
 from cardiosynth.gateway.schemas import (
+    ArchiveOut,
     JobList,
     JobOut,
     Problem,
     State,
     SynthesizeRequest,
 )
+from cardiosynth.jobs.archive import READY, archive_key, request_archive
 from cardiosynth.jobs.base import (
     TERMINAL,
     IdempotencyConflictError,
@@ -44,7 +46,7 @@ from cardiosynth.jobs.base import (
     TransitionRefusedError,
     subject_weight,
 )
-from cardiosynth.queues import STAGES
+from cardiosynth.queues import ARCHIVE_STAGE, STAGES
 
 router = APIRouter(tags=["jobs"])
 
@@ -79,7 +81,13 @@ def job_out(job: Job, svc: Services) -> JobOut:
         expired_at=job.expired_at,
         stored_bytes=job.stored_bytes if job.expired_at is None else 0,
         links={"self": f"{base}/{job.id}", "results": f"{base}/{job.id}/results", "job": f"/jobs/{job.id}"},
+        archive=archive_out(job.id, job.archive) if job.archive else None,
     )
+
+
+def archive_out(job_id: str, recorded: dict[str, Any]) -> ArchiveOut:
+    download = f"/jobs/{job_id}/archive" if recorded.get("state") == READY else None
+    return ArchiveOut(**{**recorded, "download": download})
 
 
 def _own_job(job_id: str, who: str, svc: Services, *, result: bool = False) -> Job:
@@ -348,6 +356,73 @@ def manifest(
     answer = conditional_json(data, if_none_match)
     answer.headers["Content-Disposition"] = f'attachment; filename="{job.id}-manifest.json"'
     return answer
+
+
+EXPIRED: dict[int | str, dict[str, Any]] = {
+    410: {"model": Problem, "content": {PROBLEM: {}}, "description": "results expired (retention)"}
+}
+
+
+def _succeeded(job: Job, svc: Services) -> None:
+    """410 once retention expired the job's files, 409 before it has succeeded (no result read)."""
+    if job.expired_at is not None:
+        at = datetime.fromtimestamp(job.expired_at, tz=UTC).isoformat(timespec="seconds")
+        raise ProblemError(410, f"results expired at {at} (kept {svc.settings.result_retention_s} s)")
+    if job.state is not JobState.SUCCEEDED:
+        raise ProblemError(409, f"job {job.id} is {job.state.value}; archives are of succeeded jobs")
+
+
+@router.post(
+    "/jobs/{job_id}/archive",
+    status_code=202,
+    response_model=ArchiveOut,
+    responses={**ERRORS, **EXPIRED},
+    summary="Build one tar of a succeeded job's files and manifest (by a worker)",
+)
+def request_job_archive(
+    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
+) -> ArchiveOut:
+    """Queues the build once: while it is pending, building or ready, a POST answers its state and
+    builds nothing more; a failed build is queued again. Follow ``GET /jobs/{id}`` (its ``archive``) or
+    this answer's state until ``ready``, then download it from ``GET /jobs/{id}/archive``."""
+    job = _own_job(job_id, who, svc)
+    _succeeded(job, svc)
+    recorded, _ = request_archive(svc.jobs, job.id, lambda: svc.dispatcher.resume(job.id, ARCHIVE_STAGE))
+    if recorded is None:  # purged or expired between the read and the write
+        raise ProblemError(409, f"job {job_id} no longer has its files (purged or expired)")
+    return archive_out(job.id, recorded)
+
+
+@router.get(
+    "/jobs/{job_id}/archive",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses={
+        **ERRORS,
+        **EXPIRED,
+        307: {"description": "ready: Location is an expiring signed URL of the tar (as the results' urls)"},
+        200: {
+            "content": {"application/x-tar": {"example": "(the tar: <job id>/manifest.json, <job id>/...)"}},
+            "description": "the tar, from the signed URL the redirect names (a client that follows it)",
+        },
+    },
+    summary="Download a job's archive (a redirect to its signed URL once ready)",
+)
+def job_archive(
+    job_id: str, who: Annotated[str, Depends(owner)], svc: Annotated[Services, Depends(services)]
+) -> Response:
+    """307 to the tar's expiring download URL (the same signed links as ``GET /jobs/{id}/results``)
+    when it is ready; 404 when none was asked for, 409 while it is pending or building, or failed."""
+    job = _own_job(job_id, who, svc)
+    _succeeded(job, svc)
+    state = (job.archive or {}).get("state")
+    if state is None:
+        raise ProblemError(404, f"job {job_id} has no archive: ask for one with POST /jobs/{job_id}/archive")
+    if state != READY:
+        reason = f": {job.archive['error']}" if job.archive and job.archive.get("error") else ""
+        raise ProblemError(409, f"the archive of job {job_id} is {state}{reason}")
+    url = svc.storage.download_url(archive_key(job.id), svc.settings.result_url_ttl_s)
+    return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
 
 
 def succeeded_result(job: Job, noun: str, svc: Services) -> dict[str, Any]:
