@@ -19,7 +19,7 @@ from cardiosynth.data.nifti import save_volume
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import LabelBatch, SynthesisRequest, Synthesizer
-from cardiosynth.synthesis.equalise import equalise
+from cardiosynth.synthesis.equalise import equalise_lv
 from cardiosynth.synthesis.stages import encode_stacks
 from cardiosynth.synthesis.stats import ClassStats, compute_class_stats
 from tests.data.test_territory import ring_heart
@@ -116,7 +116,8 @@ def test_statistics_per_territory_with_pooled_fallback(
     for stats, territory in ((lad, "LAD"), (rca, "RCA")):
         refs = [r for r in sources.scan(data) if EXPECTED.get(r.subject_id) == territory]
         stacks = [sources.load(r).processed.ed_label for r in refs]
-        latents = np.stack([equalise(z, stats.ns) for z in encode_stacks(vae, stacks)])
+        encoded = encode_stacks(vae, stacks)
+        latents = np.stack([equalise_lv(z, s, stats.ns) for z, s in zip(encoded, stacks, strict=True)])
         assert np.array_equal(stats.mean, compute_class_stats(latents, "MINF", "ED").mean)
     with caplog.at_level(logging.WARNING, logger="cardiosynth.synthesis.engine"):
         lcx = synth.class_stats(Group.MINF, "ED", territory="LCx")

@@ -4,7 +4,7 @@ Each makes, for one base NOR subject, an (ED, ES) pair of processed label stacks
 that is measured exactly like the method's output (restored to the base's native grid, biomarkers
 with the base's spacing, height and weight, rule diagnosis):
 
-- :func:`class_mean_decode`: the class mean latent, resampled to the base's slice count, decoded.
+- :func:`class_mean_decode`: the class mean latent, resampled into the base's LV extent, decoded.
   No sampling, no correlation: if this passes the evaluation, the evaluation measures nothing.
 - :func:`nearest_replay`: the training subject of the class nearest to the base in latent space,
   returned as it is (memorisation: perfect realism, no novelty).
@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cardiosynth.models.vae import LabelVAE
-from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
+from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, lv_extent, resample_slices, restore_lv
 from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 from cardiosynth.synthesis.stats import ClassStats
 
@@ -43,14 +43,36 @@ BASELINES: tuple[str, ...] = (
 
 
 def class_mean_decode(
-    vae: LabelVAE, stats_ed: ClassStats, stats_es: ClassStats, slice_counts: Sequence[int]
+    vae: LabelVAE,
+    stats_ed: ClassStats,
+    stats_es: ClassStats,
+    slice_counts: Sequence[int],
+    *,
+    bases: Sequence[Pair] | None = None,
 ) -> list[Pair]:
-    """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``."""
+    """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``.
+
+    With ``bases`` (one (ED, ES) pair per slice count), as the method places its samples: into each
+    base's LV extent, the base's own latents before and after it (:func:`.equalise.restore_lv`), so
+    that the baseline differs from the method by the sampling only.
+    """
     if any(z < 1 for z in slice_counts):
         raise ValueError(f"slice counts must be positive, got {list(slice_counts)}")
     if not slice_counts:
         return []
-    blocks = [resample_slices(s.mean, z) for z in slice_counts for s in (stats_ed, stats_es)]
+    if bases is None:
+        blocks = [resample_slices(s.mean, z) for z in slice_counts for s in (stats_ed, stats_es)]
+    else:
+        if [len(ed) for ed, _ in bases] != list(slice_counts):
+            raise ValueError(
+                f"bases of {[len(ed) for ed, _ in bases]} slices for slice counts {list(slice_counts)}"
+            )
+        base_stacks = [s for pair in bases for s in pair]
+        encoded = encode_stacks(vae, base_stacks)
+        blocks = [
+            restore_lv(stats.mean, z, lv_extent(stack))
+            for z, stack, stats in zip(encoded, base_stacks, [stats_ed, stats_es] * len(bases), strict=True)
+        ]
     labels = decode_latents(vae, np.concatenate(blocks))
     bounds = np.cumsum([0, *(len(b) for b in blocks)])
     stacks = [labels[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]

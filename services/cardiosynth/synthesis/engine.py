@@ -1,8 +1,9 @@
 """The method end to end over a data folder and two loaded models (used by the CLI and evaluation;
 the service's workers call the same stages one queue at a time).
 
-encode -> equalise -> class statistics (cached) -> correlated Gaussian-copula sample (or the base
-shifted into the class) -> interpolate by severity -> resample to the base subject's slices -> decode
+encode -> equalise over the LV extent -> class statistics (cached) -> correlated Gaussian-copula sample
+(or the base shifted into the class) -> interpolate by severity -> resample into the base subject's LV
+extent (its atrial and post-apical slices kept) -> decode
 -> translate -> restore to the base subject's native geometry.
 """
 
@@ -39,7 +40,7 @@ from cardiosynth.models.vae import LabelVAE
 from cardiosynth.parallel import thread_map
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, resample_slices
+from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise_lv, lv_extent, restore_lv
 from cardiosynth.synthesis.modes import (
     DEFAULT_CORRELATION,
     DEFAULT_INTERPOLATION,
@@ -490,7 +491,10 @@ class Synthesizer:
             for ph in PHASES:  # both phases from one read of the subjects
                 started = time.perf_counter()
                 stacks = [x.processed.phase(ph).label for x in loaded]
-                latents = np.stack([equalise(z, ns) for z in encode_stacks(self.vae, stacks, **FP32)])
+                # Over each subject's LV extent (first to last slice with an LV cavity): stack
+                # position is not anatomy (equalise.py says why).
+                encoded = encode_stacks(self.vae, stacks, **FP32)
+                latents = np.stack([equalise_lv(z, s, ns) for z, s in zip(encoded, stacks, strict=True)])
                 self._timed("encode", started)
                 started = time.perf_counter()
                 computed = compute_class_stats(latents, pathology.value, ph)
@@ -560,6 +564,7 @@ class Synthesizer:
         stacks = [label_stack(loaded[sid].processed, ph) for sid, ph in keys]
         encoded = encode_stacks(self.vae, stacks, **FP32)
         base_latents = dict(zip(keys, encoded, strict=True))
+        base_extents = dict(zip(keys, (lv_extent(s) for s in stacks), strict=True))
         self._timed("encode", started)
         progress("encode", 1, 1)
 
@@ -574,13 +579,17 @@ class Synthesizer:
             # class's range (independent phases would pair a small ED with a large ES).
             for phase in request.phases:
                 rng = np.random.default_rng([request.seed, index])
-                base_eq = equalise(base_latents[(ref.subject_id, phase)], request.ns)
+                own = base_latents[(ref.subject_id, phase)]
+                extent = base_extents[(ref.subject_id, phase)]
+                base_eq = equalise_lv(own, label_stack(loaded[ref.subject_id].processed, phase), request.ns)
                 target = target_latents(
                     request, stats[(territories[index], phase)], nor.get(phase), base_eq, rng
                 )
-                z_count = len(base_latents[(ref.subject_id, phase)])
+                z_count = len(own)
                 for severity in request.severities:
-                    blocks.append(resample_slices(interpolate(base_eq, target, severity), z_count))
+                    # The synthetic LV goes into the base's LV extent; the base's atrial and
+                    # post-apical slices are its own, at every severity (not blended with a ring).
+                    blocks.append(restore_lv(interpolate(base_eq, target, severity), own, extent))
                     plan.append((index, severity, phase, z_count))
         self._timed("sample", started)
         progress("correlate", 1, 1)

@@ -35,8 +35,9 @@ FloatArray = npt.NDArray[np.float64]
 # by zero); its samples are the mean.
 MIN_STD = 1e-8
 # Version of the estimator and of the artefact's fields. 1: latent correlation on raw pooled rows, no
-# class slice correlation. 2: both on standardised residuals, ``slice_factor`` stored.
-STATS_FORMAT = 2
+# class slice correlation. 2: both on standardised residuals, ``slice_factor`` stored. 3: subjects
+# equalised over their LV extent, not the whole stack (synthesis/equalise.py).
+STATS_FORMAT = 3
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,172 @@
+"""Equalisation over the LV extent (synthesis/equalise.py): known answers on latents, and through the
+engine, that a slice without an LV cavity never enters the class statistics or a synthetic LV."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardiosynth.data.acdc import frame_paths, read_subject
+from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, Group
+from cardiosynth.data.nifti import save_volume
+from cardiosynth.data.preprocess import apex_first
+from cardiosynth.models.vae import LabelVAE, VAEConfig
+from cardiosynth.synthesis import sources
+from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
+from cardiosynth.synthesis.equalise import equalise, equalise_lv, lv_extent, restore_lv
+from cardiosynth.synthesis.stages import decode_latents, encode_stacks
+
+ATRIAL = 10.0  # latent value of a slice without LV: must never appear blended into the LV
+
+
+def _stack(pattern: str) -> np.ndarray:
+    """A label stack, one slice per character: 'a' atrium (RV only), 'L' LV ring, 'c' apical cap."""
+    out = np.zeros((len(pattern), 8, 8), np.uint8)
+    for k, c in enumerate(pattern):
+        out[k, 0, 0] = 1
+        if c in "Lc":
+            out[k, 2:6, 2:6] = LV_MYOCARDIUM
+        if c == "L":
+            out[k, 3:5, 3:5] = LV_CAVITY
+    return out
+
+
+def _latents(pattern: str) -> np.ndarray:
+    """Latents that encode anatomical position: 0..1 from the first to the last LV-cavity slice,
+    ATRIAL elsewhere."""
+    lv = [k for k, c in enumerate(pattern) if c == "L"]
+    x = np.full((len(pattern), 2), ATRIAL)
+    x[lv, 0] = np.linspace(0, 1, len(lv))
+    x[lv, 1] = -np.linspace(0, 1, len(lv))
+    return x
+
+
+def test_lv_extent() -> None:
+    assert lv_extent(_stack("aLLLLc")) == (1, 4)
+    assert lv_extent(_stack("LLL")) == (0, 2)
+    assert lv_extent(_stack("aac")) == (0, 2)  # no LV cavity: the whole stack
+    with pytest.raises(ValueError, match="label stack"):
+        lv_extent(np.zeros((4, 4), np.uint8))
+
+
+@pytest.mark.parametrize("pattern", ["aLLLLc", "LLLLLLc", "aaLLLL", "LLLLL", "aLLLLLLLLLcc"])
+def test_subjects_equalise_by_anatomy_not_stack_position(pattern: str) -> None:
+    """Known answer: stacks of one LV profile equalise to the same rows whatever their atrial and
+    post-apical slices; the stack-position equalisation blends the atrial latent into the base."""
+    eq = equalise_lv(_latents(pattern), _stack(pattern), 9)
+    expected = np.stack([np.linspace(0, 1, 9), -np.linspace(0, 1, 9)], axis=1)
+    assert np.allclose(eq, expected)
+    assert np.abs(eq).max() <= 1.0  # no atrial latent inside the LV
+    if pattern[0] != "L" or pattern[-1] != "L":
+        assert not np.allclose(equalise(_latents(pattern), 9), expected)  # what the old one did
+
+
+def test_restore_carries_the_base_slices_outside_the_lv() -> None:
+    base = _latents("aaLLLLLcc")
+    synthetic = np.stack([np.linspace(0, 1, 32), np.linspace(5, 6, 32)], axis=1)
+    out = restore_lv(synthetic, base, lv_extent(_stack("aaLLLLLcc")))
+    assert out.shape == base.shape
+    assert np.array_equal(out[:2], base[:2])  # carried, not blended
+    assert np.array_equal(out[7:], base[7:])
+    assert np.allclose(out[2:7, 0], np.linspace(0, 1, 5))  # the synthetic LV fills the base's extent
+    assert np.allclose(out[2:7, 1], np.linspace(5, 6, 5))
+    with pytest.raises(ValueError, match="extent"):
+        restore_lv(synthetic, base, (3, 9))
+    with pytest.raises(ValueError, match="one slice count"):
+        equalise_lv(base, _stack("aL"), 4)
+
+
+# --- through the engine ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vae() -> LabelVAE:
+    """Untrained, its weights scaled up: at initialisation every slice encodes to nearly the same
+    latent (differences of 1e-7), which would hide a blend."""
+    torch.manual_seed(0)
+    vae = LabelVAE(VAEConfig()).eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            if p.ndim > 1:
+                p.mul_(2.0)
+    return vae
+
+
+def _with_blank_base_slice(subject_dir: Path, out_dir: Path) -> None:
+    """A copy of a subject with one empty slice added above its base (the crop's centre and the
+    other slices unchanged)."""
+    subject = read_subject(subject_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / "Info.cfg").write_text(subject.info.to_cfg())
+    at_end = apex_first(subject.ed_label)  # base is the last native slice when the apex comes first
+    for frame, image, label in (
+        (subject.info.ed, subject.ed_image, subject.ed_label),
+        (subject.info.es, subject.es_image, subject.es_label),
+    ):
+        blank_i, blank_l = np.zeros_like(image[:, :, :1]), np.zeros_like(label[:, :, :1])
+        parts_i, parts_l = (
+            ((image, blank_i), (label, blank_l)) if at_end else ((blank_i, image), (blank_l, label))
+        )
+        image_path, label_path = frame_paths(out_dir, frame)
+        save_volume(image_path, np.concatenate(parts_i, axis=2), subject.affine)
+        save_volume(label_path, np.concatenate(parts_l, axis=2), subject.affine)
+
+
+@pytest.fixture(scope="module")
+def data(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's NOR subject, and its HCM subject twice: as it is, and with a blank slice above
+    the base."""
+    root = tmp_path_factory.mktemp("lvdata") / "training"
+    root.mkdir(parents=True)
+    for p in sorted((phantom_root / "training").iterdir()):
+        group = (p / "Info.cfg").read_text()
+        if "Group: NOR" in group or "Group: HCM" in group:
+            shutil.copytree(p, root / p.name)
+    hcm = next(p for p in sorted(root.iterdir()) if "Group: HCM" in (p / "Info.cfg").read_text())
+    _with_blank_base_slice(hcm, root / "patient903")
+    return root.parent
+
+
+def test_class_statistics_ignore_slices_without_lv(data: Path, vae: LabelVAE, tmp_path: Path) -> None:
+    """Known answer: two subjects with the same heart, one with an extra slice above the base, give
+    class statistics equal to the one heart's LV-extent equalised latents (before the fix, stack
+    position blended the blank slice's latent into the basal rows of the class mean)."""
+    synth = Synthesizer(vae, None, data, model_versions={"vae": "t"}, cache_dir=tmp_path)
+    stats = synth.class_stats(Group.HCM, "ED")
+    assert stats.n_subjects == 2
+    loaded = [sources.load(r) for r in sources.by_group(synth.refs, Group.HCM)]
+    stacks = [x.processed.ed_label for x in loaded]
+    assert sorted(len(s) for s in stacks)[1] == sorted(len(s) for s in stacks)[0] + 1
+    original = min(stacks, key=len)
+    (z,) = encode_stacks(vae, [original])
+    assert np.allclose(stats.mean, equalise_lv(z, original, stats.ns), atol=1e-5)
+    by_position = np.mean([equalise(e, stats.ns) for e in encode_stacks(vae, stacks)], axis=0)
+    assert not np.allclose(stats.mean, by_position, atol=1e-4)  # what stack position gave
+
+
+def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: LabelVAE) -> None:
+    # Without the clean-up, which edits whole 3D stacks (its own tests cover it).
+    synth = Synthesizer(vae, None, data, model_versions={"vae": "t"}, clean_labels=False)
+    nor = sources.by_group(synth.refs, Group.NOR)[0].subject_id
+    batch = synth.make_labels(
+        SynthesisRequest(Group.HCM, n=1, seed=0, severities=(1.0,), base_subjects=(nor,))
+    )
+    base = synth._base(synth._ref(nor)).processed
+    offset = 0
+    checked = 0
+    for _, _, phase, z_count in batch.plan:
+        stack = label_stack(base, phase)
+        first, last = lv_extent(stack)
+        outside = [k for k in range(z_count) if not first <= k <= last]
+        (own,) = encode_stacks(vae, [stack])
+        labels = batch.labels[offset : offset + z_count]
+        if outside:
+            expected = decode_latents(vae, own[outside])
+            assert np.array_equal(labels[outside], expected)
+            checked += len(outside)
+        offset += z_count
+    assert checked > 0  # the fixture's base has slices without an LV cavity
