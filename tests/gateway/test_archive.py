@@ -144,3 +144,14 @@ def test_a_broker_that_is_down_leaves_no_pending_archive(api: Api) -> None:
     r = client.post(f"/jobs/{job_id}/archive", headers=A)
     assert r.status_code == 503, r.text
     assert client.get(f"/jobs/{job_id}", headers=A).json()["archive"]["state"] == "failed"
+
+
+def test_a_dataset_build_is_refused_with_where_its_archive_is(api: Api) -> None:
+    from tests.gateway.test_datasets import TINY
+
+    client, _, _ = api
+    dataset = client.post("/datasets", json=TINY, headers=A).json()["id"]
+    r = client.post(f"/jobs/{dataset}/archive", headers=A)
+    assert r.status_code == 409
+    assert f"/datasets/{dataset}/results" in r.json()["detail"]
+    assert _archive_requests(api, dataset) == 0

@@ -386,6 +386,10 @@ def request_job_archive(
     builds nothing more; a failed build is queued again. Follow ``GET /jobs/{id}`` (its ``archive``) or
     this answer's state until ``ready``, then download it from ``GET /jobs/{id}/archive``."""
     job = _own_job(job_id, who, svc)
+    if job.request.get("kind") == "dataset":  # built with its own archive (its results' ``links``)
+        raise ProblemError(
+            409, f"job {job_id} is a dataset build: its archive is in GET /datasets/{job_id}/results"
+        )
     _succeeded(job, svc)
     recorded, _ = request_archive(svc.jobs, job.id, lambda: svc.dispatcher.resume(job.id, ARCHIVE_STAGE))
     if recorded is None:  # purged or expired between the read and the write
