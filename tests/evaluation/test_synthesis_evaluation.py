@@ -69,6 +69,9 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
     # ... and so is the held-out subject here, a copy of a training one; a deformed NOR heart is not.
     assert rows["real:held_out"]["memorisation_dice"] == pytest.approx(1.0)
     assert rows["baseline:elastic_nor"]["memorisation_dice"] < 0.95
+    # Replay fails the memorisation target (median 1 is never below the held-out bar).
+    assert "HCM: memorisation" in " ".join(report["targets_by_row"]["baseline:nearest_replay"]["missed"])
+    assert len(rows["baseline:nearest_replay"]["memorisation_dice_per_subject"]) == 2
     # Slice shuffling keeps every volume: the same biomarker volumes as the method's default row.
     default = report["default"]
     method = rows[f"method:{default['correlation']}/{default['interpolation']}"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from cardiosynth.data.labels import Group
@@ -128,3 +129,50 @@ def test_targets_by_row_count_a_wall_bias_and_rv_components_against_held_out() -
     rows["method:both/sample"] = {**rows["method:both/sample"], "wall_bias_mm": -1.5, "rv_components": 1.6}
     missed = targets_by_row(report)["method:both/sample"]["missed"]
     assert missed == ["HCM: wall-thickness bias <= 1 mm", "HCM: RV 3D components within 0.5 of real"]
+
+
+MEMO = "memorisation: median nearest-training Dice below held-out real's 90th percentile"
+
+
+def _memo_row(per_subject: list[float]) -> dict[str, Any]:
+    """A row's memorisation figures as :func:`row_figures` writes them."""
+    return {
+        "memorisation_dice_median": float(np.median(per_subject)),
+        "memorisation_dice_q90": float(np.quantile(per_subject, 0.9)),
+    }
+
+
+# Held-out real subjects' Dice to their nearest training subject, as on phantom v2 (0.69-0.75).
+HELD_OUT = [0.66, 0.69, 0.70, 0.71, 0.72, 0.73, 0.75, 0.78]
+
+
+def test_memorisation_fails_replay_and_passes_held_out_real_subjects() -> None:
+    from cardiosynth.evaluation.synthesis import memorisation_target, targets_by_row
+
+    report = _report(_row(0.9, 0.9, 1.2), _row(0.9, 0.3, 4.0))
+    rows = report["classes"]["HCM"]["rows"]
+    rows["real:held_out"] = {**rows["real:held_out"], **_memo_row(HELD_OUT)}
+    rows["baseline:nearest_replay"] = {**_row(1.0, 1.0, 0.0), **_memo_row([1.0] * 10)}
+    rows["method:both/sample"] = {**rows["method:both/sample"], **_memo_row([0.70, 0.72, 0.74, 0.73, 0.71])}
+    by_row = targets_by_row(report)
+    # Replay is perfect on every other target and fails on memorisation alone.
+    assert by_row["baseline:nearest_replay"]["missed"] == [f"HCM: {MEMO}"]
+    assert f"HCM: {MEMO}" not in by_row["method:both/sample"]["missed"]
+    assert by_row["method:both/sample"]["total"] == 7
+    # The held-out real subjects themselves, and any one of them repeated, pass their own bar...
+    held = rows["real:held_out"]
+    assert memorisation_target(held, held, "HCM")["met"]  # type: ignore[index]
+    for value in HELD_OUT[:-1]:
+        assert memorisation_target(_memo_row([value] * 10), held, "HCM")["met"]  # type: ignore[index]
+    # ... but a set of copies of the training subjects, or subjects closer than 9 in 10 real ones, does not.
+    near_copies = memorisation_target(_memo_row([0.95, 0.97, 0.99]), held, "HCM")
+    assert near_copies is not None
+    assert not near_copies["met"]
+    assert near_copies["threshold"] == f"< {np.quantile(HELD_OUT, 0.9):.3f}"
+    assert not memorisation_target({"memorisation_dice_median": float("nan")}, held, "HCM")["met"]  # type: ignore[index]
+
+
+def test_memorisation_target_is_left_out_of_reports_without_its_figures() -> None:
+    from cardiosynth.evaluation.synthesis import memorisation_target
+
+    assert memorisation_target({"memorisation_dice": 1.0}, {"memorisation_dice": 0.7}, "HCM") is None
