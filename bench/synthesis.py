@@ -30,7 +30,7 @@ from cardiosynth.models.spade import SpadeConfig, SpadeTranslator, spade_widths
 from cardiosynth.models.vae import LabelVAE, VAEConfig, widths
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, choose_bases, target_latents
-from cardiosynth.synthesis.equalise import equalise, resample_slices
+from cardiosynth.synthesis.equalise import equalise_lv, lv_extent, restore_lv
 from cardiosynth.synthesis.sampling import interpolate
 from cardiosynth.synthesis.stages import decode_latents, encode_slices, translate_slices
 
@@ -52,10 +52,10 @@ def naive(synth: Synthesizer, request: SynthesisRequest) -> float:
             )
             stats = synth.class_stats(request.pathology, phase)
             rng = np.random.default_rng([request.seed, index])
-            base_eq = equalise(latents, request.ns)
+            base_eq = equalise_lv(latents, labels, request.ns)  # the LV extent, as the engine
             nor = synth.class_stats(Group.NOR, phase) if request.interpolation == "shift" else None
             target = target_latents(request, stats, nor, base_eq, rng)
-            z = resample_slices(interpolate(base_eq, target, 1.0), len(labels))
+            z = restore_lv(interpolate(base_eq, target, 1.0), latents, lv_extent(labels))
             for k in range(len(labels)):
                 lab = decode_latents(vae, z[k : k + 1], 1, synth.precision)
                 translate_slices(spade, lab, images[k : k + 1], 1, synth.precision)
