@@ -81,6 +81,9 @@ def _run_tasks(
 ) -> list[dict[str, Any]]:
     """Run ``first`` and every task they send of the kinds in ``mine``, in order, one at a time; the
     peak, start RSS and seconds of each."""
+    from celery import signals
+
+    import cardiosynth.workers.tasks  # noqa: F401  (connects the worker's own signal handlers)
     from cardiosynth.workers import graph
 
     pending = deque(first)
@@ -96,6 +99,8 @@ def _run_tasks(
         _reset_peak()
         started = time.perf_counter()
         graph.RUNNERS[kind](job_id, index, send=send, worker=worker)
+        if os.environ.get("CS_MEMORY_NO_POSTRUN") != "1":  # what Celery sends after every task
+            signals.task_postrun.send(sender=None, task_id=f"{kind}-{index}", task=None)
         rows.append({"kind": kind, "index": index, "start_mb": round(start_mb, 1),
                      "peak_mb": round(_status_mb("VmHWM"), 1),
                      "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
@@ -179,7 +184,14 @@ def _request(n: int, steps: int, model: str, pathology: str) -> dict[str, Any]:
 
 
 def measure(
-    n: int, steps: int, data: Path, model: str, pathology: str, chunk_size: int | None, scale_to: int | None
+    n: int,
+    steps: int,
+    data: Path,
+    model: str,
+    pathology: str,
+    chunk_size: int | None,
+    scale_to: int | None,
+    vae_only: bool = False,
 ) -> list[dict[str, Any]]:
     """One job ``n`` x ``steps``: its VAE worker, then its SPADE worker (chunks + finalize); with
     ``scale_to``, then the per-job parts of a ``scale_to``-subject job made from it (:func:`scale`)."""
@@ -192,8 +204,12 @@ def measure(
         job, _ = SqliteJobStore(state / "jobs.db").create(
             owner_id(BENCH_KEY), request, weight=subject_weight(request)
         )
+        kinds = ("vae",) if vae_only else ("vae", "spade")
         workers = [_spawn(state, data, chunk_size, "--child", kind, "--job", job.id, "--model", model)
-                   for kind in ("vae", "spade")]  # fmt: skip
+                   for kind in kinds]  # fmt: skip
+        if vae_only:  # the VAE worker's drift over many chunks; the job is left unfinished
+            return [{"n": n, "steps": steps, "request": request, "workers": workers, "vae_only": True,
+                     "files": 0, "stored_mb": 0.0}]  # fmt: skip
         results = [{"n": n, "steps": steps, "request": request, "workers": workers, **_verify(state, job.id)}]
         if scale_to is not None:
             results.append(scale(state, data, job.id, scale_to, chunk_size))
@@ -336,6 +352,16 @@ def rows_of(result: dict[str, Any]) -> list[str]:
                 f"{tasks[0]['peak_mb']:>6.0f}..{tasks[-1]['peak_mb']:<5.0f} "
                 f"{sum(t['seconds'] for t in tasks):>7.1f} {result['files']:>6} {result['stored_mb']:>10.1f}"
             )
+    for w in result["workers"]:
+        chunks = [t for t in w["tasks"] if t["kind"] == "vae"]
+        if w["worker"] == "vae" and len(chunks) > 1:
+            # RSS held between chunks: a warm worker that keeps freed memory climbs here.
+            drift = (chunks[-1]["start_mb"] - chunks[0]["start_mb"]) / (len(chunks) - 1)
+            lines.append(
+                f"{'':>9} {'vae: RSS before each chunk':>29} "
+                f"{chunks[0]['start_mb']:.0f}..{chunks[-1]['start_mb']:.0f} MiB over {len(chunks)} chunks "
+                f"({drift:+.1f} MiB per chunk)"
+            )
     return lines
 
 
@@ -360,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--table", type=Path, default=None, help="print the table of an --out file")
+    parser.add_argument(
+        "--vae-only", action="store_true", help="run only the VAE worker (its drift over many chunks)"
+    )
     args = parser.parse_args(argv)
     if args.table is not None:
         sys.stdout.write(HEADER + "\n")
@@ -393,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         size, _, to = shape.lower().partition(":")
         n, k = (int(x) for x in size.split("x"))
         try:
-            results = measure(n, k, data, model, args.pathology, args.chunk_size, int(to) if to else None)
+            results = measure(
+                n, k, data, model, args.pathology, args.chunk_size, int(to) if to else None, args.vae_only
+            )
         except (RuntimeError, ValueError) as exc:
             log.error("%s failed: %s", shape, exc)
             print(f"{shape:>11} FAILED: {str(exc).splitlines()[0]}", flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,10 @@ TRANSLATE_CHUNK = 128
 FP32: dict[str, Any] = {"precision": "fp32"}
 # Fewer MINF subjects than this in a territory: its statistics would be noise, pool the class instead.
 MIN_TERRITORY_SUBJECTS = 3
+# Base subjects a Synthesizer keeps read and preprocessed: twice a service chunk's (16 by default), so a
+# chunk never reloads its own bases, and at most a few hundred MiB however many NOR subjects a data
+# set has.
+BASE_CACHE_DEFAULT = 32
 
 
 @dataclass(frozen=True)
@@ -364,13 +369,21 @@ class Synthesizer:
         device: str | torch.device | None = None,
         precision: str | None = None,
         batch_size: int | None = None,
+        base_cache: int = BASE_CACHE_DEFAULT,
     ) -> None:
         """``clean_labels``: apply :func:`cardiosynth.data.topology.clean_labels` to every decoded
         stack in :meth:`make_labels`, before translation (off only to measure what it does).
 
         ``device``: where the models run (``None``: where they are; a spec such as ``cuda`` moves
         them there once, here). ``precision``: autocast of decode and translate (``None``: fp32 on
-        CPU, bf16 on CUDA). ``batch_size``: slices per forward pass (``None``: by free memory)."""
+        CPU, bf16 on CUDA). ``batch_size``: slices per forward pass (``None``: by free memory).
+        ``base_cache``: base subjects kept read and preprocessed, least recently used dropped first
+        (about 8 MiB each on a phantom subject).
+
+        Raises:
+            ValueError: ``base_cache`` below 1."""
+        if base_cache < 1:
+            raise ValueError(f"base_cache must be at least 1 subject, got {base_cache}")
         if device is not None:
             place(vae, device)
             if spade is not None:
@@ -389,7 +402,10 @@ class Synthesizer:
         self._stats: dict[tuple[Group, str, int, str | None], ClassStats] = {}
         self._territories: dict[str, str] | None = None  # MINF subject id -> estimated territory
         self._pooled: set[str] = set()  # territories too rare for their own statistics
-        self._loaded: dict[str, sources.LoadedSubject] = {}
+        # Bounded: a warm worker serves many jobs, and a data set with hundreds of NOR subjects would
+        # otherwise keep every one it ever used (gigabytes; reports/memory.txt).
+        self._loaded: OrderedDict[str, sources.LoadedSubject] = OrderedDict()
+        self._base_cache = base_cache
         self.timings: dict[str, float] = {}
 
     def _timed(self, stage: str, started: float) -> None:
@@ -508,12 +524,17 @@ class Synthesizer:
         return stats
 
     def _base(self, ref: sources.SubjectRef) -> sources.LoadedSubject:
-        """A base subject read and preprocessed once per process (workers serve many jobs)."""
-        if ref.subject_id not in self._loaded:
-            started = time.perf_counter()
-            self._loaded[ref.subject_id] = sources.load(ref)
-            self._timed("load", started)
-        return self._loaded[ref.subject_id]
+        """A base subject read and preprocessed once while it stays among the ``base_cache`` most
+        recently used (workers serve many jobs)."""
+        if ref.subject_id in self._loaded:
+            self._loaded.move_to_end(ref.subject_id)
+            return self._loaded[ref.subject_id]
+        started = time.perf_counter()
+        loaded = self._loaded[ref.subject_id] = sources.load(ref)
+        while len(self._loaded) > self._base_cache:
+            self._loaded.popitem(last=False)
+        self._timed("load", started)
+        return loaded
 
     def _ref(self, subject_id: str) -> sources.SubjectRef:
         for ref in self.refs:

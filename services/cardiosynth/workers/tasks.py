@@ -23,7 +23,7 @@ from cardiosynth.jobs.celery_app import make_celery
 from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.queues import FAILURE_TASK, SPADE_TASK, VAE_TASK
 from cardiosynth.storage.base import StorageError
-from cardiosynth.workers import liveness, runtime
+from cardiosynth.workers import heap, liveness, runtime
 from cardiosynth.workers.runtime import JobCancelledError, StageLease
 
 if TYPE_CHECKING:  # the engine (numpy, torch) loads in the worker process on first use
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the engine (numpy, torch) loads in the worker process on fi
 
 log = logging.getLogger(__name__)
 LIVENESS = liveness.LivenessBeat  # imported for its signal handlers: every worker beats its liveness
+HEAP = heap.release_freed_memory  # imported for its signal handler: freed memory returned after each task
 
 celery_app: Celery = make_celery(runtime.settings())
 
