@@ -357,10 +357,14 @@ def rows_of(result: dict[str, Any]) -> list[str]:
         if w["worker"] == "vae" and len(chunks) > 1:
             # RSS held between chunks: a warm worker that keeps freed memory climbs here.
             drift = (chunks[-1]["start_mb"] - chunks[0]["start_mb"]) / (len(chunks) - 1)
+            # The first chunks also fill the base-subject cache (bounded); the last half is the drift
+            # that would go on with n.
+            half = chunks[len(chunks) // 2 :]
+            late = (half[-1]["start_mb"] - half[0]["start_mb"]) / max(len(half) - 1, 1)
             lines.append(
                 f"{'':>9} {'vae: RSS before each chunk':>29} "
                 f"{chunks[0]['start_mb']:.0f}..{chunks[-1]['start_mb']:.0f} MiB over {len(chunks)} chunks "
-                f"({drift:+.1f} MiB per chunk)"
+                f"({drift:+.1f} MiB per chunk; last half {late:+.2f})"
             )
     return lines
 
