@@ -51,7 +51,15 @@ def transport_options(settings: CommonSettings, visibility_timeout_s: int) -> di
             "processed_folder": str(root / "processed"),
             "store_processed": False,
         }
-    return {"visibility_timeout": visibility_timeout_s}
+    # Kombu sweeps a dead worker's unacknowledged messages back onto the queue only on every
+    # ``unacked_restore_throttle``-th check, ``unacked_restore_interval`` seconds apart: 10 x 10 s by
+    # default, so a message became redeliverable up to 100 s after its visibility timeout. Every
+    # check scans: one small sorted-set read per worker, guarded by Kombu's mutex.
+    return {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_throttle": 1,
+        "unacked_restore_interval": max(1, min(10, visibility_timeout_s // 2)),
+    }
 
 
 def make_celery(settings: CommonSettings, *, visibility_timeout_s: int | None = None) -> Celery:
