@@ -4,21 +4,11 @@ record created), claimed once however many requests race, left alone by transiti
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
 from cardiosynth.jobs.archive import BUILDING, FAILED, LIVE, PENDING, READY, record, request_archive
 from cardiosynth.jobs.base import JobState, JobStore
-from cardiosynth.jobs.factory import open_job_store
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        return open_job_store(url, prefix=request.getfixturevalue("redis_prefix"))
-    return open_job_store(f"sqlite:///{tmp_path / 'jobs.db'}")
 
 
 def _succeeded(store: JobStore) -> str:

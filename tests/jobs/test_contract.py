@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import redis
@@ -22,14 +21,6 @@ from cardiosynth.jobs.base import (
 from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.jobs.sqlite_store import SqliteJobStore
 from cardiosynth.jobs.store import RedisJobStore
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        return open_job_store(url, prefix=request.getfixturevalue("redis_prefix"))
-    return open_job_store(f"sqlite:///{tmp_path / 'jobs.db'}")
 
 
 def _drop(store: JobStore, job_id: str) -> None:

@@ -7,21 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from cardiosynth.jobs.base import ChunkPlan, JobState, JobStore
-from cardiosynth.jobs.factory import open_job_store
 from cardiosynth.queues import GRAPH_STAGE
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        return open_job_store(url, prefix=request.getfixturevalue("redis_prefix"))
-    return open_job_store(f"sqlite:///{tmp_path / 'jobs.db'}")
 
 
 def test_a_chunk_plan_cuts_subjects_and_refuses_nonsense() -> None:
