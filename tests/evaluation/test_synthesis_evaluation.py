@@ -61,7 +61,10 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
     rows = hcm["rows"]
     assert [r for r in rows if r.startswith("method:")] == [
         f"method:{m}/{f}" for m, f in variants(modes=["none"])
-    ] + [f"method:{report['default']['correlation']}/{report['default']['interpolation']} (no clean-up)"]
+    ] + [
+        f"method:{report['default']['correlation']}/{report['default']['interpolation']} ({what})"
+        for what in ("no clean-up", "no calibration")
+    ]
     for name in ("class_mean", "nearest_replay", "elastic_nor", "shuffled_slices", "shuffled_dims"):
         assert rows[f"baseline:{name}"]["n"] == 2
     # The replay baseline returns training subjects as they are: memorisation Dice 1, whatever the model.

@@ -165,7 +165,7 @@ def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: L
         (own,) = encode_stacks(vae, [stack])
         labels = batch.labels[offset : offset + z_count]
         if outside:
-            expected = decode_latents(vae, own[outside])
+            expected = decode_latents(vae, own[outside], logit_bias=synth.logit_bias())
             assert np.array_equal(labels[outside], expected)
             checked += len(outside)
         offset += z_count

@@ -43,7 +43,8 @@ def _stats(mean: float = 2.0, std: float = 0.5, low: float = 50.0, high: float =
     mean_a = np.full((NS, NZ), mean)
     std_a = np.full((NS, NZ), std)
     return ClassStats("HCM", "ED", 10, mean_a, std_a, mean_a - low * std_a, mean_a + high * std_a,
-                      _factor(TAU_Z), _factor(TAU_S), np.zeros((NZ, NS, 2)))  # fmt: skip
+                      _factor(TAU_Z), _factor(TAU_S), np.zeros((NZ, NS, 2)),
+                      np.zeros((10, NS, NZ)))  # fmt: skip
 
 
 def _tau(x: np.ndarray, y: np.ndarray) -> float:
@@ -217,6 +218,55 @@ def test_population_mode_follows_the_basis() -> None:
     u = (draws - stats.mean) / stats.std
     c = np.corrcoef(u[:, :, 0], rowvar=False)
     assert c.min() > 0.9  # slices strongly correlated, as in the class
+
+
+def _cross_coupled(n: int, seed: int = 0) -> np.ndarray:
+    """Latents ``(n, NS, NZ)`` with one coupling across slices *and* dimensions: entry (slice 0,
+    dim 0) equals (slice 2, dim 1) up to noise, which no separable model ``Cz (x) Cs`` can hold
+    without also coupling every other pair (the other entries are independent)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, NS, NZ))
+    x[:, 2, 1] = x[:, 0, 0] + 0.05 * rng.normal(size=n)
+    return x
+
+
+def test_joint_mode_recovers_every_correlation_of_the_class() -> None:
+    latents = _cross_coupled(60)
+    stats = compute_class_stats(latents, "DCM", "ED")
+    assert stats.subject_residuals.shape == (60, NS, NZ)
+    scores = gaussian_scores(stats, "joint", None, np.random.default_rng(1), draws=20000)
+    flat = scores.reshape(len(scores), -1)
+    assert np.allclose(flat.std(0), 1.0, atol=0.03)  # unit-variance scores for the copula
+    target = np.corrcoef(standardise(latents, stats.mean, stats.std).reshape(60, -1), rowvar=False)
+    assert np.abs(np.corrcoef(flat, rowvar=False) - target).max() < 0.05
+    coupled = (0 * NZ + 0, 2 * NZ + 1)  # flat indices of (slice 0, dim 0) and (slice 2, dim 1)
+    assert np.corrcoef(flat[:, coupled[0]], flat[:, coupled[1]])[0, 1] > 0.95
+    # The separable mode cannot express the coupling: it is lost there.
+    both = gaussian_scores(stats, "both", None, np.random.default_rng(1), draws=20000).reshape(20000, -1)
+    assert abs(np.corrcoef(both[:, coupled[0]], both[:, coupled[1]])[0, 1]) < 0.5
+    draws = sample_pathology(stats, "joint", None, np.random.default_rng(2), draws=500)
+    assert np.all((draws >= stats.min) & (draws <= stats.max))
+
+
+def test_joint_scores_lie_in_the_span_of_the_class_and_phases_share_their_weights() -> None:
+    """Every score is a combination of the class's own residuals (rank n - 1); ED and ES statistics
+    of the same subjects, drawn from the same seeded stream as the engine does, use the same weights:
+    a subject drawn like training subject i at ED is like it at ES too."""
+    ed = compute_class_stats(_cross_coupled(8, seed=1), "HCM", "ED")
+    es = compute_class_stats(_cross_coupled(8, seed=2), "HCM", "ES")
+    v_ed = gaussian_scores(ed, "joint", None, np.random.default_rng([7, 0]))
+    v_es = gaussian_scores(es, "joint", None, np.random.default_rng([7, 0]))
+    basis_ed = ed.subject_residuals.reshape(8, -1).T
+    weights, _, rank, _ = np.linalg.lstsq(basis_ed, v_ed.ravel(), rcond=None)
+    assert rank == 7  # centred: n - 1
+    assert np.allclose(basis_ed @ weights, v_ed.ravel(), atol=1e-9)
+    h = np.random.default_rng([7, 0]).standard_normal(8)
+    assert np.allclose(v_ed, np.einsum("isd,i->sd", ed.subject_residuals, h))
+    assert np.allclose(v_es, np.einsum("isd,i->sd", es.subject_residuals, h))
+    single = compute_class_stats(_cross_coupled(1), "HCM", "ED")
+    assert np.array_equal(
+        gaussian_scores(single, "joint", None, np.random.default_rng(0)), np.zeros((NS, NZ))
+    )
 
 
 def _classes() -> tuple[ClassStats, ClassStats, np.ndarray]:

@@ -1,6 +1,7 @@
 """What is left of the synthetic wall-thickness bias after equalisation over the LV extent (issue 9).
 
-    nice -n 10 .venv/bin/python reports/synthesis-phantom-v2/wall-lv/temperature.py DATA OUT.json
+    nice -n 10 .venv/bin/python reports/synthesis-phantom-v2/lv-extent/temperature.py DATA OUT.json \
+        [MODE [TAUS [uncalibrated]]]
 
 The evaluation's split (60 % training, seed 0) and default request (n = 10 per class, seed 0, mode
 ``slices``, ``sample``), the shipped phantom-v2 VAE, the engine of this commit. Per class, the bias
@@ -11,6 +12,9 @@ of the maximal diastolic wall (the evaluation's biomarker, and ``mid``: the same
 - ``tau=T``: the default request with its copula sample pulled toward the class mean,
   ``mean + T (sample - mean)``, in the LV extent of the base (its own slices outside), decoded and
   cleaned as the engine does. ``tau=0`` is class-mean decode, ``tau=1`` the method.
+
+Every decode uses the engine's decoder calibration (``synthesis/calibration.py``) unless the fifth
+argument is ``uncalibrated`` (the figures of ``temperature*.json`` before it, issue 9's earlier stop).
 
 If the bias grows with ``T``, the sampler's spread itself thickens walls (the decoder turns latents
 off the class manifold into solid myocardium), not the placement of the slices.
@@ -64,13 +68,17 @@ def wall(x: sources.LoadedSubject, ed: np.ndarray, es: np.ndarray) -> dict[str, 
     return {"cur": float(b.max_wall_thickness), "mid": mid_wall(ed, s.spacing[:2])}
 
 
-def main(data: Path, out: Path, mode: str = "slices", taus: tuple[float, ...] = TAUS) -> None:
+def main(
+    data: Path, out: Path, mode: str = "slices", taus: tuple[float, ...] = TAUS, calibrate: bool = True
+) -> None:
     vae = load_vae("phantom-v2").module
     split = split_subjects(sources.scan(data), 0.6, 0)
-    result: dict[str, Any] = {"correlation": mode, "taus": list(taus), "classes": {}}
+    result: dict[str, Any] = {"correlation": mode, "taus": list(taus), "calibrated": calibrate, "classes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = link_folder(split.train_refs(), Path(tmp) / "train")
-        synth = Synthesizer(vae, None, root, model_versions={"vae": "phantom-v2"})
+        synth = Synthesizer(
+            vae, None, root, model_versions={"vae": "phantom-v2"}, calibrate_decoder=calibrate
+        )
         nor_refs = sources.by_group(synth.refs, Group.NOR)
         for g in GROUPS:
             held = [sources.load(r) for r in split.held_out[g]]
@@ -81,7 +89,10 @@ def main(data: Path, out: Path, mode: str = "slices", taus: tuple[float, ...] = 
                 encoded = encode_stacks(vae, [x.processed.ed_label, x.processed.es_label])
                 rt.append(
                     [
-                        restore_labels(clean_labels(decode_latents(vae, z)), x.processed.geometry)
+                        restore_labels(
+                            clean_labels(decode_latents(vae, z, logit_bias=synth.logit_bias())),
+                            x.processed.geometry,
+                        )
                         for z in encoded
                     ]
                 )
@@ -101,7 +112,8 @@ def main(data: Path, out: Path, mode: str = "slices", taus: tuple[float, ...] = 
                         stats = synth.class_stats(g, ph, req.ns, territories[index])
                         target = target_latents(req, stats, None, base_eq, rng)
                         z = stats.mean + tau * (target - stats.mean)
-                        lab = clean_labels(decode_latents(vae, restore_lv(z, own, lv_extent(stack))))
+                        placed = restore_lv(z, own, lv_extent(stack))
+                        lab = clean_labels(decode_latents(vae, placed, logit_bias=synth.logit_bias()))
                         pair.append(restore_labels(lab, b.processed.geometry))
                     made.append(wall(b, pair[0], pair[1]))
                 rows[f"tau={tau}"] = made
@@ -121,4 +133,5 @@ def main(data: Path, out: Path, mode: str = "slices", taus: tuple[float, ...] = 
 if __name__ == "__main__":
     args = sys.argv[1:]
     chosen = tuple(float(t) for t in args[3].split(",")) if len(args) > 3 else TAUS
-    main(Path(args[0]), Path(args[1]), args[2] if len(args) > 2 else "slices", chosen)
+    calibrated = not (len(args) > 4 and args[4] == "uncalibrated")
+    main(Path(args[0]), Path(args[1]), args[2] if len(args) > 2 else "slices", chosen, calibrated)

@@ -75,7 +75,7 @@ def add_synthesize_commands(sub: argparse._SubParsersAction[Any]) -> None:
     sev.add_argument("--trajectory", type=_positive_int, default=None, metavar="K",
                      help="K severities 1/K, 2/K, ..., 1")  # fmt: skip
     p.add_argument("--correlation", default=DEFAULT_CORRELATION, choices=CORRELATION_MODES,
-                   help="correlation of the sampled latents (default both)")  # fmt: skip
+                   help=f"correlation of the sampled latents (default {DEFAULT_CORRELATION})")  # fmt: skip
     p.add_argument("--interpolation", default=DEFAULT_INTERPOLATION, choices=INTERPOLATIONS,
                    help="sample: towards a class sample (the paper's, default); shift: the base moved by "
                    "the class shift, keeping its identity")  # fmt: skip

@@ -49,8 +49,11 @@ def class_mean_decode(
     slice_counts: Sequence[int],
     *,
     bases: Sequence[Pair] | None = None,
+    logit_bias: npt.NDArray[np.floating[Any]] | None = None,
 ) -> list[Pair]:
     """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``.
+
+    ``logit_bias``: the decoder calibration the method decodes with (:mod:`.synthesis.calibration`).
 
     With ``bases`` (one (ED, ES) pair per slice count), as the method places its samples: into each
     base's LV extent, the base's own latents before and after it (:func:`.equalise.restore_lv`), so
@@ -73,7 +76,7 @@ def class_mean_decode(
             restore_lv(stats.mean, z, lv_extent(stack))
             for z, stack, stats in zip(encoded, base_stacks, [stats_ed, stats_es] * len(bases), strict=True)
         ]
-    labels = decode_latents(vae, np.concatenate(blocks))
+    labels = decode_latents(vae, np.concatenate(blocks), logit_bias=logit_bias)
     bounds = np.cumsum([0, *(len(b) for b in blocks)])
     stacks = [labels[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]
     return [(stacks[2 * i], stacks[2 * i + 1]) for i in range(len(slice_counts))]
@@ -140,15 +143,21 @@ def shuffle_slices(pairs: Sequence[Pair], seed: int) -> list[Pair]:
     return out
 
 
-def shuffle_dims(vae: LabelVAE, pairs: Sequence[Pair], seed: int) -> list[Pair]:
-    """Each pair re-encoded, its latent dimensions permuted per slice, decoded."""
+def shuffle_dims(
+    vae: LabelVAE,
+    pairs: Sequence[Pair],
+    seed: int,
+    logit_bias: npt.NDArray[np.floating[Any]] | None = None,
+) -> list[Pair]:
+    """Each pair re-encoded, its latent dimensions permuted per slice, decoded (with ``logit_bias``,
+    the method's decoder calibration)."""
     if not pairs:
         return []
     stacks = [s for pair in pairs for s in pair]
     encoded = encode_stacks(vae, stacks)
     rng = np.random.default_rng(seed)
     shuffled = [np.stack([row[rng.permutation(len(row))] for row in z]) for z in encoded]
-    labels = decode_latents(vae, np.concatenate(shuffled))
+    labels = decode_latents(vae, np.concatenate(shuffled), logit_bias=logit_bias)
     bounds = np.cumsum([0, *(len(s) for s in stacks)])
     decoded = [labels[bounds[i] : bounds[i + 1]] for i in range(len(stacks))]
     return [(decoded[2 * i], decoded[2 * i + 1]) for i in range(len(pairs))]

@@ -358,7 +358,8 @@ def _method_rows(
     seed: int,
     k: int,
 ) -> tuple[dict[str, dict[str, Any]], list[Generated]]:
-    """One row per (mode, family), and the default without the label clean-up; the default's outputs."""
+    """One row per (mode, family), and the default without the label clean-up and without the decoder
+    calibration; the default's outputs."""
     default = SynthesisRequest(target, n=n, seed=seed)
     rows: dict[str, dict[str, Any]] = {}
     default_out: list[Generated] = []
@@ -378,6 +379,14 @@ def _method_rows(
         synth.clean_labels = True
     rows[f"method:{default.correlation}/{default.interpolation} (no clean-up)"] = row_figures(
         raw, target, rc, k=k
+    )
+    synth.calibrate_decoder = False
+    try:
+        uncalibrated = from_engine(synth.run(default))
+    finally:
+        synth.calibrate_decoder = True
+    rows[f"method:{default.correlation}/{default.interpolation} (no calibration)"] = row_figures(
+        uncalibrated, target, rc, k=k
     )
     return rows, default_out
 
@@ -400,6 +409,7 @@ def _baseline_rows(
         synth.class_stats(target, "ES"),
         [len(p[0]) for p in base_pairs],
         bases=base_pairs,
+        logit_bias=synth.logit_bias(),
     )
     nearest = bl.nearest_indices(
         synth.vae, [p[0] for p in base_pairs], [x.processed.ed_label for x in rc.train]
@@ -421,7 +431,9 @@ def _baseline_rows(
         "nearest_replay": replay,
         "elastic_nor": _from_pairs(bl.elastic_nor(base_pairs, seed), bases, clean=False),
         "shuffled_slices": _from_pairs(bl.shuffle_slices(method_pairs, seed), bases, clean=False),
-        "shuffled_dims": _from_pairs(bl.shuffle_dims(synth.vae, method_pairs, seed), bases, clean=True),
+        "shuffled_dims": _from_pairs(
+            bl.shuffle_dims(synth.vae, method_pairs, seed, synth.logit_bias()), bases, clean=True
+        ),
     }
     return {
         f"baseline:{name}": row_figures(generated, target, rc, k=k, full_topology=name == "class_mean")

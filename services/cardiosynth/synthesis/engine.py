@@ -41,6 +41,7 @@ from cardiosynth.models.vae import LabelVAE
 from cardiosynth.parallel import thread_map
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.synthesis import sources
+from cardiosynth.synthesis.calibration import DecoderCalibration, calibrate, calibration_key
 from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise_lv, lv_extent, restore_lv
 from cardiosynth.synthesis.modes import (
     DEFAULT_CORRELATION,
@@ -57,7 +58,13 @@ from cardiosynth.synthesis.sampling import (
     sample_pathology,
     shift_target,
 )
-from cardiosynth.synthesis.stages import decode_latents, encode_stacks, stage_batch_size, translate_slices
+from cardiosynth.synthesis.stages import (
+    decode_latents,
+    decode_logits,
+    encode_stacks,
+    stage_batch_size,
+    translate_slices,
+)
 from cardiosynth.synthesis.stats import ClassStats, compute_class_stats, stats_key
 
 log = logging.getLogger(__name__)
@@ -75,6 +82,10 @@ TRANSLATE_CHUNK = 128
 FP32: dict[str, Any] = {"precision": "fp32"}
 # Fewer MINF subjects than this in a territory: its statistics would be noise, pool the class instead.
 MIN_TERRITORY_SUBJECTS = 3
+# Subjects of the data set whose round trip fits the decoder's volume calibration (every one up to
+# this many, else this many spread evenly over the sorted list): a few thousand slices are plenty for
+# four offsets, and a data set of thousands would otherwise be read in full once.
+CALIBRATION_SUBJECTS = 100
 # Base subjects a Synthesizer keeps read and preprocessed: twice a service chunk's (16 by default), so a
 # chunk never reloads its own bases, and at most a few hundred MiB however many NOR subjects a data
 # set has.
@@ -274,27 +285,36 @@ class StatsCache:
         self.root = root
         self.store = store
 
-    def get(self, key: str) -> ClassStats | None:
+    def get_bytes(self, key: str) -> bytes | None:
+        """The artefact under ``key``, ``None`` when there is none (or no cache)."""
         if self.store is not None:
             try:
-                return ClassStats.from_bytes(self.store.get_bytes(key))
+                return self.store.get_bytes(key)
             except KeyError:
                 return None
         if self.root is None or not (self.root / key).is_file():
             return None
-        return ClassStats.from_bytes((self.root / key).read_bytes())
+        return (self.root / key).read_bytes()
 
-    def put(self, key: str, stats: ClassStats) -> None:
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` (a folder: written whole, then renamed into place)."""
         if self.store is not None:
-            self.store.put_bytes(key, stats.to_bytes())
+            self.store.put_bytes(key, data)
             return
         if self.root is None:
             return
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(stats.to_bytes())
+        tmp.write_bytes(data)
         tmp.replace(path)
+
+    def get(self, key: str) -> ClassStats | None:
+        data = self.get_bytes(key)
+        return None if data is None else ClassStats.from_bytes(data)
+
+    def put(self, key: str, stats: ClassStats) -> None:
+        self.put_bytes(key, stats.to_bytes())
 
 
 def choose_bases(nor: Sequence[sources.SubjectRef], request: SynthesisRequest) -> list[sources.SubjectRef]:
@@ -366,6 +386,7 @@ class Synthesizer:
         cache_dir: Path | None = None,
         cache_store: ObjectStore | None = None,
         clean_labels: bool = True,
+        calibrate_decoder: bool = True,
         device: str | torch.device | None = None,
         precision: str | None = None,
         batch_size: int | None = None,
@@ -373,6 +394,8 @@ class Synthesizer:
     ) -> None:
         """``clean_labels``: apply :func:`cardiosynth.data.topology.clean_labels` to every decoded
         stack in :meth:`make_labels`, before translation (off only to measure what it does).
+        ``calibrate_decoder``: decode with the volume calibration of :meth:`decoder_calibration`
+        (off only to measure what it does).
 
         ``device``: where the models run (``None``: where they are; a spec such as ``cuda`` moves
         them there once, here). ``precision``: autocast of decode and translate (``None``: fp32 on
@@ -390,6 +413,8 @@ class Synthesizer:
                 place(spade, model_device(vae))
         self.vae = vae.eval()
         self.clean_labels = clean_labels
+        self.calibrate_decoder = calibrate_decoder
+        self._calibration: DecoderCalibration | None = None
         self.spade = spade.eval() if spade is not None else None
         self.device = model_device(self.vae)
         self.precision = resolve_precision(precision, self.device)  # fp16 on CPU fails here, at load
@@ -523,6 +548,55 @@ class Synthesizer:
         self._stats[key] = stats
         return stats
 
+    def decoder_calibration(self) -> DecoderCalibration:
+        """The decoder's volume calibration for this data set (memory, then cache, then fitted).
+
+        Fitted on the round trip (encode, decode) of the data set's own subjects, both phases, up
+        to :data:`CALIBRATION_SUBJECTS` of them (:mod:`.calibration` says why and how)."""
+        if self._calibration is not None:
+            return self._calibration
+        refs = sorted(self.refs, key=lambda r: r.subject_id)
+        if not refs:
+            raise ValueError(f"the data set under {self.data_root} has no subject to calibrate on")
+        if len(refs) > CALIBRATION_SUBJECTS:
+            refs = [refs[int(i)] for i in np.linspace(0, len(refs) - 1, CALIBRATION_SUBJECTS).round()]
+        version = self.model_versions.get("vae", "unversioned")
+        key = calibration_key(version, sources.fingerprint(refs))
+        cached = self.cache.get_bytes(key)
+        if cached is not None:
+            try:
+                self._calibration = DecoderCalibration.from_bytes(cached)
+                return self._calibration
+            except ValueError:
+                log.info("decoder calibration under %s is of another format: refitting", key)
+        started = time.perf_counter()
+
+        def round_trips() -> Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]]:
+            for ref in refs:  # one subject in memory at a time
+                processed = sources.load(ref).processed
+                stacks = [label_stack(processed, ph) for ph in PHASES]
+                truth = np.concatenate(stacks)
+                latents = np.concatenate(encode_stacks(self.vae, stacks, **FP32))
+                done = 0
+                for logits in decode_logits(self.vae, latents, self.batch_size):
+                    yield logits, truth[done : done + len(logits)]
+                    done += len(logits)
+
+        fitted = calibrate(round_trips(), self.vae.config.num_classes)
+        self._timed("calibrate", started)
+        self.cache.put_bytes(key, fitted.to_bytes())
+        log.info(
+            "decoder calibration over %d subjects (%d slices): logit offsets %s, volume ratios %s -> %s",
+            len(refs), fitted.n_slices, np.round(fitted.logit_bias, 3).tolist(),
+            np.round(fitted.ratio_before, 3).tolist(), np.round(fitted.ratio_after, 3).tolist(),
+        )  # fmt: skip
+        self._calibration = fitted
+        return fitted
+
+    def logit_bias(self) -> npt.NDArray[np.float64] | None:
+        """The offsets every synthetic decode adds to the logits (``None`` with the calibration off)."""
+        return self.decoder_calibration().logit_bias if self.calibrate_decoder else None
+
     def _base(self, ref: sources.SubjectRef) -> sources.LoadedSubject:
         """A base subject read and preprocessed once while it stays among the ``base_cache`` most
         recently used (workers serve many jobs)."""
@@ -615,14 +689,15 @@ class Synthesizer:
         self._timed("sample", started)
         progress("correlate", 1, 1)
 
+        bias = self.logit_bias()
         started = time.perf_counter()
         if subjects is None:
-            labels = decode_latents(self.vae, np.concatenate(blocks), self.batch_size, self.precision)
+            labels = decode_latents(self.vae, np.concatenate(blocks), self.batch_size, self.precision, bias)
         else:  # one subject per decode call: its labels do not depend on the chunk's other subjects
             per_subject = len(request.phases) * len(request.severities)
             labels = np.concatenate([
                 decode_latents(self.vae, np.concatenate(blocks[k : k + per_subject]), self.batch_size,
-                               self.precision)
+                               self.precision, bias)
                 for k in range(0, len(blocks), per_subject)
             ])  # fmt: skip
         if self.clean_labels:

@@ -8,7 +8,10 @@ factors ``Lz`` of the latent and ``Ls`` of the slice correlation, see :mod:`.sta
    ``both`` ``v = Ls g Lz^T``; ``paper`` ``v = Lp g Lz^T`` with ``Lp`` the paper's slice factor
    (Kendall between the base subject's slices over its own latent values, :func:`paper_slice_factor`);
    ``population`` ``v[:, d] = B_d h_d`` (``h_d ~ N(0, I_k)``, the class's low-rank slice basis),
-   normalised to unit variance per entry. ``Ls`` and ``Lz`` factor correlation matrices, so every
+   normalised to unit variance per entry; ``joint`` ``v = sum_i h_i R_i`` (``h ~ N(0, I_n)``, one
+   weight per training subject, ``R_i`` its centred standardised residual over ``sqrt(n - 1)``):
+   every correlation of the class at once, between slices, latent dimensions and across both, on
+   the span of the class's own hearts. ``Ls`` and ``Lz`` factor correlation matrices, so every
    entry of ``v`` is standard normal in every mode;
 3. map each entry through the truncated normal's inverse CDF,
    ``x = mean + std * F^-1(Phi(v))`` with ``F`` the standard normal truncated to
@@ -153,6 +156,11 @@ def gaussian_scores(
         norm = np.sqrt(np.einsum("dsk,dsk->sd", basis, basis))
         out: FloatArray = np.where(norm > 1e-12, v / np.where(norm > 1e-12, norm, 1.0), 0.0)
         return out
+    if mode == "joint":
+        basis = stats.subject_residuals  # (n, ns, nz); per-entry variance 1 by construction
+        h = rng.standard_normal((*lead, basis.shape[0]))
+        joint: FloatArray = np.einsum("isd,...i->...sd", basis, h)
+        return joint
     g = rng.standard_normal((*lead, stats.ns, stats.nz))
     if mode in ("latent", "both", "paper"):
         g = g @ stats.latent_factor.T

@@ -12,7 +12,7 @@ back as CPU arrays. ``precision`` (``None``: fp32 on CPU, bf16 on CUDA) is the a
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,11 +117,19 @@ def decode_latents(
     latents: npt.NDArray[np.floating[Any]],
     batch_size: int | None = None,
     precision: str | None = None,
+    logit_bias: npt.NDArray[np.floating[Any]] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """Label slices ``(N, S, S)`` (argmax of the decoder's softmax) for latents ``(N, nz)``."""
-    z_all = np.asarray(latents, dtype=np.float32)
-    if z_all.ndim != 2 or z_all.shape[1] != vae.config.latent_dim:
-        raise ValueError(f"expected latents (N, {vae.config.latent_dim}), got {z_all.shape}")
+    """Label slices ``(N, S, S)`` (argmax of the decoder's softmax) for latents ``(N, nz)``.
+
+    ``logit_bias`` ``(C,)``: added to every pixel's class logits before the argmax (the decoder's
+    volume calibration, :mod:`.calibration`); ``None``: the plain argmax."""
+    z_all = _check_latents(vae, latents)
+    bias = None
+    if logit_bias is not None:
+        b = np.asarray(logit_bias, dtype=np.float32)
+        if b.shape != (vae.config.num_classes,):
+            raise ValueError(f"logit_bias must have shape ({vae.config.num_classes},), got {b.shape}")
+        bias = to_model(torch.from_numpy(b), vae).view(1, -1, 1, 1)
     vae.eval()
     device = model_device(vae)
     size = stage_batch_size(vae, "decode", precision, batch_size)
@@ -130,10 +138,33 @@ def decode_latents(
         z = to_model(torch.from_numpy(z_all[start : start + size]), vae)
         with autocast(device, precision):
             logits = vae.decode(z)
+        if bias is not None:
+            logits = logits.float() + bias
         # argmax on the device: one byte per pixel comes back instead of four floats per class.
         out.append(to_numpy(logits.argmax(1).to(torch.uint8)))
     size = vae.config.image_size
     return np.concatenate(out) if out else np.zeros((0, size, size), np.uint8)
+
+
+def _check_latents(vae: LabelVAE, latents: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
+    z_all = np.asarray(latents, dtype=np.float32)
+    if z_all.ndim != 2 or z_all.shape[1] != vae.config.latent_dim:
+        raise ValueError(f"expected latents (N, {vae.config.latent_dim}), got {z_all.shape}")
+    return z_all
+
+
+@torch.no_grad()
+def decode_logits(
+    vae: LabelVAE, latents: npt.NDArray[np.floating[Any]], batch_size: int | None = None
+) -> Iterator[npt.NDArray[np.float32]]:
+    """The decoder's fp32 class logits ``(n, C, S, S)`` for latents ``(N, nz)``, batch by batch (a
+    generator: the logits of a whole data set would not fit in memory)."""
+    z_all = _check_latents(vae, latents)
+    vae.eval()
+    size = stage_batch_size(vae, "decode", "fp32", batch_size)
+    for start in range(0, len(z_all), size):
+        z = to_model(torch.from_numpy(z_all[start : start + size]), vae)
+        yield to_numpy(vae.decode(z).float())
 
 
 def translate_slices(

@@ -10,7 +10,11 @@ correlation):
 - ``slice_factor`` ``(ns, ns)``: Cholesky factor of the slice correlation ``Cs``, Kendall tau between
   slices with subjects as observations (see :func:`slice_correlation_factor`);
 - ``population_basis`` ``(nz, ns, k)``: the low-rank slice model per latent dimension used by the
-  ``population`` correlation mode.
+  ``population`` correlation mode;
+- ``subject_residuals`` ``(n_subjects, ns, nz)``: the class's own standardised residuals, centred
+  and divided by ``sqrt(n - 1)``, for the ``joint`` mode: ``sum_i h_i R_i`` with ``h ~ N(0, I_n)``
+  has exactly the class's sample correlation over every (slice, latent) pair at once, with no
+  separability assumption (rank ``n - 1``: the span of the class's own hearts).
 
 Statistics are an artefact: computed once per model version, data fingerprint, pathology and phase,
 stored as ``.npz`` and reused; :data:`STATS_FORMAT` is part of the cache key so that artefacts of an
@@ -36,8 +40,8 @@ FloatArray = npt.NDArray[np.float64]
 MIN_STD = 1e-8
 # Version of the estimator and of the artefact's fields. 1: latent correlation on raw pooled rows, no
 # class slice correlation. 2: both on standardised residuals, ``slice_factor`` stored. 3: subjects
-# equalised over their LV extent, not the whole stack (synthesis/equalise.py).
-STATS_FORMAT = 3
+# equalised over their LV extent, not the whole stack (synthesis/equalise.py). 4: ``subject_residuals``.
+STATS_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class ClassStats:
     latent_factor: FloatArray
     slice_factor: FloatArray
     population_basis: FloatArray
+    subject_residuals: FloatArray
 
     @property
     def ns(self) -> int:
@@ -79,6 +84,7 @@ class ClassStats:
             latent_factor=self.latent_factor,
             slice_factor=self.slice_factor,
             population_basis=self.population_basis,
+            subject_residuals=self.subject_residuals,
         )
         return buffer.getvalue()
 
@@ -99,6 +105,7 @@ class ClassStats:
                 latent_factor=z["latent_factor"],
                 slice_factor=z["slice_factor"],
                 population_basis=z["population_basis"],
+                subject_residuals=z["subject_residuals"],
             )
 
 
@@ -167,6 +174,17 @@ def population_basis(standardised: FloatArray, rank: int = 4) -> FloatArray:
     return basis
 
 
+def joint_residuals(standardised: FloatArray) -> FloatArray:
+    """The ``joint`` mode's basis ``(n_subjects, ns, nz)``: residuals centred over subjects, divided by
+    ``sqrt(n - 1)``, so that ``sum_i h_i R_i`` (``h ~ N(0, I_n)``) has the residuals' sample
+    covariance; zeros for a single subject (no spread to draw from)."""
+    n = standardised.shape[0]
+    if n < 2:
+        return np.zeros_like(standardised)
+    out: FloatArray = (standardised - standardised.mean(axis=0)) / np.sqrt(n - 1)
+    return out
+
+
 def compute_class_stats(
     latents: npt.NDArray[np.floating[Any]], pathology: str, phase: str, *, population_rank: int = 4
 ) -> ClassStats:
@@ -191,6 +209,7 @@ def compute_class_stats(
         latent_factor=latent_correlation_factor(residuals),
         slice_factor=slice_correlation_factor(residuals),
         population_basis=population_basis(residuals, population_rank),
+        subject_residuals=joint_residuals(residuals),
     )
 
 

@@ -1,0 +1,174 @@
+"""Decoder volume calibration: per-label logit offsets so that the VAE's round trip keeps volumes.
+
+The label VAE decodes each pixel as the argmax of its class logits. Its round trip of real subjects
+is not volume-neutral: on the phantom, the shipped ``phantom-v2`` decoder returns 7.5 % more
+myocardium and 4 % less right ventricle than it was given (an argmax over smooth logits shrinks
+small convex regions, such as an end-systolic cavity, and the ring around them gains what they
+lose), and the synthetic walls come out 0.2-2.4 mm thicker than the real ones before any sampling.
+
+The correction is a classifier's prior shift: one additive offset per label on the logits (the
+background's fixed at 0), fitted so that over the round trip of a data set's own subjects every
+label's decoded pixel count equals its true count. It is fitted once per model version and data
+set, from the data the class statistics come from (never from held-out subjects), and applied to
+every decode of the synthesis. Four numbers; the decoder itself is not touched.
+
+Fitting needs the logits of every pixel under every candidate offset. Offsets stay within
+``+-MARGIN / 2``, so a pixel whose two largest logits differ by more than ``MARGIN`` can never
+change label: it is counted once (``certain``) and only the other pixels' logits are kept
+(``uncertain``, a few per cent of the pixels). The fit is then exact, and memory stays small for
+any number of slices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+# Largest gap between a pixel's two top logits for which an offset within +-MARGIN/2 can flip it.
+MARGIN = 4.0
+# Version of the fit and of the artefact's fields (part of the cache key).
+CALIBRATION_FORMAT = 1
+# Multiplicative fixed-point steps of the fit, and the relative volume error at which it stops.
+FIT_ITERATIONS = 200
+FIT_TOLERANCE = 1e-3
+
+
+@dataclass
+class RoundTripEvidence:
+    """What the fit needs from a round trip: ``truth`` ``(C,)`` true pixel counts per label,
+    ``certain`` ``(C,)`` decoded counts of pixels no admissible offset can flip, ``uncertain``
+    ``(M, C)`` float32 logits of the others."""
+
+    truth: npt.NDArray[np.int64]
+    certain: npt.NDArray[np.int64]
+    uncertain: npt.NDArray[np.float32]
+
+    @classmethod
+    def empty(cls, classes: int) -> RoundTripEvidence:
+        if classes < 2:
+            raise ValueError(f"need at least 2 label classes, got {classes}")
+        z = np.zeros(classes, dtype=np.int64)
+        return cls(z.copy(), z.copy(), np.zeros((0, classes), dtype=np.float32))
+
+    @property
+    def classes(self) -> int:
+        return int(self.truth.shape[0])
+
+    def add(self, logits: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) -> None:
+        """Accumulate one batch: decoder ``logits`` ``(N, C, H, W)`` and the true ``labels``
+        ``(N, H, W)`` they should reproduce."""
+        x = np.asarray(logits, dtype=np.float32)
+        y = np.asarray(labels)
+        if x.ndim != 4 or x.shape[1] != self.classes or y.shape != (x.shape[0], *x.shape[2:]):
+            raise ValueError(
+                f"logits (N, {self.classes}, H, W) and labels (N, H, W) expected, got {x.shape} and {y.shape}"
+            )
+        if y.size and (y.min() < 0 or y.max() >= self.classes):
+            raise ValueError(f"labels outside 0..{self.classes - 1}: {int(y.min())}..{int(y.max())}")
+        flat = np.moveaxis(x, 1, -1).reshape(-1, self.classes)
+        top2 = np.partition(flat, self.classes - 2, axis=1)[:, -2:]
+        sure = (top2[:, 1] - top2[:, 0]) > MARGIN
+        self.truth += np.bincount(y.ravel(), minlength=self.classes)
+        self.certain += np.bincount(flat[sure].argmax(1), minlength=self.classes)
+        self.uncertain = np.concatenate([self.uncertain, flat[~sure]])
+
+    def counts(self, bias: FloatArray) -> FloatArray:
+        """Decoded pixel count per label with ``bias`` ``(C,)`` added to every pixel's logits."""
+        moved = (self.uncertain + np.asarray(bias, dtype=np.float64)).argmax(1)
+        return (self.certain + np.bincount(moved, minlength=self.classes)).astype(np.float64)
+
+
+def fit_logit_bias(evidence: RoundTripEvidence) -> FloatArray:
+    """Offsets ``(C,)`` (background 0) that make the decoded count of each label match its true
+    count, within ``+-MARGIN / 2``.
+
+    A fixed point of ``b_c <- b_c - 0.5 log(decoded_c / true_c)``: a label decoded too often is made
+    less likely, and vice versa. Labels absent from the truth keep offset 0. Returns the iterate with
+    the smallest worst-label volume error, offset 0 included: where no admissible offset helps (a
+    decoder that never draws a label), the calibration does not make the volumes worse.
+    """
+    truth = evidence.truth.astype(np.float64)
+    if truth.sum() == 0:
+        raise ValueError("no pixels to calibrate on")
+    bias = np.zeros(evidence.classes)
+    present = truth > 0
+    present[0] = False  # the background is the reference
+    best, best_error = bias, np.inf
+    for _ in range(FIT_ITERATIONS):
+        decoded = evidence.counts(bias)
+        ratio = np.where(present, np.maximum(decoded, 1.0) / np.where(present, truth, 1.0), 1.0)
+        error = float(np.abs(np.log(ratio)).max())
+        if error < best_error:
+            best, best_error = bias, error
+        if error < FIT_TOLERANCE:
+            break
+        bias = np.clip(bias - 0.5 * np.log(ratio), -MARGIN / 2, MARGIN / 2)
+    return best
+
+
+@dataclass(frozen=True)
+class DecoderCalibration:
+    """The fitted offsets ``logit_bias`` ``(C,)`` and, per label, the decoded-over-true volume
+    ratio of the round trip without (``ratio_before``) and with them (``ratio_after``)."""
+
+    logit_bias: FloatArray
+    ratio_before: FloatArray
+    ratio_after: FloatArray
+    n_slices: int
+
+    @classmethod
+    def fit(cls, evidence: RoundTripEvidence, n_slices: int) -> DecoderCalibration:
+        truth = np.maximum(evidence.truth.astype(np.float64), 1.0)
+        bias = fit_logit_bias(evidence)
+        before = evidence.counts(np.zeros(evidence.classes)) / truth
+        return cls(bias, before, evidence.counts(bias) / truth, n_slices)
+
+    def to_bytes(self) -> bytes:
+        """Serialise as ``.npz`` (no pickle)."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            format=np.array(CALIBRATION_FORMAT),
+            logit_bias=self.logit_bias,
+            ratio_before=self.ratio_before,
+            ratio_after=self.ratio_after,
+            n_slices=np.array(self.n_slices),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DecoderCalibration:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            version = int(z["format"]) if "format" in z.files else 0
+            if version != CALIBRATION_FORMAT:
+                raise ValueError(f"decoder calibration of format {version}, expected {CALIBRATION_FORMAT}")
+            return cls(z["logit_bias"], z["ratio_before"], z["ratio_after"], int(z["n_slices"]))
+
+
+def calibrate(
+    batches: Iterable[tuple[npt.NDArray[np.floating], npt.NDArray[np.integer]]], classes: int
+) -> DecoderCalibration:
+    """Fit from ``(logits (N, C, H, W), true labels (N, H, W))`` batches of a round trip."""
+    evidence = RoundTripEvidence.empty(classes)
+    slices = 0
+    for logits, labels in batches:
+        evidence.add(logits, labels)
+        slices += int(np.shape(labels)[0])
+    if slices == 0:
+        raise ValueError("no slices to calibrate on")
+    return DecoderCalibration.fit(evidence, slices)
+
+
+def calibration_key(model_version: str, data_fingerprint: str) -> str:
+    """Cache key of a calibration artefact (path-safe); changes with :data:`CALIBRATION_FORMAT`."""
+    digest = hashlib.sha256(f"{CALIBRATION_FORMAT}|{model_version}|{data_fingerprint}".encode()).hexdigest()[
+        :16
+    ]
+    return f"calibration/{model_version}/c{CALIBRATION_FORMAT}-{digest}.npz"
