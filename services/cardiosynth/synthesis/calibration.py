@@ -35,27 +35,36 @@ FloatArray = npt.NDArray[np.float64]
 MARGIN = 4.0
 # Version of the fit and of the artefact's fields (part of the cache key).
 CALIBRATION_FORMAT = 1
-# Multiplicative fixed-point steps of the fit, and the relative volume error at which it stops.
+# Multiplicative fixed-point steps of the fit, the relative volume error at which it stops, and the
+# steps without a better iterate after which it gives up (a decoder no offset can fix, such as an
+# untrained one, would otherwise run every step over millions of unsure pixels).
 FIT_ITERATIONS = 200
 FIT_TOLERANCE = 1e-3
+FIT_PATIENCE = 20
 
 
 @dataclass
 class RoundTripEvidence:
     """What the fit needs from a round trip: ``truth`` ``(C,)`` true pixel counts per label,
-    ``certain`` ``(C,)`` decoded counts of pixels no admissible offset can flip, ``uncertain``
-    ``(M, C)`` float32 logits of the others."""
+    ``certain`` ``(C,)`` decoded counts of pixels no admissible offset can flip, and
+    :attr:`uncertain`, the ``(M, C)`` float32 logits of the others (kept per batch, joined once)."""
 
     truth: npt.NDArray[np.int64]
     certain: npt.NDArray[np.int64]
-    uncertain: npt.NDArray[np.float32]
+    parts: list[npt.NDArray[np.float32]]
 
     @classmethod
     def empty(cls, classes: int) -> RoundTripEvidence:
         if classes < 2:
             raise ValueError(f"need at least 2 label classes, got {classes}")
         z = np.zeros(classes, dtype=np.int64)
-        return cls(z.copy(), z.copy(), np.zeros((0, classes), dtype=np.float32))
+        return cls(z.copy(), z.copy(), [np.zeros((0, classes), dtype=np.float32)])
+
+    @property
+    def uncertain(self) -> npt.NDArray[np.float32]:
+        if len(self.parts) > 1:
+            self.parts = [np.concatenate(self.parts)]
+        return self.parts[0]
 
     @property
     def classes(self) -> int:
@@ -77,11 +86,11 @@ class RoundTripEvidence:
         sure = (top2[:, 1] - top2[:, 0]) > MARGIN
         self.truth += np.bincount(y.ravel(), minlength=self.classes)
         self.certain += np.bincount(flat[sure].argmax(1), minlength=self.classes)
-        self.uncertain = np.concatenate([self.uncertain, flat[~sure]])
+        self.parts.append(flat[~sure])
 
     def counts(self, bias: FloatArray) -> FloatArray:
         """Decoded pixel count per label with ``bias`` ``(C,)`` added to every pixel's logits."""
-        moved = (self.uncertain + np.asarray(bias, dtype=np.float64)).argmax(1)
+        moved = (self.uncertain + np.asarray(bias, dtype=np.float32)).argmax(1)
         return (self.certain + np.bincount(moved, minlength=self.classes)).astype(np.float64)
 
 
@@ -100,14 +109,16 @@ def fit_logit_bias(evidence: RoundTripEvidence) -> FloatArray:
     bias = np.zeros(evidence.classes)
     present = truth > 0
     present[0] = False  # the background is the reference
-    best, best_error = bias, np.inf
+    best, best_error, since_best = bias, np.inf, 0
     for _ in range(FIT_ITERATIONS):
         decoded = evidence.counts(bias)
         ratio = np.where(present, np.maximum(decoded, 1.0) / np.where(present, truth, 1.0), 1.0)
         error = float(np.abs(np.log(ratio)).max())
         if error < best_error:
-            best, best_error = bias, error
-        if error < FIT_TOLERANCE:
+            best, best_error, since_best = bias, error, 0
+        else:
+            since_best += 1
+        if error < FIT_TOLERANCE or since_best >= FIT_PATIENCE:
             break
         bias = np.clip(bias - 0.5 * np.log(ratio), -MARGIN / 2, MARGIN / 2)
     return best

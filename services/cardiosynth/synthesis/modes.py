@@ -29,11 +29,12 @@ CORRELATION_MODES: tuple[str, ...] = get_args(CorrelationMode)
 Interpolation = Literal["sample", "shift"]
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 # The defaults of the CLI, the API and SynthesisRequest. `joint`: in `cardiosynth evaluate synthesis`
-# (phantom v2, held-out subjects, every mode) it ranks first on the biomarker distance (mean rank 1.5
-# of 7 over the five classes; `both` 2.4, `slices` 2.6) and meets the most targets (20 of 34 per row);
-# its samples stay on the span of real hearts, so the decoder does not turn them into thick walls
-# (wall bias +1.7 / -0.9 / +0.3 / +1.1 / +1.5 mm against +4.8 / +2.7 / +3.4 / +2.0 / +2.3 with
-# `slices`); see README and reports/synthesis-phantom-v2/joint/.
+# (phantom v2, held-out subjects, every mode, two splits) it has the best mean rank on the biomarker
+# distance (1.5 and 2.3, tied with `both` on the second split; `slices` 2.6 and 3.7), and the
+# smallest wall bias in every class: its samples stay on the span of real hearts, so the decoder
+# does not turn them into thick walls (+1.7 / -0.9 / +0.3 / +1.1 / +1.5 mm against +4.8 / +2.7 /
+# +3.4 / +2.0 / +2.3 with `slices` on the first split); see README and
+# reports/synthesis-phantom-v2/joint/.
 DEFAULT_CORRELATION: CorrelationMode = "joint"
 DEFAULT_INTERPOLATION: Interpolation = "sample"
 
