@@ -17,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cardiosynth.gateway.schemas import Correlation, Pathology, Phase, SubjectId
 from cardiosynth.models.catalog import DEFAULT_VERSION
-from cardiosynth.synthesis.modes import DEFAULT_CORRELATION, DEFAULT_INTERPOLATION, Interpolation
+from cardiosynth.synthesis.modes import (
+    CORRELATION_HELP,
+    DEFAULT_CORRELATION,
+    DEFAULT_INTERPOLATION,
+    Interpolation,
+)
 
 # As cardiosynth.export.spec: MAX_GROUP_SUBJECTS (10 engine requests of 100), the engine's ns default
 # (cardiosynth.synthesis.equalise.NS_DEFAULT) and its trajectory bound (MAX_TRAJECTORY).
@@ -43,7 +48,7 @@ class EngineOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"correlation": "latent"}]})
 
-    correlation: Correlation = DEFAULT_CORRELATION
+    correlation: Correlation = Field(default=DEFAULT_CORRELATION, description=CORRELATION_HELP)
     phases: list[Phase] = Field(default=["ED", "ES"], min_length=1, max_length=2)
     base_subjects: list[SubjectId] = Field(default_factory=list, max_length=100)
     ns: int = Field(default=NS_DEFAULT, ge=2, le=128, description="slices after equalisation")

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.synthesis.modes import (
+    CORRELATION_HELP,
     DEFAULT_CORRELATION,
     DEFAULT_INTERPOLATION,
     CorrelationMode,
@@ -51,7 +52,7 @@ class SynthesizeRequest(BaseModel):
     seed: int = Field(default=0, ge=0, lt=2**32)
     severity: float | None = Field(default=None, gt=0.0, le=1.0, description="one severity in (0, 1]")
     trajectory: int | None = Field(default=None, ge=1, le=20, description="severities 1/K, 2/K, ..., 1")
-    correlation: Correlation = DEFAULT_CORRELATION
+    correlation: Correlation = Field(default=DEFAULT_CORRELATION, description=CORRELATION_HELP)
     interpolation: Interpolation = Field(
         default=DEFAULT_INTERPOLATION,
         description="sample: towards a sample of the class (the paper's); shift: the base NOR subject moved "

@@ -37,6 +37,12 @@ INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 # reports/synthesis-phantom-v2/joint/.
 DEFAULT_CORRELATION: CorrelationMode = "joint"
 DEFAULT_INTERPOLATION: Interpolation = "sample"
+# One line for the API schema and the web page's tooltip.
+CORRELATION_HELP = (
+    "correlation of the sampled latents: joint (default: the class's own correlation over slices and "
+    "latent dimensions at once), slices, latent, both (the paper's), population, paper (the paper's "
+    "single-subject slice correlation), none"
+)
 
 
 def check_mode(mode: str) -> CorrelationMode:
