@@ -81,7 +81,11 @@ TRANSLATE_CHUNK = 128
 # by every worker, so a bf16 GPU worker must compute the same latents as a CPU worker. It is cheap.
 FP32: dict[str, Any] = {"precision": "fp32"}
 # Fewer MINF subjects than this in a territory: its statistics would be noise, pool the class instead.
-MIN_TERRITORY_SUBJECTS = 3
+# 2, not 3 (reports/synthesis-phantom-v2/joint/README.md): with the evaluation's training split (LCx and
+# RCA 2 subjects each) pooling averaged the infarcts of different territories away; their own
+# statistics raised the MINF row from precision / recall 0.50 / 0.25 and 30 % MINF to 0.70 / 0.62 and
+# 50 %, and put synthetic LCx infarcts in LCx 20/20 on the whole phantom (pooled: no territory).
+MIN_TERRITORY_SUBJECTS = 2
 # Subjects of the data set whose round trip fits the decoder's volume calibration (every one up to
 # this many, else this many spread evenly over the sorted list): a few thousand slices are plenty for
 # four offsets, and a data set of thousands would otherwise be read in full once.

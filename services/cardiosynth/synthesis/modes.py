@@ -30,10 +30,10 @@ Interpolation = Literal["sample", "shift"]
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 # The defaults of the CLI, the API and SynthesisRequest. `joint`: in `cardiosynth evaluate synthesis`
 # (phantom v2, held-out subjects, every mode, two splits) it has the best mean rank on the biomarker
-# distance (1.5 and 2.3, tied with `both` on the second split; `slices` 2.6 and 3.7), and the
-# smallest wall bias in every class: its samples stay on the span of real hearts, so the decoder
-# does not turn them into thick walls (+1.7 / -0.9 / +0.3 / +1.1 / +1.5 mm against +4.8 / +2.7 /
-# +3.4 / +2.0 / +2.3 with `slices` on the first split); see README and
+# distance over both splits (1.3 and 2.5; `both` 2.6 and 2.3, `slices` 2.1 and 3.1) and a smaller
+# wall bias than `slices` in every class of both: its samples stay on the span of real hearts, so
+# the decoder does not turn them into thick walls (+1.7 / -0.9 / +0.3 / +1.1 / +1.5 mm against +4.8
+# / +2.7 / +1.0 / +2.0 / +2.3 with `slices` on the first split); see README and
 # reports/synthesis-phantom-v2/joint/.
 DEFAULT_CORRELATION: CorrelationMode = "joint"
 DEFAULT_INTERPOLATION: Interpolation = "sample"
