@@ -23,6 +23,27 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture
+def embedded_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Untrained VAE and SPADE saved as version ``t0`` under ``tmp_path / "models"`` (seed 0), made the
+    model root of the processes an embedded stack starts, with one thread each (two cores, three
+    processes)."""
+    import torch
+
+    from cardiosynth.models.registry import save_model
+    from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
+    from cardiosynth.models.vae import LabelVAE, VAEConfig
+
+    torch.manual_seed(0)
+    models = tmp_path / "models"
+    save_model(LabelVAE(VAEConfig()).eval(), models / "vae" / "t0", kind="vae", version="t0")
+    spade = SpadeTranslator(SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4))
+    save_model(spade.eval(), models / "spade" / "t0", kind="spade", version="t0")
+    monkeypatch.setenv("CARDIOSYNTH_MODELS", str(models))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return models
+
+
 @pytest.fixture(scope="session")
 def phantom_slices(phantom_root: Path) -> SliceSet:
     """The fixture subjects preprocessed and cut into 2D slices (about 110 of 128 x 128)."""

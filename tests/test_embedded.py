@@ -6,26 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from cardiosynth.embedded import run_job, running_stack
-from cardiosynth.models.registry import save_model
-from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
-from cardiosynth.models.vae import LabelVAE, VAEConfig
 
 pytestmark = pytest.mark.slow
 
 
-def test_embedded_stack_runs_a_job_cancels_and_rejects(
-    phantom_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    torch.manual_seed(0)
-    models = tmp_path / "models"
-    save_model(LabelVAE(VAEConfig()).eval(), models / "vae" / "t0", kind="vae", version="t0")
-    spade = SpadeTranslator(SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4))
-    save_model(spade.eval(), models / "spade" / "t0", kind="spade", version="t0")
-    monkeypatch.setenv("CARDIOSYNTH_MODELS", str(models))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+@pytest.mark.usefixtures("embedded_models")
+def test_embedded_stack_runs_a_job_cancels_and_rejects(phantom_root: Path, tmp_path: Path) -> None:
     assert "CARDIOSYNTH_REDIS_URL" not in os.environ
     lines: list[str] = []
     with running_stack(tmp_path / "state", data=phantom_root) as stack:

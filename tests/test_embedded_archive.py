@@ -12,12 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
 from cardiosynth.embedded import Stack, running_stack, watch
-from cardiosynth.models.registry import save_model
-from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
-from cardiosynth.models.vae import LabelVAE, VAEConfig
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +25,10 @@ def _get(stack: Stack, path: str) -> bytes:
         return data
 
 
+@pytest.mark.usefixtures("embedded_models")
 def test_embedded_stack_builds_downloads_and_purges_a_jobs_archive(
-    phantom_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    phantom_root: Path, tmp_path: Path
 ) -> None:
-    torch.manual_seed(0)
-    models = tmp_path / "models"
-    save_model(LabelVAE(VAEConfig()).eval(), models / "vae" / "t0", kind="vae", version="t0")
-    spade = SpadeTranslator(SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4))
-    save_model(spade.eval(), models / "spade" / "t0", kind="spade", version="t0")
-    monkeypatch.setenv("CARDIOSYNTH_MODELS", str(models))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with running_stack(tmp_path / "state", data=phantom_root) as stack:
         body = {"pathology": "HCM", "n": 2, "model": "t0", "phases": ["ED"], "archive": True}
         status, job = stack.request("POST", "/synthesize", body)
