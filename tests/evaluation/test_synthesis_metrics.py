@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cardiosynth.data.labels import Group
-from cardiosynth.evaluation.synthesis import fidelity, progression
+from cardiosynth.evaluation.synthesis import fidelity, progression, trajectory_figures
 
 
 def _subject(diagnosis: str, wall: list[float]) -> Any:
@@ -36,6 +36,41 @@ def test_progression_spearman_per_trajectory() -> None:
     assert result["trajectories"] == 2
     assert result["min_rho"] == pytest.approx(0.9)  # one adjacent swap in five: rho = 1 - 6*2/120
     assert result["mean_rho"] == pytest.approx(0.95)
+
+
+def _disc(radius: int, centre: tuple[int, int]) -> np.ndarray:
+    """A (2, 32, 32) stack with an LV cavity disc of ``radius`` at ``centre``."""
+    yy, xx = np.mgrid[:32, :32]
+    stack = np.zeros((2, 32, 32), np.uint8)
+    stack[:, (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2] = 3
+    return stack
+
+
+def _trajectory(base_id: str, base: np.ndarray, output: np.ndarray) -> Any:
+    return SimpleNamespace(
+        base=SimpleNamespace(subject_id=base_id),
+        base_stacks={"ED": (None, base)},
+        phases={1.0: {"ED": SimpleNamespace(labels=output)}},
+        diagnosis={1.0: {"group": "DCM"}},
+        biomarkers={},
+    )
+
+
+def test_trajectory_identity_ceiling_and_own_base_nearest() -> None:
+    # Two bases far apart; each output is its base dilated (nested, so Dice = the volume ceiling).
+    a, b = _disc(4, (8, 8)), _disc(4, (23, 23))
+    kept = [_trajectory("a", a, _disc(6, (8, 8))), _trajectory("b", b, _disc(6, (23, 23)))]
+    point = trajectory_figures(kept, Group.DCM)["curve"][-1]
+    # Classes RV and myocardium are empty in both (Dice 1); the LV's ceiling is 2 * 49 / (49 + 113).
+    lv = 2 * np.count_nonzero(a == 3) / (np.count_nonzero(a == 3) + np.count_nonzero(_disc(6, (8, 8)) == 3))
+    assert point["identity_ceiling"] == pytest.approx((2 + lv) / 3)
+    assert point["identity_dice"] == pytest.approx(point["identity_ceiling"])
+    assert point["own_base_nearest"] == 1.0
+    # Outputs that forgot their base (both drawn at one place) are nearest their own base half the time.
+    lost = [_trajectory("a", a, _disc(6, (23, 23))), _trajectory("b", b, _disc(6, (23, 23)))]
+    point = trajectory_figures(lost, Group.DCM)["curve"][-1]
+    assert point["own_base_nearest"] == 0.5
+    assert point["identity_dice"] < point["identity_ceiling"]
 
 
 def _row(precision: float, recall: float, w1: float, fidelity: float = 1.0) -> dict[str, Any]:

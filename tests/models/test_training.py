@@ -97,9 +97,25 @@ def test_train_command_exports_a_model(phantom_root: Path, tmp_path: Path,
     loaded = load_model_dir(tmp_path / "reg" / "vae" / "t1", kind="vae")
     card = json.loads((run / "model" / "card.json").read_text())
     assert card["epochs"] == 1
+    assert card["training"]["beta"] == 15.0  # the paper's KL weight unless --beta says otherwise
     assert len(card["heldout_subjects"]) == 1
     assert len(card["data_fingerprint"]) == 64
     assert loaded.card["metrics"] == card["metrics"]
     # Running again into the same folder without --resume/--overwrite is refused with a clear error.
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_train_command_beta_reaches_the_run_and_is_refused_for_spade(
+    phantom_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    args = ["train", "vae", "--data", str(phantom_root), "--out", str(run), "--epochs", "1", "--batch-size",
+            "16", "--quiet", "--beta", "4"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((run / "model" / "card.json").read_text())["training"]["beta"] == 4.0
+    spade = ["train", "spade", "--data", str(phantom_root), "--out", str(tmp_path / "s"), "--beta", "4"]
+    assert main(spade) == 2
+    assert "KL weight" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="beta"):
+        vae_preset("cpu-small", beta=-1.0)

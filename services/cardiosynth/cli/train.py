@@ -32,8 +32,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model == "vae":
         from cardiosynth.models.train_vae import run_vae_training, vae_preset
 
-        path = run_vae_training(args.data, args.out, vae_preset(args.preset, **overrides), **common)
+        config = vae_preset(args.preset, **overrides, beta=args.beta)
+        path = run_vae_training(args.data, args.out, config, **common)
     else:
+        if args.beta is not None:
+            raise ValueError(f"--beta {args.beta} is the label VAE's KL weight; SPADE has none")
         from cardiosynth.models.train_spade import run_spade_training, spade_preset
 
         path = run_spade_training(args.data, args.out, spade_preset(args.preset, **overrides), **common)
@@ -56,6 +59,9 @@ def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (SPADE: the generator's)")
     p.add_argument("--seed", type=_seed, default=None, help="run seed (default 0)")
+    p.add_argument(
+        "--beta", type=_positive_float, default=None, help="VAE only: the KL weight (default 15, the paper's)"
+    )
     p.add_argument("--holdout", type=float, default=0.2, help="share of subjects held out per group")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")

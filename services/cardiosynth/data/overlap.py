@@ -32,6 +32,27 @@ def dice_per_class(
     return {c: dice(prediction == c, reference == c) for c in classes}
 
 
+def dice_ceiling(
+    a: npt.NDArray[np.integer], b: npt.NDArray[np.integer], classes: tuple[int, ...] = (1, 2, 3)
+) -> dict[int, float]:
+    """The highest Dice any placement of ``a``'s labels could reach against ``b``, per class:
+    ``2 min(|A|, |B|) / (|A| + |B|)`` from the two volumes alone (1.0 when both are empty).
+
+    Overlap cannot exceed the smaller volume, so a map whose class volume differs from the
+    reference's by a factor ``r`` has Dice at most ``2 / (1 + r)`` however well it is aligned: a
+    dilated left ventricle at twice its base volume cannot reach more than 0.67 against its base.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"label shapes differ: {a.shape} vs {b.shape}")
+    out = {}
+    for c in classes:
+        if not 0 <= c < NUM_CLASSES:
+            raise ValueError(f"class {c} outside 0..{NUM_CLASSES - 1}")
+        va, vb = int(np.count_nonzero(a == c)), int(np.count_nonzero(b == c))
+        out[c] = 1.0 if va + vb == 0 else 2.0 * min(va, vb) / (va + vb)
+    return out
+
+
 def named(scores: dict[int, float]) -> dict[str, float]:
     """``{class index: value}`` -> ``{class name: value}`` (ACDC names)."""
     return {LABEL_NAMES[c]: v for c, v in scores.items()}

@@ -3,6 +3,6 @@ can use without importing the evaluation layer; re-exported here for the evaluat
 
 from __future__ import annotations
 
-from cardiosynth.data.overlap import dice, dice_per_class, mean_dice_over_volumes, named
+from cardiosynth.data.overlap import dice, dice_ceiling, dice_per_class, mean_dice_over_volumes, named
 
-__all__ = ["dice", "dice_per_class", "mean_dice_over_volumes", "named"]
+__all__ = ["dice", "dice_ceiling", "dice_per_class", "mean_dice_over_volumes", "named"]

@@ -45,7 +45,7 @@ from scipy import stats as sps
 from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers, subject_biomarkers
 from cardiosynth.data.classify import classify
 from cardiosynth.data.labels import RV_CAVITY, Group
-from cardiosynth.data.overlap import dice_per_class
+from cardiosynth.data.overlap import dice_ceiling, dice_per_class
 from cardiosynth.data.preprocess import restore_labels
 from cardiosynth.data.topology import clean_labels, topology_errors
 from cardiosynth.evaluation import baselines as bl
@@ -294,14 +294,31 @@ def trajectory_figures(subjects: Sequence[SyntheticSubject], target: Group) -> d
     severities = sorted({a for s in subjects for a in s.phases})
     curve = []
     for a in severities:
-        ident = []
+        ident, ceiling, retrieved = [], [], []
         for s in subjects:
             for phase, data in s.phases[a].items():
-                ident.append(
-                    float(np.mean(list(dice_per_class(data.labels, s.base_stacks[phase][1]).values())))
-                )
+                base = s.base_stacks[phase][1]
+                own = float(np.mean(list(dice_per_class(data.labels, base).values())))
+                ident.append(own)
+                ceiling.append(float(np.mean(list(dice_ceiling(data.labels, base).values()))))
+                # Identity as the issue found it missing: is the output nearer its own base than
+                # the other trajectories' bases? (Needs a second base to be a question at all.)
+                others = [
+                    stack_dice(data.labels, o.base_stacks[phase][1])
+                    for o in subjects
+                    if o.base.subject_id != s.base.subject_id and phase in o.base_stacks
+                ]
+                if others:
+                    retrieved.append(own > max(others))
         curve.append(
-            {"severity": a, "identity_dice": _mean(ident), "fidelity": fidelity(subjects, target, a)}
+            {
+                "severity": a,
+                "identity_dice": _mean(ident),
+                # The most any output with these volumes could score against its base.
+                "identity_ceiling": _mean(ceiling),
+                "own_base_nearest": _mean([float(r) for r in retrieved]),
+                "fidelity": fidelity(subjects, target, a),
+            }
         )
     flips = []
     for s in subjects:
@@ -833,7 +850,10 @@ def synthesis_markdown(report: dict[str, Any]) -> str:
         "the train-vs-held-out W1, per biomarker (max and mean shown). In range: share with every biomarker "
         "inside the held-out range. Memo: Dice to the nearest training subject (mean; the memorisation "
         "target holds a row's median below the held-out row's 90th percentile). Adj: adjacent-slice Dice. "
-        "Ident: Dice to the NOR base at severity 1. Topo: topology errors per stack (islands + holes + open "
+        "Ident: Dice to the NOR base at severity 1; its volume ceiling is the most any output with the "
+        "same class volumes could reach (2 min / sum per class), and 'nearest own base' the share of "
+        "trajectory outputs nearer their own base than every other trajectory's base. "
+        "Topo: topology errors per stack (islands + holes + open "
         "LV contacts), islands per stack, RV 3D components.",
         "",
     ]
@@ -878,6 +898,17 @@ def synthesis_markdown(report: dict[str, Any]) -> str:
                 f"| {_fmt(t['majority_flip_severity'])} |"
             )
         lines.append("")
+        # What identity can be at all: the volume ceiling, and whether outputs stay nearest their own base.
+        lines += [
+            "At severity 1: "
+            + "; ".join(
+                f"{fam} identity {_fmt(t['curve'][-1]['identity_dice'])} of a volume ceiling "
+                f"{_fmt(t['curve'][-1].get('identity_ceiling'))}, nearest own base "
+                f"{_fmt(t['curve'][-1].get('own_base_nearest'))}"
+                for fam, t in data["trajectories"].items()
+            ),
+            "",
+        ]
     best = report["best_mode"]
     lines += [
         "## Which correlation mode matches held-out subjects best",

@@ -62,6 +62,8 @@ class VAETrainConfig:
             raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ValueError(f"beta (the KL weight) must be finite and >= 0, got {self.beta}")
 
     def model_config(self) -> VAEConfig:
         w = widths(self.preset)
