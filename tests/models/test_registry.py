@@ -8,7 +8,7 @@ import torch
 
 from cardiosynth.models import catalog
 from cardiosynth.models.catalog import PACKAGE_ROOT, find_model, list_models
-from cardiosynth.models.registry import load_model, load_model_dir, save_model, update_card
+from cardiosynth.models.registry import copy_model, load_model, load_model_dir, save_model, update_card
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 
@@ -132,3 +132,21 @@ def test_typed_loaders_give_the_model_class_or_refuse_the_wrong_kind(tmp_path: P
     odd = LoadedModel(torch.nn.Linear(1, 1), "vae", "x", {}, tmp_path)
     with pytest.raises(ValueError, match="holds a Linear, not a LabelVAE"):
         _module_of(odd, LabelVAE)
+
+
+def test_copy_model_installs_the_same_network_under_another_version(tmp_path: Path) -> None:
+    model = _vae()
+    save_model(model, tmp_path / "m", kind="vae", version="a1", card={"preset": "tiny", "epochs": 3})
+    path = copy_model(tmp_path / "m", tmp_path / "reg", "b1", note="paired with a new translator")
+    assert path == tmp_path / "reg" / "vae" / "b1"
+    copied, original = load_model_dir(path), load_model_dir(tmp_path / "m")
+    assert copied.version == "b1"
+    assert json.loads((path / "config.json").read_text())["version"] == "b1"
+    assert copied.card["epochs"] == 3
+    assert copied.card["note"] == "paired with a new translator"
+    for key, value in original.module.state_dict().items():
+        assert torch.equal(copied.module.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="already holds"):
+        copy_model(tmp_path / "m", tmp_path / "reg", "a1")
+    with pytest.raises(ValueError, match="plain name"):
+        copy_model(tmp_path / "m", tmp_path / "reg", "../x")

@@ -17,7 +17,14 @@ from cardiosynth.data.preprocess import apex_first
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
-from cardiosynth.synthesis.equalise import equalise, equalise_lv, lv_extent, restore_lv
+from cardiosynth.synthesis.equalise import (
+    equalise,
+    equalise_lv,
+    extent_offsets,
+    lv_extent,
+    restore_lv,
+    target_extent,
+)
 from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 
 ATRIAL = 10.0  # latent value of a slice without LV: must never appear blended into the LV
@@ -78,6 +85,28 @@ def test_restore_carries_the_base_slices_outside_the_lv() -> None:
         restore_lv(synthetic, base, (3, 9))
     with pytest.raises(ValueError, match="one slice count"):
         equalise_lv(base, _stack("aL"), 4)
+
+
+def test_extent_offsets_measure_the_descent_of_the_lv_from_its_ed_extent() -> None:
+    ed, es = _stack("aLLLLLLLLLLc"), _stack("aaaLLLLLLLLc")  # ED cavity slices 1-10, ES 3-10
+    assert extent_offsets(ed, ed) == (0.0, 0.0)
+    assert extent_offsets(ed, es) == pytest.approx((0.2, 0.0))
+    assert extent_offsets(ed, _stack("aLLLLLLLLLcc")) == pytest.approx((0.0, -0.1))
+    with pytest.raises(ValueError, match="one grid"):
+        extent_offsets(ed, _stack("aLL"))
+
+
+def test_target_extent_moves_from_the_base_placement_to_the_class_placement() -> None:
+    ed_extent, base = (1, 10), (0.2, 0.0)  # the base descends 2 slices at ES
+    assert target_extent(ed_extent, base, (0.0, 0.0), 0.0, 12) == (3, 10)  # severity 0: the base's own
+    assert target_extent(ed_extent, base, (0.0, 0.0), 0.5, 12) == (2, 10)
+    assert target_extent(ed_extent, base, (0.0, 0.0), 1.0, 12) == (1, 10)  # a class that does not descend
+    assert target_extent(ed_extent, (0.0, 0.0), (-0.5, 0.5), 1.0, 12) == (0, 11)  # kept on the grid
+    assert target_extent((4, 4), (0.0, 0.0), (0.5, -2.0), 1.0, 6) == (4, 4)  # at least one slice
+    with pytest.raises(ValueError, match="severity"):
+        target_extent(ed_extent, base, (0.0, 0.0), 1.5, 12)
+    with pytest.raises(ValueError, match="class offsets"):
+        target_extent(ed_extent, base, (0.0, 0.0, 0.0), 1.0, 12)  # type: ignore[arg-type]
 
 
 # --- through the engine ---------------------------------------------------------------------------
@@ -156,11 +185,19 @@ def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: L
         SynthesisRequest(Group.HCM, n=1, seed=0, severities=(1.0,), base_subjects=(nor,))
     )
     base = synth._base(synth._ref(nor)).processed
+    ed_stack = label_stack(base, "ED")
     offset = 0
     checked = 0
-    for _, _, phase, z_count in batch.plan:
+    for _, severity, phase, z_count in batch.plan:
         stack = label_stack(base, phase)
-        first, last = lv_extent(stack)
+        # Placed where the class's LV lies at this phase, relative to the base's ED extent.
+        first, last = target_extent(
+            lv_extent(ed_stack),
+            extent_offsets(ed_stack, stack),
+            synth.class_stats(Group.HCM, phase).extent_offset,
+            severity,
+            z_count,
+        )
         outside = [k for k in range(z_count) if not first <= k <= last]
         (own,) = encode_stacks(vae, [stack])
         labels = batch.labels[offset : offset + z_count]

@@ -55,7 +55,12 @@ def test_class_stats_handle_constant_dimensions_and_round_trip() -> None:
     rng = np.random.default_rng(0)
     latents = rng.normal(size=(7, NS, NZ))
     latents[:, :, 1] = 4.0  # a latent dimension that never varies in this class
-    stats = compute_class_stats(latents, "DCM", "ES")
+    offsets = np.array([[0.1, 0.0], [0.0, 0.0], [0.2, -0.1], [0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.3, 0.0]])
+    stats = compute_class_stats(latents, "DCM", "ES", extent_offsets=offsets)
+    assert stats.extent_offset == pytest.approx([0.1, 0.0])  # the mean placement of the class's LV
+    assert compute_class_stats(latents, "DCM", "ED").extent_offset == pytest.approx([0.0, 0.0])
+    with pytest.raises(ValueError, match="extent offsets"):
+        compute_class_stats(latents, "DCM", "ES", extent_offsets=offsets[:3])
     assert stats.mean.shape == stats.std.shape == (NS, NZ)
     assert np.all(stats.std[:, 1] == 0)
     assert np.all(stats.min <= stats.mean)
@@ -72,6 +77,7 @@ def test_class_stats_handle_constant_dimensions_and_round_trip() -> None:
     assert again.phase == "ES"
     assert np.array_equal(again.latent_factor, stats.latent_factor)
     assert np.array_equal(again.slice_factor, stats.slice_factor)
+    assert np.array_equal(again.extent_offset, stats.extent_offset)
     single = compute_class_stats(latents[:1], "HCM", "ED")  # one subject: zero std everywhere
     assert np.array_equal(sample_pathology(single, "both", None, rng), latents[0])
     with pytest.raises(ValueError, match="non-finite"):

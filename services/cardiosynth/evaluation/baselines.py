@@ -26,7 +26,14 @@ import numpy as np
 import numpy.typing as npt
 
 from cardiosynth.models.vae import LabelVAE
-from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise, lv_extent, resample_slices, restore_lv
+from cardiosynth.synthesis.equalise import (
+    NS_DEFAULT,
+    equalise,
+    lv_extent,
+    resample_slices,
+    restore_lv,
+    target_extent,
+)
 from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 from cardiosynth.synthesis.stats import ClassStats
 
@@ -72,9 +79,11 @@ def class_mean_decode(
             )
         base_stacks = [s for pair in bases for s in pair]
         encoded = encode_stacks(vae, base_stacks)
+        # Severity 1's placement: the base's ED extent moved by the class's mean offsets.
+        eds = [ed for ed, _ in bases for _ in range(2)]
         blocks = [
-            restore_lv(stats.mean, z, lv_extent(stack))
-            for z, stack, stats in zip(encoded, base_stacks, [stats_ed, stats_es] * len(bases), strict=True)
+            restore_lv(stats.mean, z, target_extent(lv_extent(ed), (0, 0), stats.extent_offset, 1.0, len(z)))
+            for z, ed, stats in zip(encoded, eds, [stats_ed, stats_es] * len(bases), strict=True)
         ]
     labels = decode_latents(vae, np.concatenate(blocks), logit_bias=logit_bias)
     bounds = np.cumsum([0, *(len(b) for b in blocks)])

@@ -175,6 +175,38 @@ def load_model_dir(path: Path, *, kind: str | None = None) -> LoadedModel:
     return LoadedModel(module, found, str(config.get("version", path.name)), card, path)
 
 
+# Card fields that describe the saved file itself; save_model writes them afresh.
+_FILE_FIELDS = ("kind", "version", "dtype", "parameters", "cardiosynth_version", "created")
+
+
+def copy_model(source: Path, root: Path, version: str, **card_fields: Any) -> Path:
+    """Install the model directory ``source`` into registry ``root`` as ``version`` (weights, config
+    and card carried over, the version written into each; ``card_fields`` merged into the card).
+
+    How a model version reuses another's network unchanged (a new VAE paired with an existing SPADE
+    translator): the copy is a model of its own, so caches keyed by version never mix the two.
+
+    Raises:
+        ValueError: ``version`` is ``source``'s own version (nothing to copy) or not a safe name.
+    """
+    if not version or version in (".", "..") or "/" in version or "\\" in version:
+        raise ValueError(f"model version must be a plain name, got {version!r}")
+    loaded = load_model_dir(source)
+    if loaded.version == version:
+        raise ValueError(f"{source} already holds version {version!r}")
+    dtype = str(loaded.card.get("dtype", "float16"))
+    card = {k: v for k, v in loaded.card.items() if k not in _FILE_FIELDS}
+    card.update(card_fields)
+    return save_model(
+        loaded.module,
+        Path(root) / loaded.kind / version,
+        kind=loaded.kind,
+        version=version,
+        card=card,
+        dtype="float32" if dtype == "float32" else "float16",
+    )
+
+
 def load_model(kind: str, version: str = DEFAULT_VERSION, root: Path | None = None) -> LoadedModel:
     """Load model ``kind`` (``vae`` or ``spade``) at ``version`` from the registry."""
     return load_model_dir(find_model(kind, version, root), kind=kind)

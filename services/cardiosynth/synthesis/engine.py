@@ -42,7 +42,14 @@ from cardiosynth.parallel import thread_map
 from cardiosynth.storage.base import ObjectStore
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.calibration import DecoderCalibration, calibrate, calibration_key
-from cardiosynth.synthesis.equalise import NS_DEFAULT, equalise_lv, lv_extent, restore_lv
+from cardiosynth.synthesis.equalise import (
+    NS_DEFAULT,
+    equalise_lv,
+    extent_offsets,
+    lv_extent,
+    restore_lv,
+    target_extent,
+)
 from cardiosynth.synthesis.modes import (
     DEFAULT_CORRELATION,
     DEFAULT_INTERPOLATION,
@@ -533,16 +540,18 @@ class Synthesizer:
             started = time.perf_counter()
             loaded = [sources.load(r) for r in refs]
             self._timed("load", started)
+            ed_stacks = [x.processed.phase("ED").label for x in loaded]
             for ph in PHASES:  # both phases from one read of the subjects
                 started = time.perf_counter()
                 stacks = [x.processed.phase(ph).label for x in loaded]
+                offsets = np.array([extent_offsets(e, s) for e, s in zip(ed_stacks, stacks, strict=True)])
                 # Over each subject's LV extent (first to last slice with an LV cavity): stack
                 # position is not anatomy (equalise.py says why).
                 encoded = encode_stacks(self.vae, stacks, **FP32)
                 latents = np.stack([equalise_lv(z, s, ns) for z, s in zip(encoded, stacks, strict=True)])
                 self._timed("encode", started)
                 started = time.perf_counter()
-                computed = compute_class_stats(latents, pathology.value, ph)
+                computed = compute_class_stats(latents, pathology.value, ph, extent_offsets=offsets)
                 self._timed("stats", started)
                 self.cache.put(self._cache_key(pathology, ph, ns, territory), computed)
                 self._stats[(pathology, ph, ns, territory)] = computed
@@ -663,7 +672,13 @@ class Synthesizer:
         stacks = [label_stack(loaded[sid].processed, ph) for sid, ph in keys]
         encoded = encode_stacks(self.vae, stacks, **FP32)
         base_latents = dict(zip(keys, encoded, strict=True))
-        base_extents = dict(zip(keys, (lv_extent(s) for s in stacks), strict=True))
+        # Each phase's LV placement: the base's ED extent moved by offsets interpolated between the
+        # base's own and the class's (equalise.target_extent says why).
+        ed_extents = {sid: lv_extent(label_stack(loaded[sid].processed, "ED")) for sid in loaded}
+        base_offsets = {
+            (sid, ph): extent_offsets(label_stack(loaded[sid].processed, "ED"), s)
+            for (sid, ph), s in zip(keys, stacks, strict=True)
+        }
         self._timed("encode", started)
         progress("encode", 1, 1)
 
@@ -679,15 +694,20 @@ class Synthesizer:
             for phase in request.phases:
                 rng = np.random.default_rng([request.seed, index])
                 own = base_latents[(ref.subject_id, phase)]
-                extent = base_extents[(ref.subject_id, phase)]
+                phase_stats = stats[(territories[index], phase)]
                 base_eq = equalise_lv(own, label_stack(loaded[ref.subject_id].processed, phase), request.ns)
-                target = target_latents(
-                    request, stats[(territories[index], phase)], nor.get(phase), base_eq, rng
-                )
+                target = target_latents(request, phase_stats, nor.get(phase), base_eq, rng)
                 z_count = len(own)
                 for severity in request.severities:
-                    # The synthetic LV goes into the base's LV extent; the base's atrial and
+                    # The synthetic LV goes into its extent on the base's grid; the base's atrial and
                     # post-apical slices are its own, at every severity (not blended with a ring).
+                    extent = target_extent(
+                        ed_extents[ref.subject_id],
+                        base_offsets[(ref.subject_id, phase)],
+                        phase_stats.extent_offset,
+                        severity,
+                        z_count,
+                    )
                     blocks.append(restore_lv(interpolate(base_eq, target, severity), own, extent))
                     plan.append((index, severity, phase, z_count))
         self._timed("sample", started)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,8 @@ MIN_STD = 1e-8
 # Version of the estimator and of the artefact's fields. 1: latent correlation on raw pooled rows, no
 # class slice correlation. 2: both on standardised residuals, ``slice_factor`` stored. 3: subjects
 # equalised over their LV extent, not the whole stack (synthesis/equalise.py). 4: ``subject_residuals``.
-STATS_FORMAT = 4
+# 5: ``extent_offset`` (where the class's LV lies at this phase, equalise.target_extent).
+STATS_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class ClassStats:
     slice_factor: FloatArray
     population_basis: FloatArray
     subject_residuals: FloatArray
+    # Mean (first, last) LV extent offset of this phase from the subject's ED extent, in ED extent
+    # lengths (equalise.extent_offsets; 0 at ED): where the synthetic LV goes on the base's grid.
+    extent_offset: FloatArray = field(default_factory=lambda: np.zeros(2))
 
     @property
     def ns(self) -> int:
@@ -85,6 +89,7 @@ class ClassStats:
             slice_factor=self.slice_factor,
             population_basis=self.population_basis,
             subject_residuals=self.subject_residuals,
+            extent_offset=self.extent_offset,
         )
         return buffer.getvalue()
 
@@ -106,6 +111,7 @@ class ClassStats:
                 slice_factor=z["slice_factor"],
                 population_basis=z["population_basis"],
                 subject_residuals=z["subject_residuals"],
+                extent_offset=z["extent_offset"],
             )
 
 
@@ -186,12 +192,22 @@ def joint_residuals(standardised: FloatArray) -> FloatArray:
 
 
 def compute_class_stats(
-    latents: npt.NDArray[np.floating[Any]], pathology: str, phase: str, *, population_rank: int = 4
+    latents: npt.NDArray[np.floating[Any]],
+    pathology: str,
+    phase: str,
+    *,
+    population_rank: int = 4,
+    extent_offsets: npt.NDArray[np.floating[Any]] | None = None,
 ) -> ClassStats:
-    """Statistics of equalised latents ``(n_subjects, ns, nz)`` of one class and phase."""
+    """Statistics of equalised latents ``(n_subjects, ns, nz)`` of one class and phase;
+    ``extent_offsets`` ``(n_subjects, 2)``: each subject's LV extent offsets of this phase
+    (:func:`.equalise.extent_offsets`; ``None``: 0, the ED placement)."""
     x = np.asarray(latents, dtype=np.float64)
     if x.ndim != 3 or x.shape[0] < 1:
         raise ValueError(f"need equalised latents (n_subjects >= 1, ns, nz), got shape {x.shape}")
+    offsets = np.zeros((x.shape[0], 2)) if extent_offsets is None else np.asarray(extent_offsets, np.float64)
+    if offsets.shape != (x.shape[0], 2) or not np.isfinite(offsets).all():
+        raise ValueError(f"extent offsets must be finite, shape ({x.shape[0]}, 2), got {offsets.shape}")
     if not np.isfinite(x).all():
         raise ValueError(f"{pathology} {phase}: latents contain non-finite values")
     n, ns, nz = x.shape
@@ -210,6 +226,7 @@ def compute_class_stats(
         slice_factor=slice_correlation_factor(residuals),
         population_basis=population_basis(residuals, population_rank),
         subject_residuals=joint_residuals(residuals),
+        extent_offset=offsets.mean(axis=0),
     )
 
 
