@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check of issue 11, in one run of about 6 minutes on one H100/H200 (every step has its own
-# time limit, so the whole stays under 9 even when a step hangs):
+# The GPU check of issue 11, in one run of about 8.5 minutes on one H100/H200 (measured on an H200:
+# device and data 11 s, tests 87 s, precision 33 s, throughput 4 x ~20 s, synthesis 72 + 92 s,
+# training 3 epochs 132 s; the machine's start takes a minute or two more). Every step has its own
+# time limit, so a hung step does not take the rest with it. With a 10-minute limit per command, run
+# the paper models at full length as a second command (STEPS=train ..., below: 7.5 minutes).
 #   1. the device (nvidia-smi, cardiosynth.device.describe) and the default phantom (100 subjects);
 #   2. the tests marked gpu (tests/test_device.py -m gpu: models on the device, stages and the whole
 #      synthesizer equal to the CPU's, a VAE and a SPADE training step, checkpoints that load on CPU);
@@ -20,6 +23,9 @@
 #   bench/gpu.sh --cpu-smoke      tiny sizes on the CPU: proves the script runs end to end
 #   STEPS="tests synthesis" bench/gpu.sh   only those steps (tests precision throughput synthesis
 #                                          train; the device and the data always)
+#   STEPS=train VAE_EPOCHS=100 SPADE_EPOCHS=40 TRAIN_LIMIT=500 bench/gpu.sh
+#                                          the paper models at the script's full length (default: 3
+#                                          epochs each, a check that the script runs, limit 200 s)
 #
 # Installs nothing from the network. A bare GPU machine has torch but not MONAI or nibabel: carry
 # their wheels (pure Python) in .whl/ at the repository root, e.g.
@@ -60,8 +66,10 @@ if [[ $smoke == 1 ]]; then
 else
   device=cuda subjects=100 n_tp=100 n_syn="1 10 100" naive=10 compare_n=10 loop=32 preset=paper
   # preset:precision[:GiB], the last a memory limit (a 24 GB card simulated on this one)
-  tp_runs="${TP_RUNS:-paper:bf16 paper:fp32 paper:bf16:24 cpu-small:bf16}" syn_presets="paper" vae_epochs=3 spade_epochs=3
+  tp_runs="${TP_RUNS:-paper:bf16 paper:fp32 paper:bf16:24 cpu-small:bf16}" syn_presets="paper"
+  vae_epochs="${VAE_EPOCHS:-3}" spade_epochs="${SPADE_EPOCHS:-3}"
 fi
+train_limit="${TRAIN_LIMIT:-200}"
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, go on after a failure
   local name=$1 limit=$2
@@ -114,7 +122,7 @@ bundle
 
 # Both paper presets trained side by side for a few epochs, the script end to end (its evaluation
 # included): the per-epoch seconds in history.jsonl are what the script's default epochs rest on.
-want train && step train-paper-models 200 env CARDIOSYNTH="$cs" DEVICE="$device" DATA="$data" PRESET="$preset" \
+want train && step train-paper-models "$train_limit" env CARDIOSYNTH="$cs" DEVICE="$device" DATA="$data" PRESET="$preset" \
   VAE_EPOCHS="$vae_epochs" SPADE_EPOCHS="$spade_epochs" RUNS="$work/runs" REPORT="$work/reports/models-paper" \
   bash scripts/train_paper_models.sh
 for model in vae spade; do

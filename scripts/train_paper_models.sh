@@ -3,14 +3,14 @@
 # discriminator) on the default phantom (100 subjects, seed 0) on one GPU, installs them as version
 # paper-v1 into runs/paper-models, and evaluates them (cardiosynth evaluate models).
 #
-# Sized to finish in under 8 minutes on one H100-class GPU, from a measurement (bench/gpu.sh on one
-# NVIDIA H200, 2026-11-27, reports/gpu/h200-run1/train.txt): with both trainings side by side on the
-# 100-subject phantom (1,714 training slices), the first epoch takes 23 s (VAE) and 39 s (SPADE) with
-# start-up and cuDNN autotuning, every later one 1.7 s (VAE) and 6.3 s (SPADE); the evaluation took
-# 48 s and the script's 3-epoch run 132 s end to end. So VAE 100 epochs ~ 190 s and SPADE 40 epochs
-# ~ 285 s side by side, + evaluation ~50 s + phantom ~10 s: ~6.5 minutes on the H200; an H100 (the
-# same compute, slower memory) should stay under 8. The full-length run itself has not been done:
-# its quality figures are unknown until someone runs this script on a GPU.
+# Sized to finish in under 8 minutes on one H100-class GPU, and measured at full length on one NVIDIA
+# H200 (bench/gpu.sh, 2026-11-27, reports/gpu/h200-run3): 447 s end to end. Both trainings run side by
+# side on the 100-subject phantom (1,714 training slices): VAE 100 epochs (first 20.6 s with start-up
+# and cuDNN autotuning, then 1.65 s each: 177 s), SPADE 40 epochs (first 33 s, then 7.6 s each:
+# 320 s); both done after 399 s, the evaluation took the other 48 s. Held-out VAE Dice RV / MYO / LV
+# 0.944 / 0.917 / 0.948 (nearly flat after epoch 80: 0.943 / 0.917 / 0.947), SPADE fidelity 0.945
+# (reports/gpu/h200-run3/models-paper.md). An H100 was not measured: with its slower memory the
+# margin under 8 minutes may be gone; SPADE_EPOCHS=30 saves about 75 s.
 # VAE_EPOCHS, SPADE_EPOCHS, DEVICE, DATA (an existing data set is used as it is), RUNS (run folders and
 # the registry root, default runs), REPORT (default reports/models-paper) and PRESET (cpu-small: a
 # quick run of the script itself on a CPU) override the defaults.

@@ -157,3 +157,33 @@ def test_bad_input_raises_value_error() -> None:
 def test_volume_ml_counts_one_label() -> None:
     a = np.array([[[0, 1, 1, 3]]], dtype=np.uint8)
     assert volume_ml(a, (10.0, 10.0, 10.0), 1) == pytest.approx(2.0)
+
+
+def test_measured_on_the_hearts_box_bit_for_bit_as_on_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Biomarkers are computed on the heart's bounding box: every figure equals, bit for bit, the
+    whole field's (the box disabled), for off-centre hearts, noisy labels and labels at the edge."""
+    from dataclasses import asdict
+
+    from cardiosynth.data import biomarkers
+
+    rng = np.random.default_rng(4)
+    cases = []
+    for shift in ((0, 0), (17, -9), (-25, 21)):
+        ed = np.roll(ring_heart((96, 80, 5)), shift, axis=(0, 1))
+        es = np.roll(ring_heart((96, 80, 5), cavity_radius=7.0), shift, axis=(0, 1))
+        cases.append((ed, es))
+    noisy = cases[1][0].copy()
+    flip = rng.random(noisy.shape) < 0.01
+    noisy[flip] = rng.integers(0, 4, int(flip.sum()))
+    noisy[0, :, 2] = RV_CAVITY  # touching the field's edge
+    cases.append((noisy, cases[1][1]))
+    spacing = (1.3, 1.6, 8.0)
+
+    def measured() -> list[str]:
+        return [repr(asdict(compute_biomarkers(ed, es, spacing, height=170, weight=70))) for ed, es in cases]
+
+    boxed = measured()
+    whole = lambda mask: (slice(0, mask.shape[0]), slice(0, mask.shape[1])) if mask.any() else None  # noqa: E731
+    monkeypatch.setattr(biomarkers, "_box", whole)
+    assert measured() == boxed
+    assert "nan" not in boxed[0]  # a real measurement, not an empty one

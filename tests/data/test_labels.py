@@ -23,3 +23,12 @@ def test_as_label_map_accepts_integral_floats() -> None:
 def test_as_label_map_rejects_values_outside_acdc(bad: float) -> None:
     with pytest.raises(ValueError, match="outside"):
         as_label_map(np.array([0, 1, bad]), what="x.nii.gz")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
+def test_integer_maps_outside_acdc_are_named_whatever_the_dtype(dtype: type) -> None:
+    assert as_label_map(np.array([[0, 3], [2, 1]], dtype=dtype)).dtype == np.uint8
+    bad = [0, 1, 7] if dtype == np.uint8 else [0, -1, 7]
+    with pytest.raises(ValueError, match="7"):
+        as_label_map(np.array(bad, dtype=dtype))
+    assert as_label_map(np.zeros((0, 4), dtype=dtype)).shape == (0, 4)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -354,3 +355,112 @@ def test_stream_translates_one_part_at_a_time_and_equals_the_whole(data: Path, m
         batch.select([3])
     with pytest.raises(ValueError, match="part_slices"):
         next(synth.stream(batch, part_slices=0))
+
+
+def test_stream_overlapped_assembles_in_the_background_and_yields_the_same(data: Path, models: Path) -> None:
+    """``overlap``: part k is assembled on a background thread while part k + 1 is translated, and
+    with the clean-up deferred each part is cleaned there first (``run`` on a GPU); the subjects,
+    their order and every array are those of the plain stream of a batch cleaned at once."""
+    import threading
+
+    request = SynthesisRequest(Group.HCM, n=3, seed=2, severities=(0.5, 1.0))
+    synth = _synth(data, models)
+    plain = list(synth.stream(synth.make_labels(request), part_slices=1, overlap=False))
+    batch = synth.make_labels(request, defer_clean=True)
+    assert batch.clean_pending
+    threads: list[str] = []
+    translated: list[int] = []
+    original_assemble, original_translate = synth.assemble, synth.translate
+
+    def assemble_spy(part: object, images: object) -> object:
+        threads.append(threading.current_thread().name)
+        return original_assemble(part, images)  # type: ignore[arg-type]
+
+    def translate_spy(part: object, progress: object = None) -> object:
+        translated.append(len(part.labels))  # type: ignore[attr-defined]
+        return original_translate(part, progress)  # type: ignore[arg-type]
+
+    synth.assemble = assemble_spy  # type: ignore[method-assign,assignment]
+    synth.translate = translate_spy  # type: ignore[method-assign,assignment]
+    stream = synth.stream(batch, part_slices=1, overlap=True)
+    first = next(stream)
+    assert len(translated) == 2  # one part ahead: the second was translated while the first assembled
+    overlapped = [first, *stream]
+    assert threads
+    assert all(name.startswith("cardiosynth-assemble") for name in threads)
+    assert [s.name for s in overlapped] == [s.name for s in plain]
+    for a, b in zip(plain, overlapped, strict=True):
+        # NaN where untrained models draw no LV: compared field by field
+        np.testing.assert_equal(
+            {k: v and dataclasses.asdict(v) for k, v in a.biomarkers.items()},
+            {k: v and dataclasses.asdict(v) for k, v in b.biomarkers.items()},
+        )
+        for severity in (0.5, 1.0):
+            for phase in ("ED", "ES"):
+                np.testing.assert_array_equal(a.phases[severity][phase].native_image,
+                                              b.phases[severity][phase].native_image)  # fmt: skip
+                np.testing.assert_array_equal(a.phases[severity][phase].native_labels,
+                                              b.phases[severity][phase].native_labels)  # fmt: skip
+
+
+def test_a_batch_with_its_clean_up_pending_goes_through_stream_only(
+    data: Path, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cardiosynth.synthesis import engine
+
+    synth = _synth(data, models)
+    request = SynthesisRequest(Group.HCM, n=2, seed=0)
+    cleaned = synth.make_labels(request)
+    assert not cleaned.clean_pending
+    calls: list[int] = []
+    original = engine.clean_stacks
+
+    def spy(labels: np.ndarray, plan: list) -> np.ndarray:
+        calls.append(len(labels))
+        return original(labels, plan)
+
+    monkeypatch.setattr(engine, "clean_stacks", spy)
+    pending = synth.make_labels(request, defer_clean=True)
+    assert calls == []  # nothing cleaned yet
+    for use in (pending.to_bytes, lambda: synth.translate(pending), lambda: synth.assemble(pending, None)):
+        with pytest.raises(ValueError, match="deferred"):
+            use()
+    assert pending.select([1]).clean_pending
+    streamed = list(synth.stream(pending, part_slices=1, overlap=False))
+    assert calls == [len(pending.select([0]).labels), len(pending.select([1]).labels)]  # part by part
+    for subject, expected in zip(streamed, synth.assemble(cleaned, synth.translate(cleaned)), strict=True):
+        np.testing.assert_array_equal(subject.phases[1.0]["ED"].labels, expected.phases[1.0]["ED"].labels)
+    assert synth.timings["clean"] > 0
+
+
+def test_stream_overlapped_raises_what_the_background_assembly_raised(data: Path, models: Path) -> None:
+    synth = _synth(data, models)
+    batch = synth.make_labels(SynthesisRequest(Group.HCM, n=2, seed=0))
+
+    def broken(part: object, images: object) -> object:
+        raise RuntimeError("assembly failed")
+
+    synth.assemble = broken  # type: ignore[method-assign,assignment]
+    with pytest.raises(RuntimeError, match="assembly failed"):
+        list(synth.stream(batch, part_slices=1, overlap=True))
+
+
+def test_bases_are_read_by_threads_all_returned_beyond_the_cache(data: Path, models: Path) -> None:
+    """More base subjects than the cache holds: every one is returned (read once, by threads), the
+    cache keeps the most recent, and a later request finds those without reading again."""
+    from cardiosynth.synthesis import sources
+
+    synth = _synth(data, models)
+    synth._base_cache = 2
+    refs = sources.by_group(synth.refs, Group.NOR)
+    assert len(refs) >= 3
+    got = synth._bases([*refs, refs[0]])  # a repeat is read once
+    assert list(got) == [r.subject_id for r in refs]
+    for ref in refs:
+        np.testing.assert_array_equal(got[ref.subject_id].processed.ed_label,
+                                      sources.load(ref).processed.ed_label)  # fmt: skip
+    assert list(synth._loaded) == [r.subject_id for r in refs[-2:]]
+    loads = synth.timings.get("load", 0.0)
+    again = synth._bases(refs[-2:])
+    assert synth.timings.get("load", 0.0) == loads  # cached: nothing read
+    assert all(again[r.subject_id] is got[r.subject_id] for r in refs[-2:])
