@@ -34,7 +34,7 @@ from cardiosynth.models.spade import SpadeConfig, SpadeTranslator, spade_widths
 from cardiosynth.models.vae import LabelVAE, VAEConfig, widths
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, choose_bases, target_latents
-from cardiosynth.synthesis.equalise import equalise_lv, lv_extent, restore_lv
+from cardiosynth.synthesis.equalise import equalise_lv, extent_offsets, lv_extent, restore_lv, target_extent
 from cardiosynth.synthesis.sampling import interpolate
 from cardiosynth.synthesis.stages import decode_latents, encode_slices, translate_slices
 
@@ -59,7 +59,10 @@ def naive(synth: Synthesizer, request: SynthesisRequest) -> float:
             base_eq = equalise_lv(latents, labels, request.ns)  # the LV extent, as the engine
             nor = synth.class_stats(Group.NOR, phase) if request.interpolation == "shift" else None
             target = target_latents(request, stats, nor, base_eq, rng)
-            z = restore_lv(interpolate(base_eq, target, 1.0), latents, lv_extent(labels))
+            # the engine's placement at severity 1: the base's ED extent moved by the class's offsets
+            extent = target_extent(lv_extent(base.ed_label), extent_offsets(base.ed_label, labels),
+                                   stats.extent_offset, 1.0, len(labels))  # fmt: skip
+            z = restore_lv(interpolate(base_eq, target, 1.0), latents, extent)
             for k in range(len(labels)):
                 lab = decode_latents(vae, z[k : k + 1], 1, synth.precision)
                 translate_slices(spade, lab, images[k : k + 1], 1, synth.precision)

@@ -414,11 +414,13 @@ def _parts(plan: Sequence[tuple[int, float, str, int]], part_slices: int) -> lis
         sizes[index] = sizes.get(index, 0) + z_count
     parts: list[list[int]] = []
     part: list[int] = []
-    for index in sizes:
+    count = 0
+    for index, size in sizes.items():
         part.append(index)
-        if sum(sizes[i] for i in part) >= part_slices:
+        count += size
+        if count >= part_slices:
             parts.append(part)
-            part = []
+            part, count = [], 0
     if part:
         parts.append(part)
     return parts
