@@ -44,6 +44,7 @@ from cardiosynth.evaluation.realism import (
     spade_images,
     texture_stats,
 )
+from cardiosynth.models.catalog import DEFAULT_VERSION
 from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis.stages import decode_latents, encode_slices
 
@@ -63,7 +64,7 @@ def per_subject_blood_lsd(images: np.ndarray, labels: np.ndarray, subjects: list
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    spade = load_model("spade", args.version)
+    spade = load_model("spade", args.version, args.model_root)
     subject_ids = None
     if args.subjects == "heldout":
         subject_ids = list(spade.card.get("heldout_subjects") or [])
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         prior_style = spade_images(spade.module, own.labels, own.real, style="prior")
         # Labels as synthesis makes them: through the VAE (encode, decode), then SPADE, own style.
-        vae = load_model("vae", args.version).module
+        vae = load_model("vae", args.vae_version or args.version, args.model_root).module
         vae_labels = decode_latents(vae, encode_slices(vae, own.labels))  # type: ignore[arg-type]
         vae_images = spade_images(spade.module, vae_labels, own.real, style="own")
         if args.cache:
@@ -225,7 +226,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="ACDC-layout folder (real images)")
     parser.add_argument("--subjects", choices=("all", "heldout"), default="all",
                         help="all subjects, or those the SPADE card lists as held out")  # fmt: skip
-    parser.add_argument("--version", default="phantom-v1", help="SPADE model version in the registry")
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="SPADE model version in the registry")
+    parser.add_argument("--vae-version", help="VAE version for the VAE-decoded row (default: --version)")
+    parser.add_argument("--model-root", type=Path, help="registry root (default: the shipped weights)")
     parser.add_argument("--limit", type=int, default=0, help="at most this many subjects (0: all)")
     parser.add_argument("--epochs", type=int, default=C2STConfig().epochs)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="C2ST seeds; the first is reported")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,19 @@ def test_float32_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     assert "# vae t1" in (tmp_path / "m" / "README.md").read_text()
 
 
-def test_float16_storage_round_trips_the_rounded_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("noise", [False, True], ids=["plain", "noise-injection"])
+def test_float16_storage_round_trips_the_rounded_weights(tmp_path: Path, noise: bool) -> None:
     torch.manual_seed(0)
-    model = SpadeTranslator(SPADE_TINY).eval()
+    config = replace(SPADE_TINY, noise=noise)
+    model = SpadeTranslator(config).eval()
+    if noise:
+        for weight in model.noise_weights:
+            torch.nn.init.constant_(weight, 0.3)
     save_model(model, tmp_path / "s", kind="spade", version="t1")
     loaded = load_model_dir(tmp_path / "s", kind="spade")
+    assert loaded.module.config == config
     # The reference: the same weights rounded to float16 and back.
-    rounded = SpadeTranslator(SPADE_TINY).eval()
+    rounded = SpadeTranslator(config).eval()
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     labels = torch.randint(0, 4, (2, 32, 32))
     image = torch.rand(2, 1, 32, 32) * 2 - 1

@@ -1,4 +1,4 @@
-"""The shipped models (phantom-v1, phantom-v2 and phantom-v2b): present, within the size budget,
+"""The shipped models (phantom-v1, phantom-v2, phantom-v2b and phantom-v2c): present, within the size budget,
 loadable, carded, and sane."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cardiosynth.models.train_vae import reconstruction_dice
 from cardiosynth.models.vae import LabelVAE
 
 BUDGET_BYTES = 40 * 1024 * 1024
-SHIPPED = pytest.mark.parametrize("version", ["phantom-v1", "phantom-v2", "phantom-v2b"])
+SHIPPED = pytest.mark.parametrize("version", ["phantom-v1", "phantom-v2", "phantom-v2b", "phantom-v2c"])
 
 
 @SHIPPED

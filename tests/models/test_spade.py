@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,9 @@ from cardiosynth.models.spade import (
     SpadeTranslator,
     build_discriminator,
     labels_to_onehot,
+    slice_noise,
     spade_widths,
+    translate_array,
 )
 
 TINY = SpadeConfig(image_size=32, channels=(4, 8), style_dim=4, spade_hidden=4, head_channels=4)
@@ -89,3 +92,62 @@ def test_a_few_steps_lower_the_reconstruction_loss() -> None:
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+NOISY = SpadeConfig(image_size=32, channels=(4, 8), style_dim=4, spade_hidden=4, head_channels=4, noise=True)
+
+
+def test_noise_injection_starts_as_the_noise_free_generator() -> None:
+    """Zero-initialised noise weights: a fresh noisy model draws what the same weights draw without."""
+    torch.manual_seed(0)
+    plain = SpadeTranslator(TINY).eval()
+    noisy = SpadeTranslator(NOISY).eval()
+    missing = noisy.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing
+    assert all(k.startswith("noise_weights.") for k in missing)
+    labels, images = _pair()
+    assert torch.equal(plain.translate(labels, images), noisy.translate(labels, images))
+
+
+def test_noise_is_used_and_is_a_function_of_each_slice() -> None:
+    torch.manual_seed(0)
+    model = SpadeTranslator(NOISY).eval()
+    for weight in model.noise_weights:
+        torch.nn.init.constant_(weight, 0.5)
+    labels, images = _pair()
+    labels[1, 0, 0] = 1  # slices 0 and 1 differ in one pixel of their labels
+    out = model.translate(labels, images)
+    # Another noise image changes the output ...
+    seg, mu = labels_to_onehot(labels), model.encode_style(images)[0]
+    other = model.generate(seg, mu, torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(1)))
+    assert (other - out).abs().max() > 1e-2
+    # ... but the translation of a slice does not depend on its batch or its neighbours.
+    assert torch.allclose(model.translate(labels[2:3], images[2:3]), out[2:3], atol=1e-6)
+    assert torch.allclose(model.translate(labels.flip(0), images.flip(0)).flip(0), out, atol=1e-6)
+    arr = translate_array(model, labels.numpy().astype(np.uint8), images[:, 0].numpy(), batch_size=3)
+    assert np.allclose(arr, out[:, 0].numpy(), atol=1e-6)
+
+
+def test_slice_noise_is_seeded_by_content() -> None:
+    labels, images = _pair(3)
+    lab, ref = labels.numpy(), images[:, 0].numpy()
+    noise = slice_noise(lab, ref)
+    assert noise.shape == (3, 1, 32, 32)
+    assert noise.dtype == torch.float32
+    assert torch.equal(noise, slice_noise(lab, ref))
+    assert torch.equal(noise[1:2], slice_noise(lab[1:2], ref[1:2]))
+    moved = ref.copy()
+    moved[0, 0, 0] += 0.25
+    assert not torch.equal(slice_noise(lab, moved)[0], noise[0])  # reference is part of the seed
+    assert torch.equal(slice_noise(lab, moved)[1:], noise[1:])
+    assert abs(float(noise.mean())) < 0.1
+    assert abs(float(noise.std()) - 1.0) < 0.1
+    with pytest.raises(ValueError, match=r"\(N, S, S\)"):
+        slice_noise(lab, ref[:, :16])
+
+
+def test_noise_shape_is_checked() -> None:
+    model = SpadeTranslator(NOISY).eval()
+    labels, _ = _pair(2)
+    with pytest.raises(ValueError, match="expected noise"):
+        model.generate(labels_to_onehot(labels), torch.zeros(2, 4), torch.zeros(2, 1, 16, 16))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,9 @@ def test_spade_training_runs_and_reports(phantom_slices: SliceSet, tmp_path: Pat
     model, history = train_spade(data, data, spade_preset("cpu-small", epochs=1, batch_size=2), tmp_path,
                                  show_progress=False)  # fmt: skip
     assert not model.training
+    # Noise injection is on by default and its weights (zero at the start) are trained.
+    assert model.config.noise
+    assert any(float(w.abs().sum()) > 0 for w in model.noise_weights)
     record = history[0]
     assert all(np.isfinite(record[k]) for k in ("g_adv", "g_fm", "g_l1", "g_kld", "d", "val_l1"))
     assert record["val_mean_lv_real"] > record["val_mean_myo_real"]  # bright blood, dark muscle
@@ -119,3 +123,50 @@ def test_train_command_beta_reaches_the_run_and_is_refused_for_spade(
     assert "KL weight" in capsys.readouterr().err
     with pytest.raises(ValueError, match="beta"):
         vae_preset("cpu-small", beta=-1.0)
+
+
+def test_spade_settings_reach_the_run_and_are_refused_for_the_vae(
+    phantom_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "spade", "--data", str(phantom_root), "--out", str(tmp_path / "s"), "--epochs", "1",
+            "--batch-size", "4", "--quiet", "--no-noise", "--l1-weight", "10", "--ema-decay", "0",
+            "--version", "t1"]  # fmt: skip
+    assert main(args) == 0
+    card = json.loads((tmp_path / "s" / "model" / "card.json").read_text())
+    assert (card["training"]["noise"], card["training"]["lambda_l1"], card["training"]["ema_decay"]) == (
+        False,
+        10.0,
+        0.0,
+    )
+    config = json.loads((tmp_path / "s" / "model" / "config.json").read_text())
+    assert config["config"]["noise"] is False
+    vae = ["train", "vae", "--data", str(phantom_root), "--out", str(tmp_path / "v"), "--no-noise"]
+    assert main(vae) == 2
+    assert "SPADE setting" in capsys.readouterr().err
+    for bad in ({"lambda_l1": -1.0}, {"ema_decay": 1.0}, {"ema_decay": -0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            spade_preset("cpu-small", **bad)
+
+
+def test_spade_exports_the_moving_average_and_resumes_it(phantom_slices: SliceSet, tmp_path: Path) -> None:
+    """With ``ema_decay`` the returned weights are the average, not the last step's, and a resumed
+    run continues the same average (its result equals the straight run's)."""
+    data = _few(phantom_slices, subjects=1, per_subject=4)
+    config = spade_preset("cpu-small", epochs=2, batch_size=2, ema_decay=0.5)
+    straight, _ = train_spade(data, None, config, tmp_path / "a", show_progress=False)
+    last = load_checkpoint(tmp_path / "a")
+    assert last is not None
+    assert "generator_ema" in last
+    trained = dict(last["generator"])
+    averaged = straight.state_dict()
+    assert any(not torch.equal(averaged[k], trained[k]) for k in trained if k.startswith("noise_weights"))
+    train_spade(data, None, replace(config, epochs=1), tmp_path / "b", show_progress=False)
+    resumed, _ = train_spade(data, None, config, tmp_path / "b", resume=True, show_progress=False)
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    plain, _ = train_spade(data, None, replace(config, ema_decay=0.0, epochs=1), tmp_path / "c",
+                           show_progress=False)  # fmt: skip
+    state = load_checkpoint(tmp_path / "c")
+    assert state is not None
+    assert "generator_ema" not in state
+    assert all(torch.equal(v, state["generator"][k]) for k, v in plain.state_dict().items())

@@ -32,6 +32,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model == "vae":
         from cardiosynth.models.train_vae import run_vae_training, vae_preset
 
+        spade_only = (("--l1-weight", args.l1_weight), ("--noise/--no-noise", args.noise),
+                      ("--ema-decay", args.ema_decay))  # fmt: skip
+        for flag, value in spade_only:
+            if value is not None:
+                raise ValueError(f"{flag} ({value}) is a SPADE setting; the label VAE has none")
         config = vae_preset(args.preset, **overrides, beta=args.beta)
         path = run_vae_training(args.data, args.out, config, **common)
     else:
@@ -39,7 +44,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--beta {args.beta} is the label VAE's KL weight; SPADE has none")
         from cardiosynth.models.train_spade import run_spade_training, spade_preset
 
-        path = run_spade_training(args.data, args.out, spade_preset(args.preset, **overrides), **common)
+        spade = spade_preset(args.preset, **overrides, lambda_l1=args.l1_weight, noise=args.noise,
+                             ema_decay=args.ema_decay)  # fmt: skip
+        path = run_spade_training(args.data, args.out, spade, **common)
     card = json.loads((path / "card.json").read_text(encoding="utf-8"))
     _echo(f"{args.model} model {args.version}: {path}")
     for name, value in card.get("metrics", {}).items():
@@ -62,6 +69,20 @@ def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--beta", type=_positive_float, default=None, help="VAE only: the KL weight (default 15, the paper's)"
     )
+    p.add_argument(
+        "--l1-weight", type=float, default=None,
+        help="SPADE only: weight of the L1 term against the real image (default 1; 10 before noise "
+        "injection)",
+    )  # fmt: skip
+    p.add_argument(
+        "--noise", action=argparse.BooleanOptionalAction, default=None,
+        help="SPADE only: noise injection into the generator (default on; --no-noise as phantom-v1/v2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ema-decay", type=float, default=None,
+        help="SPADE only: export the moving average of the generator's weights (default 0.999; 0: the "
+        "last weights)",
+    )  # fmt: skip
     p.add_argument("--holdout", type=float, default=0.2, help="share of subjects held out per group")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")

@@ -560,7 +560,7 @@ def spade_images(
     """SPADE images ``(N, S, S)`` of ``labels`` ``(N, S, S)``: with the style of each reference slice
     (``"own"``) or with the style prior's mean, a zero code (``"prior"``: SPADE with no style)."""
     from cardiosynth.models.onehot import labels_to_onehot
-    from cardiosynth.models.spade import translate_array
+    from cardiosynth.models.spade import slice_noise, translate_array
 
     if style == "own":
         return translate_array(spade, labels, references, batch_size)
@@ -575,7 +575,15 @@ def spade_images(
                 torch.from_numpy(np.asarray(labels[s : s + batch_size], dtype=np.int64)),
                 spade.config.num_classes,
             )
-            chunks.append(spade.generate(seg, torch.zeros(len(seg), spade.config.style_dim))[:, 0].numpy())
+            # The same per-slice noise as the own-style images, so the rows differ by the style alone.
+            noise = (
+                slice_noise(labels[s : s + batch_size], references[s : s + batch_size])
+                if spade.config.noise
+                else None
+            )
+            chunks.append(
+                spade.generate(seg, torch.zeros(len(seg), spade.config.style_dim), noise)[:, 0].numpy()
+            )
     spade.train(was_training)
     return np.concatenate(chunks).astype(np.float32)
 

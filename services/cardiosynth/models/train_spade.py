@@ -3,8 +3,13 @@
 Losses as in SPADE (Park et al. 2019) with MONAI's pieces: hinge adversarial loss over a two-scale
 conditional patch discriminator, discriminator feature matching (weight 10) and the style encoder's
 KLD (weight 0.05). SPADE's VGG perceptual loss needs ImageNet weights, which we may not download;
-an L1 reconstruction term (weight 10, as pix2pix uses) takes its place. Optimisers: TTUR, generator
-1e-4, discriminator 4e-4, betas (0, 0.9).
+an L1 reconstruction term takes its place: weight 1 with noise injection (the default), 10 (as
+pix2pix uses) for the models trained before it. L1 against the one real image rewards the average
+texture, so a large weight undoes what the noise is for. Optimisers: TTUR, generator 1e-4,
+discriminator 4e-4, betas (0, 0.9). The exported generator is an exponential moving average of the
+trained one's weights (decay 0.999, about four epochs of the default data; torch's
+``AveragedModel``), as StyleGAN's: a GAN generator's output drifts from step to step (here the
+blood-pool intensity by tens of percent between epochs), and the average keeps its mean.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from monai.losses import PatchAdversarialLoss
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from cardiosynth.device import autocast, configure_training, place, resolve_device
@@ -60,9 +66,11 @@ class SpadeTrainConfig:
     discriminator_lr_ratio: float = 4.0
     discriminator_channels: int = 16
     lambda_feature_matching: float = 10.0
-    lambda_l1: float = 10.0
+    lambda_l1: float = 1.0  # 10 for the models trained before noise injection
     lambda_kld: float = 0.05
     style_dim: int = 16
+    noise: bool = True  # noise injection (see cardiosynth.models.spade); runs before it had none
+    ema_decay: float = 0.999  # 0: export the last weights as they are (the earlier models)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,13 +79,18 @@ class SpadeTrainConfig:
             raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("lambda_feature_matching", "lambda_l1", "lambda_kld"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     def model_config(self) -> SpadeConfig:
-        return SpadeConfig(style_dim=self.style_dim, **spade_widths(self.preset))
+        return SpadeConfig(style_dim=self.style_dim, noise=self.noise, **spade_widths(self.preset))
 
 
 SPADE_PRESETS: dict[str, SpadeTrainConfig] = {
-    "cpu-small": SpadeTrainConfig(preset="cpu-small", epochs=6, batch_size=8, discriminator_channels=16),
+    "cpu-small": SpadeTrainConfig(preset="cpu-small", epochs=24, batch_size=8, discriminator_channels=16),
     "paper": SpadeTrainConfig(preset="paper", epochs=200, batch_size=16, discriminator_channels=64),
 }
 
@@ -116,8 +129,9 @@ def train_spade(
     device: str | torch.device | None = "cpu",
     precision: str | None = None,
 ) -> tuple[SpadeTranslator, list[dict[str, Any]]]:
-    """Train a :class:`SpadeTranslator`; return it in eval mode (on ``device``) with its per-epoch
-    history. ``device`` and ``precision`` (AMP) as in :func:`cardiosynth.models.train_vae.train_vae`."""
+    """Train a :class:`SpadeTranslator`; return it (the moving average of its weights when
+    ``config.ema_decay > 0``) in eval mode (on ``device``) with its per-epoch history. ``device``
+    and ``precision`` (AMP) as in :func:`cardiosynth.models.train_vae.train_vae`."""
     if len(train) < 2:
         raise ValueError(f"need at least 2 training slices, got {len(train)}")
     target = device if isinstance(device, torch.device) else resolve_device(device)
@@ -132,6 +146,13 @@ def train_spade(
         discriminator.parameters(), lr=config.learning_rate * config.discriminator_lr_ratio, betas=(0.0, 0.9)
     )
     adversarial = PatchAdversarialLoss(criterion="hinge", reduction="mean")
+    # The weights that are validated, previewed and exported: the moving average, or the generator.
+    ema = (
+        AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        if config.ema_decay > 0
+        else None
+    )
+    shipped: SpadeTranslator = generator if ema is None else ema.module  # type: ignore[assignment]
     history: list[dict[str, Any]] = []
     start_epoch = 0
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +162,8 @@ def train_spade(
         discriminator.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        if ema is not None:
+            ema.load_state_dict(state["generator_ema"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
         restore_rng(state, target)
@@ -181,6 +204,8 @@ def train_spade(
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
+            if ema is not None:
+                ema.update_parameters(generator)
             # Discriminator step.
             with autocast(target, amp):
                 fake_logits, _ = discriminator(torch.cat([seg, fake.detach()], 1))
@@ -206,7 +231,7 @@ def train_spade(
         bar.close()
         record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in sums.items()}}
         if val is not None and len(val):
-            fake_val = translate_array(generator, val.labels, val.images)
+            fake_val = translate_array(shipped, val.labels, val.images)
             record["val_l1"] = float(np.abs(fake_val - val.images).mean())
             real_means, fake_means = class_means(val.images, val.labels), class_means(fake_val, val.labels)
             for c, name in ((0, "bg"), (1, "rv"), (2, "myo"), (3, "lv")):
@@ -221,7 +246,7 @@ def train_spade(
             config.epochs,
             " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
         )
-        fake_preview = translate_array(generator, shown.labels[preview_idx], shown.images[preview_idx])
+        fake_preview = translate_array(shipped, shown.labels[preview_idx], shown.images[preview_idx])
         save_grid(
             [label_colours(shown.labels[preview_idx]), shown.images[preview_idx], fake_preview],
             ["labels", "real", "SPADE"],
@@ -232,6 +257,7 @@ def train_spade(
             {
                 "config": asdict(config),
                 "generator": generator.state_dict(),
+                **({} if ema is None else {"generator_ema": ema.state_dict()}),
                 "discriminator": discriminator.state_dict(),
                 "opt_g": opt_g.state_dict(),
                 "opt_d": opt_d.state_dict(),
@@ -240,8 +266,8 @@ def train_spade(
                 **rng_state(target),
             },
         )
-    generator.eval()
-    return generator, history
+    shipped.eval()
+    return shipped, history
 
 
 def run_spade_training(
