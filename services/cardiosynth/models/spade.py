@@ -205,9 +205,7 @@ def _noise_at(noise: torch.Tensor, size: int) -> torch.Tensor:
     return noise[..., start::stride, start::stride]
 
 
-def slice_noise(
-    labels: npt.NDArray[Any], references: npt.NDArray[np.floating[Any]]
-) -> torch.Tensor:
+def slice_noise(labels: npt.NDArray[Any], references: npt.NDArray[np.floating[Any]]) -> torch.Tensor:
     """Standard-normal noise images ``(N, 1, S, S)`` for labels and references ``(N, S, S)``: each
     slice's from a seed hashed from its own label map and reference image, so a slice's image does
     not depend on the device, the batch it comes in or the slices around it. Slices are drawn by
