@@ -7,7 +7,7 @@ an L1 reconstruction term takes its place: weight 1 with noise injection (the de
 pix2pix uses) for the models trained before it. L1 against the one real image rewards the average
 texture, so a large weight undoes what the noise is for. Optimisers: TTUR, generator 1e-4,
 discriminator 4e-4, betas (0, 0.9). The exported generator is an exponential moving average of the
-trained one's weights (decay 0.999, about four epochs of the default data; torch's
+trained one's weights (decay 0.999, about five epochs of the default data; torch's
 ``AveragedModel``), as StyleGAN's: a GAN generator's output drifts from step to step (here the
 blood-pool intensity by tens of percent between epochs), and the average keeps its mean.
 """
