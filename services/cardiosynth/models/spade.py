@@ -191,7 +191,7 @@ class SpadeTranslator(nn.Module):
         mu, _ = self.encode_style(reference)
         if self.config.noise and noise is None:
             noise = slice_noise(labels.cpu().numpy(), reference.float().cpu().numpy()[:, 0])
-        return self.generate(seg, mu, None if noise is None else noise.to(seg.device))
+        return self.generate(seg, mu, noise)  # generate moves the noise to the labels' device
 
 
 def _noise_at(noise: torch.Tensor, size: int) -> torch.Tensor:
