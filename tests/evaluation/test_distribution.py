@@ -8,6 +8,7 @@ import pytest
 from cardiosynth.evaluation.distribution import (
     BIOMARKERS,
     biomarker_matrix,
+    bootstrap_w1,
     distribution_figures,
     knn_precision_recall,
     knn_radii,
@@ -63,6 +64,36 @@ def test_normalised_w1_is_one_at_the_floor_and_grows_with_a_shift() -> None:
     assert all(v > 5.0 for v in shifted.values())
     assert normalised_w1(held, held, held)[BIOMARKERS[0]] == 0.0  # zero distance over a zero floor
     assert normalised_w1(held + 1, held, held)[BIOMARKERS[0]] == math.inf
+
+
+def test_bootstrap_floor_matches_a_plain_bootstrap_and_is_seeded() -> None:
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(4)
+    train, held = rng.normal(size=12), rng.normal(0.3, 1.2, size=8)
+    fast = bootstrap_w1(train, held, 10, 4000, np.random.default_rng(0))
+    draws = np.random.default_rng(1).integers(0, 12, size=(4000, 10))
+    plain = np.mean([sps.wasserstein_distance(train[d], held) for d in draws])
+    assert fast == pytest.approx(plain, rel=0.02)
+    # Repeated training values (a resample's ties) land on one grid point.
+    assert bootstrap_w1(np.array([1.0, 1.0]), np.array([1.0]), 5, 10, rng) == 0.0
+    assert bootstrap_w1(np.array([0.0, 0.0]), np.array([2.0]), 5, 10, rng) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="positive"):
+        bootstrap_w1(train, held, 0, 10, rng)
+
+
+def test_bootstrap_floor_in_normalised_w1() -> None:
+    rng = np.random.default_rng(5)
+    train, held, fresh = _class(rng, 40), _class(rng, 40), _class(rng, 40)
+    a = normalised_w1(fresh, held, train, floor="bootstrap")
+    assert a == normalised_w1(fresh, held, train, floor="bootstrap")  # seeded
+    assert all(0.3 < v < 3.0 for v in a.values())
+    assert all(v > 4.0 for v in normalised_w1(fresh + 2.0, held, train, floor="bootstrap").values())
+    with pytest.raises(ValueError, match="unknown W1 floor"):
+        normalised_w1(fresh, held, train, floor="median")  # type: ignore[arg-type]
+    figures = distribution_figures(fresh, held, train)
+    assert figures["w1_normalised"] == a
+    assert figures["w1_normalised_split"] == normalised_w1(fresh, held, train)
 
 
 def test_range_share_counts_rows_fully_inside() -> None:

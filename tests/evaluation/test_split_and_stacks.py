@@ -7,7 +7,7 @@ import pytest
 
 from cardiosynth.data.labels import Group
 from cardiosynth.evaluation.baselines import shuffle_slices
-from cardiosynth.evaluation.split import link_folder, split_subjects
+from cardiosynth.evaluation.split import cohort_split, link_folder, split_subjects
 from cardiosynth.evaluation.stacks import myo_ratio, nearest_dice, resample_stack, stack_dice
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.sources import SubjectRef
@@ -88,3 +88,13 @@ def test_myo_ratio_and_slice_shuffle() -> None:
     areas = (ramp == 3).sum(axis=(1, 2))
     assert sorted((shuffled == 3).sum(axis=(1, 2)).tolist()) == sorted(areas.tolist())
     assert not np.array_equal(shuffled, ramp)
+
+
+def test_cohort_split_puts_each_cohort_on_one_side(tmp_path: Path) -> None:
+    train, held = _refs(tmp_path / "a", 2), _refs(tmp_path / "b", 3)
+    split = cohort_split(train, held)
+    for group in Group:
+        assert [r.path for r in split.train[group]] == sorted(r.path for r in train if r.group is group)
+        assert len(split.held_out[group]) == 3
+    with pytest.raises(ValueError, match=r"\['NOR'\] are in only one"):
+        cohort_split(train, [r for r in held if r.group is not Group.NOR])

@@ -89,3 +89,43 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
     assert saved["classes"]["HCM"]["rows"].keys() == rows.keys()
     for name in ("synthesis.md", "precision_recall.png", "identity_fidelity.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_an_external_held_out_cohort(phantom_root: Path, data: Path, tmp_path: Path) -> None:
+    """All of the data trains; every comparison is against the other cohort's subjects."""
+    torch.manual_seed(0)
+    vae = LabelVAE(VAEConfig(channels=(4, 4, 8, 8), fc_features=(32, 32, 32))).eval()
+    out = tmp_path / "report"
+    report = evaluate_synthesis(
+        vae,
+        phantom_root,
+        out,
+        n=2,
+        trajectory_n=1,
+        trajectory_steps=1,
+        seed=0,
+        k=1,
+        groups=(Group.HCM,),
+        modes=("none",),
+        held_out_root=data,
+    )
+    hcm = report["classes"]["HCM"]
+    assert (hcm["train"], hcm["held_out"]) == (1, 2)
+    assert report["held_out_cohort"] is True
+    assert report["train_fraction"] is None
+    assert len(report["split"]["HCM"]["held_out"]) == 2
+    # The held-out cohort holds a copy of the training subject: its memorisation Dice is 1.
+    assert max(hcm["rows"]["real:held_out"]["memorisation_dice_per_subject"]) == pytest.approx(1.0)
+    assert "external held-out cohort" in (out / "synthesis.md").read_text()
+    # A cohort without NOR subjects cannot hold out the NOR null row.
+    from cardiosynth.synthesis import sources
+
+    partial = tmp_path / "partial" / "training"
+    partial.mkdir(parents=True)
+    for ref in sources.scan(data):
+        if ref.group is Group.HCM:
+            shutil.copytree(ref.path, partial / ref.subject_id)
+    with pytest.raises(ValueError, match="only one of"):
+        evaluate_synthesis(
+            vae, phantom_root, tmp_path / "bad", n=2, groups=(Group.HCM,), held_out_root=partial.parent
+        )

@@ -62,6 +62,7 @@ def cmd_evaluate_synthesis(args: argparse.Namespace) -> int:
         modes=args.modes.split(",") if args.modes else None,
         cache_dir=args.cache,
         spade=spade.module if spade is not None else None,
+        held_out_root=args.held_out,
     )
     _echo(synthesis_markdown(report))
     _echo(f"report: {args.out}/synthesis.json, synthesis.md, precision_recall.png, identity_fidelity.png")
@@ -188,6 +189,13 @@ def add_evaluate_commands(sub: argparse._SubParsersAction[Any]) -> None:
         type=_positive_float,
         default=0.6,
         help="share of each group for the class statistics; the rest is held out (default 0.6)",
+    )
+    q.add_argument(
+        "--held-out",
+        type=Path,
+        default=None,
+        help="an external held-out cohort (ACDC layout): all of --data trains, every comparison is "
+        "against these subjects (--train-fraction is then not used)",
     )
     q.add_argument("-k", type=_positive_int, default=3, help="neighbours for precision / recall (default 3)")
     q.add_argument("--groups", default=None, help="comma-separated classes (default: DCM,HCM,MINF,NOR,RV)")

@@ -53,6 +53,29 @@ def split_subjects(refs: list[SubjectRef], train_fraction: float = 0.6, seed: in
     return Split(train, held)
 
 
+def cohort_split(train_refs: list[SubjectRef], held_refs: list[SubjectRef]) -> Split:
+    """Every subject of one cohort to training, every subject of another to held-out, per group: an
+    external held-out cohort (a test set, another centre), compared with nothing but its own subjects.
+    Subjects without a group are left out.
+
+    Raises:
+        ValueError: a group that one cohort has and the other lacks.
+    """
+
+    def by_group(refs: list[SubjectRef]) -> dict[Group, list[SubjectRef]]:
+        out: dict[Group, list[SubjectRef]] = {}
+        for r in sorted(refs, key=lambda r: r.subject_id):
+            if r.group is not None:
+                out.setdefault(r.group, []).append(r)
+        return out
+
+    train, held = by_group(train_refs), by_group(held_refs)
+    only = sorted(g.value for g in set(train) ^ set(held))
+    if only:
+        raise ValueError(f"groups {only} are in only one of the training and held-out cohorts")
+    return Split(train, held)
+
+
 def link_folder(refs: list[SubjectRef], dest: Path) -> Path:
     """An ACDC-layout folder ``dest/training/<subject>`` of symbolic links to ``refs``; returns ``dest``.
 

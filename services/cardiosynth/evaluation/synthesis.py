@@ -3,19 +3,21 @@
 Design (DESIGN.md section 4):
 
 - **Split.** Each group's subjects are split, seeded, into training and held-out subjects
-  (:mod:`.split`). The synthesizer sees only the training folder: class statistics and the NOR
-  bases come from training subjects. Every comparison is against held-out subjects of the target
-  class. The bases are training NOR subjects because the bases are an input of the method, not a
-  reference: drawing them from the held-out NOR subjects would leave fewer unseen NOR subjects for
-  the NOR -> NOR null row, and nothing is compared against the bases except identity.
+  (:mod:`.split`); with an external held-out cohort, all of the data trains. The synthesizer sees
+  only the training folder: class statistics and the NOR bases come from training subjects. Every
+  comparison is against held-out subjects of the target class. The bases are training NOR subjects
+  because the bases are an input of the method, not a reference: drawing them from the held-out NOR
+  subjects would leave fewer unseen NOR subjects for the NOR -> NOR null row, and nothing is
+  compared against the bases except identity.
 - **Rows.** Every correlation mode with the default interpolation, every other interpolation
   family with the default mode (all pairs with ``cross=True``), the default without the label
   clean-up, and the baselines of :mod:`.baselines` on the same bases. The training subjects
   themselves form the ``real:train`` row: what a generator that produced new real subjects would
   score (the floor of every metric).
 - **Metrics per class and row** (all five groups; NOR -> NOR is the null): precision / recall of
-  the biomarker distribution and W1 per biomarker normalised by the train-vs-held-out W1
-  (:mod:`.distribution`), share inside the held-out class range, rule fidelity, wall-thickness
+  the biomarker distribution and W1 per biomarker normalised by the sampling floor (the expected
+  train-vs-held-out W1 at the row's size by bootstrap; the one-split floor alongside,
+  :mod:`.distribution`), share inside the held-out class range, rule fidelity, wall-thickness
   bias, ED/ES myocardial volume ratio, topology errors (:mod:`cardiosynth.data.topology`),
   memorisation (Dice to the nearest training subject), adjacent-slice Dice, identity Dice to the
   base; and per interpolation family, identity and fidelity over severities with the severity at
@@ -53,10 +55,12 @@ from cardiosynth.evaluation.consistency import adjacent_slice_dice
 from cardiosynth.evaluation.distribution import (
     BIOMARKERS,
     K_DEFAULT,
+    MAX_W1_NORMALISED,
+    MIN_PR,
     biomarker_matrix,
     distribution_figures,
 )
-from cardiosynth.evaluation.split import Split, link_folder, split_subjects
+from cardiosynth.evaluation.split import Split, cohort_split, link_folder, split_subjects
 from cardiosynth.evaluation.stacks import components_3d, myo_ratio, nearest_dice, stack_dice
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
@@ -77,9 +81,8 @@ KEY_BIOMARKER = {
 }
 LabelStack = npt.NDArray[np.uint8]
 
-# Issue 9's targets.
-MIN_PR = 0.7
-MAX_W1_NORMALISED = 1.5
+# Issue 9's targets (those on the biomarker distribution, MIN_PR and MAX_W1_NORMALISED, live in
+# .distribution with the figures they bound).
 MIN_FIDELITY = 0.8
 MAX_WALL_BIAS_MM = 1.0
 MAX_RV_COMPONENT_GAP = 0.5
@@ -469,8 +472,15 @@ def evaluate_synthesis(
     modes: Sequence[str] | None = None,
     cache_dir: Path | None = None,
     spade: SpadeTranslator | None = None,
+    held_out_root: Path | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation; write ``synthesis.json``, ``synthesis.md`` and the figures to ``out_dir``.
+
+    ``held_out_root``: an external held-out cohort (ACDC layout). Then every subject of ``data_root``
+    is a training subject (``train_fraction`` is not used) and every comparison is against the other
+    cohort's subjects: more held-out subjects per class than a split of one data set leaves, so the
+    distribution figures are less noisy (see :mod:`.attainable`), and nothing held out was seen by
+    the synthesizer.
 
     With ``spade``, also the image realism (:mod:`.realism`) of the default row's images of every
     class against the held-out real images.
@@ -479,7 +489,14 @@ def evaluate_synthesis(
     if not groups:
         raise ValueError("no groups to evaluate")
     refs = sources.scan(Path(data_root))
-    split = split_subjects(refs, train_fraction, seed)
+    if held_out_root is None:
+        split = split_subjects(refs, train_fraction, seed)
+    else:
+        held_refs = sources.scan(Path(held_out_root))
+        split = cohort_split(refs, held_refs)
+        missing_held = [g.value for g in (*groups, Group.NOR) if g not in split.held_out]
+        if missing_held:
+            raise ValueError(f"the held-out cohort under {held_out_root} has no subjects of {missing_held}")
     missing = [g.value for g in (*groups, Group.NOR) if g not in split.train]
     if missing:
         raise ValueError(f"the data under {data_root} has no subjects of {missing}")
@@ -490,7 +507,8 @@ def evaluate_synthesis(
         "trajectory_n": trajectory_n,
         "seed": seed,
         "k": k,
-        "train_fraction": train_fraction,
+        "train_fraction": train_fraction if held_out_root is None else None,
+        "held_out_cohort": held_out_root is not None,
         "model_version": model_version,
         "biomarkers": list(BIOMARKERS),
         "default": {"correlation": default.correlation, "interpolation": default.interpolation},
@@ -841,13 +859,22 @@ def synthesis_markdown(report: dict[str, Any]) -> str:
         f"Model {report['model_version']}; n = {report['n']} synthetic subjects per class and row at "
         f"severity 1; {report['trajectory_n']} trajectories per class and interpolation family; "
         f"seed {report['seed']}; "
-        f"class statistics and NOR bases from a {report['train_fraction']:.0%} training split, every "
-        f"comparison against the held-out subjects; k = {report['k']} for precision / recall. "
+        + (
+            "class statistics and NOR bases from every subject of the data, every comparison against "
+            "an external held-out cohort; "
+            if report.get("held_out_cohort")
+            else f"class statistics and NOR bases from a {report['train_fraction']:.0%} training split, "
+            "every comparison against the held-out subjects; "
+        )
+        + f"k = {report['k']} for precision / recall. "
         f"Default: correlation `{d['correlation']}`, interpolation `{d['interpolation']}`.",
         "",
         "Rows: `real:train` is the floor (real subjects the statistics came from, against held-out ones); "
         "`method:MODE/FAMILY` the method; `baseline:*` what must lose. W1n: W1 to held-out real divided by "
-        "the train-vs-held-out W1, per biomarker (max and mean shown). In range: share with every biomarker "
+        "the sampling floor, the mean W1 to held-out real of training subsets resampled to the row's size "
+        "(bootstrap), per biomarker (max and mean shown; the target); split: the same divided by the one "
+        "train-vs-held-out W1 (issue 9's first definition, whose ratio of two noisy distances a perfect "
+        "generator often fails; see evaluation/distribution.py). In range: share with every biomarker "
         "inside the held-out range. Memo: Dice to the nearest training subject (mean; the memorisation "
         "target holds a row's median below the held-out row's 90th percentile). Adj: adjacent-slice Dice. "
         "Ident: Dice to the NOR base at severity 1; its volume ceiling is the most any output with the "
@@ -861,14 +888,16 @@ def synthesis_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## {cls} (train {data['train']}, held out {data['held_out']})",
             "",
-            "| row | precision | recall | W1n max | W1n mean | in range | fidelity | wall bias mm "
-            "| ED/ES myo | topo / islands / RV comp | memo | adj | ident |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| row | precision | recall | W1n max | W1n mean | W1n max split | in range | fidelity "
+            "| wall bias mm | ED/ES myo | topo / islands / RV comp | memo | adj | ident |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in data["rows"].items():
             lines.append(
                 f"| {name} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | {_fmt(r['w1_normalised_max'])} "
-                f"| {_fmt(_mean(list(r['w1_normalised'].values())))} | {_fmt(r['range_share'])} "
+                f"| {_fmt(_mean(list(r['w1_normalised'].values())))} "
+                f"| {_fmt(r.get('w1_normalised_max_split'))} "
+                f"| {_fmt(r['range_share'])} "
                 f"| {_fmt(r['fidelity'])} | {_fmt(r['wall_bias_mm'], 1)} | {_fmt(r['myo_ed_es_ratio'])} "
                 f"| {_fmt(r['topology_errors_per_stack'], 1)} / {_fmt(r['islands_per_stack'], 1)} / "
                 f"{_fmt(r['rv_components'], 1)} | {_fmt(r['memorisation_dice'])} "
