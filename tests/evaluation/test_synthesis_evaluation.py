@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,22 +38,31 @@ def test_variants_cover_every_mode_and_family() -> None:
     assert len(variants(cross=True)) == len(CORRELATION_MODES) * len(INTERPOLATIONS)
 
 
-def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> None:
+def _tiny_vae() -> LabelVAE:
     torch.manual_seed(0)
-    vae = LabelVAE(VAEConfig(channels=(4, 4, 8, 8), fc_features=(32, 32, 32))).eval()
-    out = tmp_path / "report"
-    report = evaluate_synthesis(
-        vae,
+    return LabelVAE(VAEConfig(channels=(4, 4, 8, 8), fc_features=(32, 32, 32))).eval()
+
+
+def _evaluate(data: Path, out: Path, steps: int, **kwargs: Any) -> dict[str, Any]:
+    """The smallest evaluation: HCM only, mode ``none``, two subjects, one trajectory."""
+    return evaluate_synthesis(
+        _tiny_vae(),
         data,
         out,
         n=2,
         trajectory_n=1,
-        trajectory_steps=2,
+        trajectory_steps=steps,
         seed=0,
         k=1,
         groups=(Group.HCM,),
         modes=("none",),
+        **kwargs,
     )
+
+
+def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    report = _evaluate(data, out, steps=2)
     hcm = report["classes"]["HCM"]
     assert (hcm["train"], hcm["held_out"]) == (1, 1)
     # Statistics from training subjects only; comparisons against the held-out one.
@@ -93,22 +103,8 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
 
 def test_an_external_held_out_cohort(phantom_root: Path, data: Path, tmp_path: Path) -> None:
     """All of the data trains; every comparison is against the other cohort's subjects."""
-    torch.manual_seed(0)
-    vae = LabelVAE(VAEConfig(channels=(4, 4, 8, 8), fc_features=(32, 32, 32))).eval()
     out = tmp_path / "report"
-    report = evaluate_synthesis(
-        vae,
-        phantom_root,
-        out,
-        n=2,
-        trajectory_n=1,
-        trajectory_steps=1,
-        seed=0,
-        k=1,
-        groups=(Group.HCM,),
-        modes=("none",),
-        held_out_root=data,
-    )
+    report = _evaluate(phantom_root, out, steps=1, held_out_root=data)
     hcm = report["classes"]["HCM"]
     assert (hcm["train"], hcm["held_out"]) == (1, 2)
     assert report["held_out_cohort"] is True
@@ -126,6 +122,4 @@ def test_an_external_held_out_cohort(phantom_root: Path, data: Path, tmp_path: P
         if ref.group is Group.HCM:
             shutil.copytree(ref.path, partial / ref.subject_id)
     with pytest.raises(ValueError, match="only one of"):
-        evaluate_synthesis(
-            vae, phantom_root, tmp_path / "bad", n=2, groups=(Group.HCM,), held_out_root=partial.parent
-        )
+        _evaluate(phantom_root, tmp_path / "bad", steps=1, held_out_root=partial.parent)
