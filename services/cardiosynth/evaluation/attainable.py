@@ -6,9 +6,8 @@ held-out and "synthetic" sets from it many times and computes :func:`.distributi
 each draw, as ``cardiosynth evaluate synthesis`` does for a row. The share of draws that meet a
 target is the most any generator can be expected to reach at those sizes: a target that a perfect
 generator meets in 30 % of draws cannot tell a good method from a bad one at that size, whatever the
-method does. (Normalised W1 divides one noisy distance by another: with 8 held-out and 12 training
-subjects the floor itself varies by a factor of two from draw to draw, and the maximum over seven
-biomarkers takes the worst of seven such ratios.)
+method does. (Normalised W1 with the one-split floor divides one noisy distance by another alike
+noisy one, and the target takes the worst of seven such ratios.)
 
 Pure numpy: the pool is a matrix; building it (phantom subjects, their biomarkers) is the caller's.
 """

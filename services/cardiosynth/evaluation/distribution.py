@@ -12,10 +12,10 @@
   ``bootstrap`` (the evaluation's target), its expectation at the synthetic set's size: the mean
   distance from the held-out subjects of training subsets resampled with replacement. The split floor
   is one noisy distance like the numerator, so their ratio does not tighten with more subjects: a
-  perfect generator (new phantom subjects) keeps all seven ratios within 1.5 in only 15-29 % of
-  draws at 12 training / 8 held-out / 10 synthetic subjects, 47-57 % at 20 / 40 / 40; with the
-  bootstrap floor 76-83 % at 20 / 40 / 40, while a sampler with half the class's spread passes 2-20 %
-  (:mod:`.attainable`, ``reports/synthesis-phantom-v2/attainable/``).
+  perfect generator (new phantom subjects) keeps all seven ratios within 1.5 in only 20-25 % of
+  draws per class at 12 training / 8 held-out / 10 synthetic subjects, 41-54 % at 20 / 40 / 40; with
+  the bootstrap floor 66-84 % at 20 / 40 / 40, while a sampler with half the class's spread passes
+  10-21 % (:mod:`.attainable`, ``reports/synthesis-phantom-v2/attainable/``).
 - :func:`range_share`: share of subjects whose every biomarker lies in the real class's range.
 
 Vectors are standardised with the mean and standard deviation of the real reference set, so that
@@ -215,8 +215,9 @@ def distribution_figures(
     range share."""
     precision, recall = knn_precision_recall(held_out, synthetic, k)
     out: dict[str, Any] = {"precision": precision, "recall": recall}
-    for floor, suffix in (("bootstrap", ""), ("split", "_split")):
-        w1 = normalised_w1(synthetic, held_out, train, floor=floor)  # type: ignore[arg-type]
+    floors: tuple[tuple[W1Floor, str], ...] = (("bootstrap", ""), ("split", "_split"))
+    for floor, suffix in floors:
+        w1 = normalised_w1(synthetic, held_out, train, floor=floor)
         measured = [v for v in w1.values() if not np.isnan(v)]  # inf (a zero floor) counts as a failure
         out[f"w1_normalised{suffix}"] = w1
         out[f"w1_normalised_max{suffix}"] = float(max(measured)) if measured else float("nan")
