@@ -4,7 +4,7 @@ own latents (with the decoder calibration), the label clean-up, equalisation to 
 into its own LV extent, and placement into a NOR base's LV extent and native grid (the base paired
 by index). Mass is 0 on the first line (not measured there).
 
-    .venv/bin/python reports/synthesis-phantom-v2/cohort/pipeline_steps.py DATA CLASS >> pipeline_steps.txt
+    .venv/bin/python reports/synthesis-phantom-v2/cohort/pipeline_steps.py DATA CLASS [VERSION] >> OUT.txt
 """
 
 import sys
@@ -25,10 +25,9 @@ from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 
 data = Path(sys.argv[1])
 cls = Group(sys.argv[2])
-vae = load_model("vae", "phantom-v2c", None).module
-synth = Synthesizer(
-    vae, None, data, model_versions={"vae": "phantom-v2c"}, cache_dir=Path(tempfile.mkdtemp())
-)
+version = sys.argv[3] if len(sys.argv) > 3 else "phantom-v2c"
+vae = load_model("vae", version, None).module
+synth = Synthesizer(vae, None, data, model_versions={"vae": version}, cache_dir=Path(tempfile.mkdtemp()))
 bias = synth.logit_bias()
 subs = [sources.load(r) for r in sources.by_group(synth.refs, cls)]
 nors = [sources.load(r) for r in sources.by_group(synth.refs, Group.NOR)]
