@@ -24,7 +24,7 @@ from cardiosynth.evaluation.distribution import (
     K_DEFAULT,
     MAX_W1_NORMALISED,
     MIN_PR,
-    W1_FLOORS,
+    W1_KEY_SUFFIX,
     distribution_figures,
 )
 
@@ -57,7 +57,7 @@ def perfect_sampler(
             these rows instead, so a target's share of draws met is how often it passes that sampler.
 
     Returns:
-        ``floors``: for each W1 floor (:data:`.W1_FLOORS`), per biomarker the median and 90th
+        ``floors``: for each W1 floor (:data:`.W1_KEY_SUFFIX`), per biomarker the median and 90th
         percentile of normalised W1 and the share of draws within :data:`MAX_W1_NORMALISED`, the
         median of the maximum over biomarkers and the share of draws whose maximum is within it (the
         W1 target), and the share of draws meeting all three distribution targets at once; the
@@ -88,7 +88,7 @@ def perfect_sampler(
             f"needs {need}"
         )
     rng = np.random.default_rng(seed)
-    w1 = {floor: np.empty((draws, len(names))) for floor in W1_FLOORS}
+    w1 = {floor: np.empty((draws, len(names))) for floor in W1_KEY_SUFFIX}
     precision, recall, share = np.empty(draws), np.empty(draws), np.empty(draws)
     for t in range(draws):
         order = rng.permutation(len(rows))
@@ -97,8 +97,7 @@ def perfect_sampler(
         synth = synth_rows[order[n_train + n_held : need]]
         fig = distribution_figures(synth, held, train, k)
         for floor, values in w1.items():
-            suffix = "" if floor == "bootstrap" else f"_{floor}"
-            values[t] = [fig[f"w1_normalised{suffix}"][name] for name in names]
+            values[t] = [fig[f"w1_normalised{W1_KEY_SUFFIX[floor]}"][name] for name in names]
         precision[t], recall[t], share[t] = fig["precision"], fig["recall"], fig["range_share"]
     with np.errstate(invalid="ignore"):
         pr_met = (precision >= MIN_PR) & (recall >= MIN_PR)  # NaN (too few rows) fails

@@ -128,6 +128,8 @@ W1Floor = Literal["split", "bootstrap"]
 W1_FLOORS: tuple[str, ...] = get_args(W1Floor)
 FLOOR_RESAMPLES = 200  # bootstrap resamples: the floor's Monte Carlo error is under 1 % of it
 FLOOR_SEED = 0  # a fixed stream: the same sets give the same floor in every row and run
+# The key suffix of each floor's figures in distribution_figures (the target's floor has none).
+W1_KEY_SUFFIX: dict[W1Floor, str] = {"bootstrap": "", "split": "_split"}
 
 
 def bootstrap_w1(
@@ -215,8 +217,7 @@ def distribution_figures(
     range share."""
     precision, recall = knn_precision_recall(held_out, synthetic, k)
     out: dict[str, Any] = {"precision": precision, "recall": recall}
-    floors: tuple[tuple[W1Floor, str], ...] = (("bootstrap", ""), ("split", "_split"))
-    for floor, suffix in floors:
+    for floor, suffix in W1_KEY_SUFFIX.items():
         w1 = normalised_w1(synthetic, held_out, train, floor=floor)
         measured = [v for v in w1.values() if not np.isnan(v)]  # inf (a zero floor) counts as a failure
         out[f"w1_normalised{suffix}"] = w1
