@@ -1,0 +1,71 @@
+"""How much of the round trip's wall excess belongs to the estimator: the biomarker (the maximum over
+single border pixels, then over sectors and slices) against a caliper-like one (the mean border
+thickness of each sector, then the maximum over sectors and slices), on each real subject's
+processed labels and their VAE round trip (ED, native grid, all subjects of a class).
+
+    .venv/bin/python reports/synthesis-phantom-v2/cohort/wall_estimators.py DATA VERSION [ROOT] >> OUT.txt
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from cardiosynth.data.biomarkers import N_SECTORS, compute_biomarkers
+from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, Group
+from cardiosynth.data.preprocess import restore_labels
+from cardiosynth.models.registry import load_model
+from cardiosynth.synthesis import sources
+from cardiosynth.synthesis.engine import Synthesizer, label_stack
+from cardiosynth.synthesis.stages import decode_latents, encode_stacks
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+def sector_mean_max(volume: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> float:
+    """Max over slices and sectors (about the cavity centroid) of the mean border thickness (mm)."""
+    best = np.nan
+    for k in range(volume.shape[2]):
+        cavity = volume[:, :, k] == LV_CAVITY
+        myo = volume[:, :, k] == LV_MYOCARDIUM
+        if not cavity.any() or not myo.any():
+            continue
+        distance = ndimage.distance_transform_edt(~cavity, sampling=spacing)
+        border = myo & ndimage.binary_dilation(~(myo | cavity), structure=_CROSS)
+        points = np.argwhere(border)
+        centre = np.argwhere(cavity).mean(axis=0)
+        angle = np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0])
+        sector = ((angle + np.pi) / (2 * np.pi) * N_SECTORS).astype(int) % N_SECTORS
+        values = distance[border]
+        means = [values[sector == s].mean() for s in range(N_SECTORS) if (sector == s).any()]
+        best = np.nanmax([best, *means])
+    return float(best)
+
+
+data, version = Path(sys.argv[1]), sys.argv[2]
+vae = load_model("vae", version, Path(sys.argv[3]) if len(sys.argv) > 3 else None).module
+synth = Synthesizer(vae, None, data, model_versions={"vae": version}, cache_dir=Path(tempfile.mkdtemp()))
+bias = synth.logit_bias()
+for group in (Group.DCM, Group.HCM, Group.MINF, Group.NOR, Group.RV):
+    rows = []
+    for ref in sources.by_group(synth.refs, group):
+        s = sources.load(ref)
+        truth = label_stack(s.processed, "ED")
+        (z,) = encode_stacks(vae, [truth])
+        row = []
+        for stack in (truth, decode_latents(vae, z, None, None, bias)):
+            native = restore_labels(stack, s.processed.geometry)
+            row += [
+                compute_biomarkers(native, native, s.subject.spacing).max_wall_thickness,
+                sector_mean_max(native, s.subject.spacing[:2]),
+            ]
+        rows.append(row)
+    m = np.nanmean(np.array(rows), axis=0)
+    sys.stdout.write(
+        f"{version} {group.value:4s} biomarker (pixel max) "
+        f"{m[0]:.2f} -> {m[2]:.2f} ({m[2] - m[0]:+.2f} mm) | "
+        f"sector-mean max {m[1]:.2f} -> {m[3]:.2f} ({m[3] - m[1]:+.2f} mm)\n"
+    )
