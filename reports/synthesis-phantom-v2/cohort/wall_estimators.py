@@ -12,34 +12,25 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
+from wall_profile import border_thickness
 
 from cardiosynth.data.biomarkers import N_SECTORS, compute_biomarkers
-from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, Group
+from cardiosynth.data.labels import Group
 from cardiosynth.data.preprocess import restore_labels
 from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import Synthesizer, label_stack
 from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 
-_CROSS = ndimage.generate_binary_structure(2, 1)
-
 
 def sector_mean_max(volume: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> float:
     """Max over slices and sectors (about the cavity centroid) of the mean border thickness (mm)."""
     best = np.nan
     for k in range(volume.shape[2]):
-        cavity = volume[:, :, k] == LV_CAVITY
-        myo = volume[:, :, k] == LV_MYOCARDIUM
-        if not cavity.any() or not myo.any():
+        found = border_thickness(volume[:, :, k], spacing, N_SECTORS)
+        if found is None:
             continue
-        distance = ndimage.distance_transform_edt(~cavity, sampling=spacing)
-        border = myo & ndimage.binary_dilation(~(myo | cavity), structure=_CROSS)
-        points = np.argwhere(border)
-        centre = np.argwhere(cavity).mean(axis=0)
-        angle = np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0])
-        sector = ((angle + np.pi) / (2 * np.pi) * N_SECTORS).astype(int) % N_SECTORS
-        values = distance[border]
+        values, sector = found
         means = [values[sector == s].mean() for s in range(N_SECTORS) if (sector == s).any()]
         best = np.nanmax([best, *means])
     return float(best)

@@ -43,19 +43,30 @@ _CROSS = ndimage.generate_binary_structure(2, 1)
 Ring = tuple[float, float, list[float]]
 
 
-def ring(label_slice: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> Ring:
-    """Mean and max border thickness (mm) and the thickness profile's harmonic amplitudes (mm)."""
+def border_thickness(
+    label_slice: npt.NDArray[np.uint8], spacing: tuple[float, float], bins: int, min_cavity_px: int = 1
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp]] | None:
+    """Wall thickness (mm) at each epicardial border pixel (its distance from the cavity, as the
+    biomarker measures it) and its angular bin of ``bins`` about the cavity centroid; None without a
+    cavity of ``min_cavity_px`` pixels or without myocardium."""
     cavity = label_slice == LV_CAVITY
     myo = label_slice == LV_MYOCARDIUM
-    if cavity.sum() < MIN_CAVITY_PX or not myo.any():
-        return np.nan, np.nan, [np.nan] * HARMONICS
+    if cavity.sum() < min_cavity_px or not myo.any():
+        return None
     distance = ndimage.distance_transform_edt(~cavity, sampling=spacing)
     border = myo & ndimage.binary_dilation(~(myo | cavity), structure=_CROSS)
     points = np.argwhere(border)
     centre = np.argwhere(cavity).mean(axis=0)
     angle = np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0])
-    bins = ((angle + np.pi) / (2 * np.pi) * N_BINS).astype(int) % N_BINS
-    values = distance[border]
+    return distance[border], ((angle + np.pi) / (2 * np.pi) * bins).astype(np.intp) % bins
+
+
+def ring(label_slice: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> Ring:
+    """Mean and max border thickness (mm) and the thickness profile's harmonic amplitudes (mm)."""
+    found = border_thickness(label_slice, spacing, N_BINS, MIN_CAVITY_PX)
+    if found is None:
+        return np.nan, np.nan, [np.nan] * HARMONICS
+    values, bins = found
     profile = np.array([values[bins == b].max() if (bins == b).any() else np.nan for b in range(N_BINS)])
     if np.isnan(profile).any():
         return float(values.mean()), float(values.max()), [np.nan] * HARMONICS
