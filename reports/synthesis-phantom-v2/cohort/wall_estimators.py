@@ -7,20 +7,14 @@ processed labels and their VAE round trip (ED, native grid, all subjects of a cl
 """
 
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from wall_profile import border_thickness
+from wall_profile import GROUPS, border_thickness, round_trips
 
 from cardiosynth.data.biomarkers import N_SECTORS, compute_biomarkers
-from cardiosynth.data.labels import Group
-from cardiosynth.data.preprocess import restore_labels
 from cardiosynth.models.registry import load_model
-from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import Synthesizer, label_stack
-from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 
 
 def sector_mean_max(volume: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> float:
@@ -38,20 +32,14 @@ def sector_mean_max(volume: npt.NDArray[np.uint8], spacing: tuple[float, float])
 
 data, version = Path(sys.argv[1]), sys.argv[2]
 vae = load_model("vae", version, Path(sys.argv[3]) if len(sys.argv) > 3 else None).module
-synth = Synthesizer(vae, None, data, model_versions={"vae": version}, cache_dir=Path(tempfile.mkdtemp()))
-bias = synth.logit_bias()
-for group in (Group.DCM, Group.HCM, Group.MINF, Group.NOR, Group.RV):
+for group in GROUPS:
     rows = []
-    for ref in sources.by_group(synth.refs, group):
-        s = sources.load(ref)
-        truth = label_stack(s.processed, "ED")
-        (z,) = encode_stacks(vae, [truth])
+    for subject, truth, decoded in round_trips(vae, version, data, group):
         row = []
-        for stack in (truth, decode_latents(vae, z, None, None, bias)):
-            native = restore_labels(stack, s.processed.geometry)
+        for native in (truth, decoded):
             row += [
-                compute_biomarkers(native, native, s.subject.spacing).max_wall_thickness,
-                sector_mean_max(native, s.subject.spacing[:2]),
+                compute_biomarkers(native, native, subject.spacing).max_wall_thickness,
+                sector_mean_max(native, subject.spacing[:2]),
             ]
         rows.append(row)
     m = np.nanmean(np.array(rows), axis=0)

@@ -17,6 +17,7 @@ ROOT: a model registry root other than the shipped models (a VAE trained with ``
 
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy.typing as npt
 import torch
 from scipy import ndimage
 
+from cardiosynth.data.acdc import Subject
 from cardiosynth.data.biomarkers import compute_biomarkers
 from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, Group
 from cardiosynth.data.preprocess import restore_labels
@@ -74,23 +76,35 @@ def ring(label_slice: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> Ri
     return float(values.mean()), float(values.max()), amplitude[1 : HARMONICS + 1].tolist()
 
 
-def report(vae: torch.nn.Module, label: str, data: Path) -> None:
-    """Write the per-class lines and the latent line for ``vae`` (labelled ``label``) on ``data``."""
+GROUPS = (Group.DCM, Group.HCM, Group.MINF, Group.NOR, Group.RV)
+
+
+def round_trips(
+    vae: torch.nn.Module, label: str, data: Path, group: Group
+) -> Iterator[tuple[Subject, npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+    """Each real subject of ``group`` under ``data`` with its processed ED labels and their VAE round
+    trip (own latents, the decoder calibration), both restored to its native grid."""
     synth = Synthesizer(vae, None, data, model_versions={"vae": label}, cache_dir=Path(tempfile.mkdtemp()))
     bias = synth.logit_bias()
-    for group in (Group.DCM, Group.HCM, Group.MINF, Group.NOR, Group.RV):
+    for ref in sources.by_group(synth.refs, group):
+        s = sources.load(ref)
+        truth = label_stack(s.processed, "ED")
+        (z,) = encode_stacks(vae, [truth])
+        decoded = decode_latents(vae, z, None, None, bias)
+        yield (s.subject, restore_labels(truth, s.processed.geometry),
+               restore_labels(decoded, s.processed.geometry))  # fmt: skip
+
+
+def report(vae: torch.nn.Module, label: str, data: Path) -> None:
+    """Write the per-class lines and the latent line for ``vae`` (labelled ``label``) on ``data``."""
+    for group in GROUPS:
         figures: dict[str, list[list[float]]] = {"truth": [], "round trip": []}
         walls: dict[str, list[float]] = {"truth": [], "round trip": []}
-        for ref in sources.by_group(synth.refs, group):
-            s = sources.load(ref)
-            truth = label_stack(s.processed, "ED")
-            (z,) = encode_stacks(vae, [truth])
-            decoded = decode_latents(vae, z, None, None, bias)
-            for kind, stack in (("truth", truth), ("round trip", decoded)):
-                native = restore_labels(stack, s.processed.geometry)
-                walls[kind].append(compute_biomarkers(native, native, s.subject.spacing).max_wall_thickness)
+        for subject, truth, decoded in round_trips(vae, label, data, group):
+            for kind, native in (("truth", truth), ("round trip", decoded)):
+                walls[kind].append(compute_biomarkers(native, native, subject.spacing).max_wall_thickness)
                 for k in range(native.shape[2]):
-                    mean, top, amplitude = ring(native[:, :, k], s.subject.spacing[:2])
+                    mean, top, amplitude = ring(native[:, :, k], subject.spacing[:2])
                     figures[kind].append([mean, top, *amplitude])
         for name in ("truth", "round trip"):
             f = np.nanmean(np.array(figures[name]), axis=0)
