@@ -110,17 +110,25 @@ def test_train_command_exports_a_model(phantom_root: Path, tmp_path: Path,
     assert "--resume" in capsys.readouterr().err
 
 
-def test_train_command_beta_reaches_the_run_and_is_refused_for_spade(
+def test_train_command_beta_and_label_interpolation_reach_the_run_and_are_refused_for_spade(
     phantom_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
     args = ["train", "vae", "--data", str(phantom_root), "--out", str(run), "--epochs", "1", "--batch-size",
-            "16", "--quiet", "--beta", "4"]  # fmt: skip
+            "16", "--quiet", "--beta", "4", "--label-interpolation", "linear"]  # fmt: skip
     assert main(args) == 0
-    assert json.loads((run / "model" / "card.json").read_text())["training"]["beta"] == 4.0
+    card = json.loads((run / "model" / "card.json").read_text())
+    assert card["training"]["beta"] == 4.0
+    assert card["training"]["label_interpolation"] == "linear"
+    # the model itself carries it, for synthesis to preprocess and restore the same way
+    assert load_model_dir(run / "model", kind="vae").module.config.label_interpolation == "linear"
     spade = ["train", "spade", "--data", str(phantom_root), "--out", str(tmp_path / "s"), "--beta", "4"]
     assert main(spade) == 2
     assert "KL weight" in capsys.readouterr().err
+    spade = ["train", "spade", "--data", str(phantom_root), "--out", str(tmp_path / "s"),
+             "--label-interpolation", "linear"]  # fmt: skip
+    assert main(spade) == 2
+    assert "label VAE's" in capsys.readouterr().err
     with pytest.raises(ValueError, match="beta"):
         vae_preset("cpu-small", beta=-1.0)
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from cardiosynth.models.train_vae import vae_preset
 from cardiosynth.models.vae import LabelVAE, VAEConfig, vae_loss, widths
 
 TINY = VAEConfig(image_size=32, channels=(2, 4, 4, 8), fc_features=(16, 16, 8), latent_dim=4)
@@ -93,3 +96,18 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch() -> None:
         optimiser.step()
         losses.append(loss.total.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_the_label_interpolation_travels_with_the_config() -> None:
+    linear = dataclasses.replace(TINY, label_interpolation="linear")
+    assert VAEConfig.from_dict(linear.to_dict()) == linear
+    old = TINY.to_dict()
+    del old["label_interpolation"]  # a model saved before the setting existed was trained on nearest
+    assert VAEConfig.from_dict(old).label_interpolation == "nearest"
+    with pytest.raises(ValueError, match="'cubic'"):
+        VAEConfig(label_interpolation="cubic")
+    with pytest.raises(ValueError, match="'cubic'"):
+        vae_preset("cpu-small", label_interpolation="cubic")
+    assert (
+        vae_preset("cpu-small", label_interpolation="linear").model_config().label_interpolation == "linear"
+    )

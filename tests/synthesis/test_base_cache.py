@@ -24,9 +24,9 @@ def test_least_recently_used_bases_are_dropped(phantom_root: Path, monkeypatch: 
     reads: list[str] = []
     real_load = sources.load
 
-    def counting(ref: sources.SubjectRef) -> sources.LoadedSubject:
+    def counting(ref: sources.SubjectRef, label_interpolation: str = "nearest") -> sources.LoadedSubject:
         reads.append(ref.subject_id)
-        return real_load(ref)
+        return real_load(ref, label_interpolation)
 
     monkeypatch.setattr(sources, "load", counting)  # the module the engine reads through
     a, b, c = refs

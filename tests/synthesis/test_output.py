@@ -12,7 +12,7 @@ import torch
 
 from cardiosynth.data.labels import Group
 from cardiosynth.data.nifti import load_volume
-from cardiosynth.data.preprocess import crop_weight, restore_image, restore_labels
+from cardiosynth.data.preprocess import apply_labels, crop_weight, restore_image, restore_labels
 from cardiosynth.data.topology import clean_labels, topology_errors
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
@@ -196,3 +196,24 @@ def test_clean_up_runs_before_translation_and_can_be_switched_off(run: Run) -> N
     assert topology_errors(batch.labels[:z]).islands[1] > 0
     assert sum(topology_errors(clean_stacks(batch.labels, batch.plan)[:z]).islands.values()) == 0
     assert Synthesizer.__init__.__kwdefaults__["clean_labels"] is True
+
+
+def test_a_linear_label_vae_gets_linear_bases_and_outputs(phantom_root: Path) -> None:
+    """Synthesis preprocesses base subjects and restores outputs the way the VAE's training labels
+    were resampled (its config), so decoded crops meet the grid they were learned on."""
+    torch.manual_seed(0)
+    synth = Synthesizer(LabelVAE(VAEConfig(label_interpolation="linear")), None, phantom_root)
+    assert synth.label_interpolation == "linear"
+    request = SynthesisRequest(Group.HCM, n=1, seed=0)
+    (subject,) = synth.run(request)
+    for phase in ("ED", "ES"):
+        native = subject.base.ed_label if phase == "ED" else subject.base.es_label
+        np.testing.assert_array_equal(
+            subject.base_stacks[phase][1], apply_labels(native, subject.geometry, "linear")
+        )
+        out = subject.phases[1.0][phase]
+        np.testing.assert_array_equal(
+            out.native_labels, restore_labels(out.labels, subject.geometry, "linear")
+        )
+    # the default (and every model saved before the setting) stays nearest
+    assert Synthesizer(LabelVAE(VAEConfig()), None, phantom_root).label_interpolation == "nearest"

@@ -79,20 +79,29 @@ def ring(label_slice: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> Ri
 GROUPS = (Group.DCM, Group.HCM, Group.MINF, Group.NOR, Group.RV)
 
 
-def round_trips(
+def crop_round_trips(
     vae: torch.nn.Module, label: str, data: Path, group: Group
-) -> Iterator[tuple[Subject, npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
-    """Each real subject of ``group`` under ``data`` with its processed ED labels and their VAE round
-    trip (own latents, the decoder calibration), both restored to its native grid."""
+) -> Iterator[tuple[sources.LoadedSubject, npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+    """Each real subject of ``group`` under ``data`` (preprocessed as the VAE's training labels were)
+    with its processed ED labels and their VAE round trip (own latents, the decoder calibration), both
+    on the processed grid."""
     synth = Synthesizer(vae, None, data, model_versions={"vae": label}, cache_dir=Path(tempfile.mkdtemp()))
     bias = synth.logit_bias()
     for ref in sources.by_group(synth.refs, group):
-        s = sources.load(ref)
+        s = sources.load(ref, synth.label_interpolation)
         truth = label_stack(s.processed, "ED")
         (z,) = encode_stacks(vae, [truth])
-        decoded = decode_latents(vae, z, None, None, bias)
-        yield (s.subject, restore_labels(truth, s.processed.geometry),
-               restore_labels(decoded, s.processed.geometry))  # fmt: skip
+        yield s, truth, decode_latents(vae, z, None, None, bias)
+
+
+def round_trips(
+    vae: torch.nn.Module, label: str, data: Path, group: Group
+) -> Iterator[tuple[Subject, npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+    """:func:`crop_round_trips` restored to each subject's native grid (as the VAE's labels were
+    resampled)."""
+    for s, truth, decoded in crop_round_trips(vae, label, data, group):
+        geometry, method = s.processed.geometry, s.processed.label_interpolation
+        yield s.subject, restore_labels(truth, geometry, method), restore_labels(decoded, geometry, method)
 
 
 def report(vae: torch.nn.Module, label: str, data: Path) -> None:

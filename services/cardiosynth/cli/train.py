@@ -37,11 +37,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         for flag, value in spade_only:
             if value is not None:
                 raise ValueError(f"{flag} ({value}) is a SPADE setting; the label VAE has none")
-        config = vae_preset(args.preset, **overrides, beta=args.beta)
+        config = vae_preset(
+            args.preset, **overrides, beta=args.beta, label_interpolation=args.label_interpolation
+        )
         path = run_vae_training(args.data, args.out, config, **common)
     else:
         if args.beta is not None:
             raise ValueError(f"--beta {args.beta} is the label VAE's KL weight; SPADE has none")
+        if args.label_interpolation is not None:
+            raise ValueError(
+                f"--label-interpolation {args.label_interpolation} is the label VAE's; SPADE translates the "
+                "labels synthesis gives it"
+            )
         from cardiosynth.models.train_spade import run_spade_training, spade_preset
 
         spade = spade_preset(args.preset, **overrides, lambda_l1=args.l1_weight, noise=args.noise,
@@ -69,6 +76,12 @@ def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--beta", type=_positive_float, default=None, help="VAE only: the KL weight (default 15, the paper's)"
     )
+    p.add_argument(
+        "--label-interpolation", choices=("nearest", "linear"),  # data.preprocess.LABEL_INTERPOLATIONS
+        default=None,
+        help="VAE only: how training labels are resampled to 1.5 mm (default nearest; linear avoids the "
+        "repeated pixel rows that thicken walls, see README); synthesis uses the model's",
+    )  # fmt: skip
     p.add_argument(
         "--l1-weight", type=float, default=None,
         help="SPADE only: weight of the L1 term against the real image (default 1; 10 before noise "

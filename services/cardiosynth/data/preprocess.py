@@ -6,10 +6,28 @@
 4. order slices base to apex (detected from the labels, or stated).
 
 Resampling and cropping are one affine map per axis, so :class:`Geometry` holds everything needed
-to put model outputs back on the native grid and into physical space. Labels are resampled by
-nearest neighbour; when the native pixel is at least 1.5 mm, labels mapped forward and back are
-identical (every native pixel centre is within half a pixel of its nearest resampled pixel, and
-vice versa); finer native grids lose detail that a 1.5 mm grid cannot hold.
+to put model outputs back on the native grid and into physical space.
+
+Labels are resampled in one of two ways (:data:`LabelInterpolation`):
+
+- ``nearest`` (every shipped model was trained on it): when the native pixel is at least 1.5 mm,
+  labels mapped forward and back are identical (every native pixel centre is within half a pixel of
+  its nearest resampled pixel, and vice versa); finer native grids lose detail that a 1.5 mm grid
+  cannot hold. Between grids of different pitch nearest neighbour repeats or drops whole rows and
+  columns of pixels, and where a repeated row crosses the myocardium the wall is one pixel thicker
+  there, which a wall-thickness maximum finds: on the 100 default phantom subjects (native pixels
+  about 1.62 mm) the crops' maximal wall is 0.38-0.68 mm above the native labels' per class, and a
+  crop that did not come from the native grid (a decoded one) put back on it gains 0.33-0.42 mm
+  more (``reports/synthesis-phantom-v2/cohort/label_resampling.txt``).
+- ``linear``: each class's indicator is interpolated linearly and every pixel takes the class with
+  the largest share (as nnU-Net resamples segmentations), so boundaries move by sub-pixel amounts
+  instead of by repeated rows: the crops' maximal wall is 0.25-0.50 mm above the native, and on a
+  native grid finer than 1.5 mm a ring's wall moves by 0.1 mm forward and back where nearest
+  neighbour moves it by 0.8 (``tests/data/test_preprocess.py``). Forward and back is not the
+  identity (a boundary pixel can change class).
+
+A model records the resampling its training data had (the label VAE's ``label_interpolation``), and
+synthesis preprocesses the base subjects and restores the outputs the same way.
 
 Processed arrays are slice stacks ``(Z, S, S)`` with ``[k, a, b]`` the resampled ``(X, Y)`` pixel
 ``(a + start_x, b + start_y)`` of slice ``k`` (base first).
@@ -32,7 +50,7 @@ compare against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -41,12 +59,25 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from cardiosynth.data.acdc import Subject
-from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, NUM_CLASSES, RV_CAVITY, as_label_map
+from cardiosynth.data.labels import BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, NUM_CLASSES, RV_CAVITY, as_label_map
 
 TARGET_SPACING_MM = 1.5
 CROP_SIZE = 128
 PERCENTILES = (1.0, 99.0)
 FEATHER_MM = 12.0  # width of the seam ramp inside the crop border (8 resampled pixels)
+
+LabelInterpolation = Literal["nearest", "linear"]
+LABEL_INTERPOLATIONS: tuple[LabelInterpolation, ...] = ("nearest", "linear")
+
+
+def check_label_interpolation(value: str) -> LabelInterpolation:
+    """``value`` as a :data:`LabelInterpolation`; ValueError naming it otherwise."""
+    if value not in LABEL_INTERPOLATIONS:
+        raise ValueError(
+            f"label interpolation must be one of {', '.join(LABEL_INTERPOLATIONS)}, got {value!r}"
+        )
+    return value
+
 
 SliceOrder = Literal["auto", "base_first", "apex_first"]
 
@@ -220,34 +251,62 @@ def apply_image(
     return np.ascontiguousarray(_to_stack(stack, geometry), dtype=np.float32), window
 
 
-def apply_labels(labels: npt.NDArray[np.generic], geometry: Geometry) -> npt.NDArray[np.uint8]:
-    """Resample (nearest neighbour), crop and order labels ``(X, Y, Z)``; returns ``(Z, S, S)`` uint8."""
-    lab = as_label_map(np.asarray(labels), what="labels")
-    out = _forward(lab.astype(np.float64), geometry, order=0, fill=0.0)
-    return np.ascontiguousarray(_to_stack(np.rint(out), geometry), dtype=np.uint8)
+def _resample_labels(
+    lab: npt.NDArray[np.uint8],
+    interpolation: LabelInterpolation,
+    resample: Callable[[npt.NDArray[np.float64], int, float], npt.NDArray[np.float64]],
+) -> npt.NDArray[np.uint8]:
+    """``resample(volume, order, fill)`` applied to a label map: nearest neighbour on the labels, or
+    linear on each class's indicator followed by the class of the largest share (ties go to the
+    lower label; outside the input every share is background's)."""
+    if interpolation == "nearest":
+        return np.rint(resample(lab.astype(np.float64), 0, 0.0)).astype(np.uint8)
+    best = resample((lab == BACKGROUND).astype(np.float64), 1, 1.0)
+    out = np.full(best.shape, BACKGROUND, dtype=np.uint8)
+    for c in range(NUM_CLASSES):
+        if c == BACKGROUND:
+            continue
+        share = resample((lab == c).astype(np.float64), 1, 0.0)
+        wins = share > best
+        out[wins] = c
+        best = np.where(wins, share, best)
+    return out
 
 
-def restore_labels(stack: npt.NDArray[np.generic], geometry: Geometry) -> npt.NDArray[np.uint8]:
-    """Inverse of :func:`apply_labels`: ``(Z, S, S)`` labels back to the native ``(X, Y, Z)`` grid.
+def apply_labels(
+    labels: npt.NDArray[np.generic], geometry: Geometry, interpolation: str = "nearest"
+) -> npt.NDArray[np.uint8]:
+    """Resample (``interpolation``, see the module), crop and order labels ``(X, Y, Z)``; returns
+    ``(Z, S, S)`` uint8."""
+    method = check_label_interpolation(interpolation)
+    lab = as_label_map(np.asarray(labels), what="labels")  # before the work: a bad map fails at once
+    out = _resample_labels(lab, method, lambda v, order, fill: _forward(v, geometry, order=order, fill=fill))
+    return np.ascontiguousarray(_to_stack(out, geometry), dtype=np.uint8)
+
+
+def restore_labels(
+    stack: npt.NDArray[np.generic], geometry: Geometry, interpolation: str = "nearest"
+) -> npt.NDArray[np.uint8]:
+    """Inverse of :func:`apply_labels`: ``(Z, S, S)`` labels back to the native ``(X, Y, Z)`` grid,
+    resampled by ``interpolation`` (use the one they were made with).
 
     Native pixels outside the crop are background.
     """
+    method = check_label_interpolation(interpolation)
     lab = as_label_map(np.asarray(stack), what="processed labels")
-    volume = _from_stack(lab, geometry).astype(np.float64)
+    volume = _from_stack(lab, geometry)
     sx, sy = geometry.scale
     # native index i -> processed index (i + 0.5) / scale - 0.5 - start
     offset = (0.5 / sx - 0.5 - geometry.crop_start[0], 0.5 / sy - 0.5 - geometry.crop_start[1], 0.0)
-    out = ndimage.affine_transform(
-        volume,
-        matrix=(1.0 / sx, 1.0 / sy, 1.0),
-        offset=offset,
-        output_shape=geometry.native_shape,
-        order=0,
-        mode="constant",
-        cval=0.0,
-    )
-    restored: npt.NDArray[np.uint8] = np.rint(out).astype(np.uint8)
-    return restored
+
+    def resample(v: npt.NDArray[np.float64], order: int, fill: float) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = ndimage.affine_transform(
+            v, matrix=(1.0 / sx, 1.0 / sy, 1.0), offset=offset, output_shape=geometry.native_shape,
+            order=order, mode="constant", cval=fill,
+        )  # fmt: skip
+        return out
+
+    return _resample_labels(np.ascontiguousarray(volume), method, resample)
 
 
 def restore_image(
@@ -361,8 +420,10 @@ class PreprocessedSubject:
     subject_id: str
     geometry: Geometry
     phases: dict[str, PhaseStacks]
+    label_interpolation: str = "nearest"  # how the labels were resampled; restore them the same way
 
     def __post_init__(self) -> None:
+        check_label_interpolation(self.label_interpolation)
         if set(self.phases) != set(PHASE_NAMES):
             raise ValueError(f"{self.subject_id}: phases must be {PHASE_NAMES}, got {tuple(self.phases)}")
 
@@ -403,8 +464,10 @@ def preprocess_subject(
     slice_order: SliceOrder = "auto",
     target_spacing: float = TARGET_SPACING_MM,
     crop_size: int = CROP_SIZE,
+    label_interpolation: str = "nearest",
 ) -> PreprocessedSubject:
-    """Preprocess both phases of ``subject`` on one geometry (the crop centred on both phases' hearts)."""
+    """Preprocess both phases of ``subject`` on one geometry (the crop centred on both phases' hearts);
+    labels resampled by ``label_interpolation`` (see the module)."""
     geometry = plan_geometry(
         [subject.ed_label, subject.es_label],
         subject.affine,
@@ -418,5 +481,5 @@ def preprocess_subject(
         ("ES", subject.es_image, subject.es_label),
     ):
         stack, window = apply_image(image, geometry)
-        phases[name] = PhaseStacks(stack, apply_labels(label, geometry), window)
-    return PreprocessedSubject(subject_id=subject.subject_id, geometry=geometry, phases=phases)
+        phases[name] = PhaseStacks(stack, apply_labels(label, geometry, label_interpolation), window)
+    return PreprocessedSubject(subject.subject_id, geometry, phases, label_interpolation)

@@ -65,7 +65,13 @@ from cardiosynth.evaluation.stacks import components_3d, myo_ratio, nearest_dice
 from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, SyntheticSubject, choose_bases
+from cardiosynth.synthesis.engine import (
+    SynthesisRequest,
+    Synthesizer,
+    SyntheticSubject,
+    choose_bases,
+    label_interpolation_of,
+)
 from cardiosynth.synthesis.modes import CORRELATION_MODES, INTERPOLATIONS, check_interpolation, check_mode
 
 log = logging.getLogger(__name__)
@@ -155,8 +161,8 @@ def measure(
     geometry = base.processed.geometry
     try:
         b = compute_biomarkers(
-            restore_labels(ed, geometry),
-            restore_labels(es, geometry),
+            restore_labels(ed, geometry, base.processed.label_interpolation),
+            restore_labels(es, geometry, base.processed.label_interpolation),
             base.subject.spacing,
             height=base.subject.info.height,
             weight=base.subject.info.weight,
@@ -354,11 +360,13 @@ def variants(cross: bool = False, modes: Sequence[str] | None = None) -> list[tu
     return rows
 
 
-def _load_real(split: Split, groups: Sequence[Group]) -> dict[Group, RealClass]:
+def _load_real(split: Split, groups: Sequence[Group], label_interpolation: str) -> dict[Group, RealClass]:
+    """Real subjects preprocessed as the label VAE's training data was (their biomarkers are the
+    native labels')."""
     out = {}
     for g in groups:
-        train = [sources.load(r) for r in split.train[g]]
-        held = [sources.load(r) for r in split.held_out[g]]
+        train = [sources.load(r, label_interpolation) for r in split.train[g]]
+        held = [sources.load(r, label_interpolation) for r in split.held_out[g]]
         out[g] = RealClass(
             train,
             held,
@@ -518,7 +526,7 @@ def evaluate_synthesis(
         },
         "classes": {},
     }
-    real = _load_real(split, (*dict.fromkeys((*groups, Group.NOR)),))
+    real = _load_real(split, (*dict.fromkeys((*groups, Group.NOR)),), label_interpolation_of(vae))
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cardiosynth-split-") as tmp:
         root = link_folder(split.train_refs(), Path(tmp) / "train")

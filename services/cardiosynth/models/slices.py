@@ -120,13 +120,14 @@ def slices_from_subjects(processed: Sequence[PreprocessedSubject], groups: Seque
     )
 
 
-def load_slices(root: Path, *, limit: int | None = None) -> SliceSet:
-    """Read, preprocess and slice every subject under ``root`` (an ACDC-layout folder)."""
+def load_slices(root: Path, *, limit: int | None = None, label_interpolation: str = "nearest") -> SliceSet:
+    """Read, preprocess and slice every subject under ``root`` (an ACDC-layout folder), the labels
+    resampled by ``label_interpolation`` (:mod:`cardiosynth.data.preprocess`)."""
     processed: list[PreprocessedSubject] = []
     groups: list[str] = []
     subject: Subject
     for subject in iter_subjects(root):
-        processed.append(preprocess_subject(subject))
+        processed.append(preprocess_subject(subject, label_interpolation=label_interpolation))
         groups.append(subject.group.value if subject.group else "")
         if limit is not None and len(processed) >= limit:
             break
@@ -177,9 +178,11 @@ class Split:
     heldout: SliceSet
 
 
-def load_split(root: Path, *, holdout: float = 0.2, seed: int = 0) -> Split:
-    """Slices of every subject under ``root``, split by :func:`split_subjects`."""
-    slices = load_slices(root)
+def load_split(
+    root: Path, *, holdout: float = 0.2, seed: int = 0, label_interpolation: str = "nearest"
+) -> Split:
+    """Slices of every subject under ``root`` (:func:`load_slices`), split by :func:`split_subjects`."""
+    slices = load_slices(root, label_interpolation=label_interpolation)
     train_ids, held_ids = split_subjects(slices.subject_ids, slices.groups, holdout=holdout, seed=seed)
     split = Split(slices.select_subjects(train_ids), slices.select_subjects(held_ids))
     log.info("%d training slices (%d subjects), %d held-out slices (%d subjects)", len(split.train),

@@ -14,6 +14,7 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
+from cardiosynth.data.preprocess import check_label_interpolation
 from cardiosynth.device import (
     autocast,
     configure_training,
@@ -55,9 +56,11 @@ class VAETrainConfig:
     beta: float = 15.0
     latent_dim: int = 16
     seed: int = 0
+    label_interpolation: str = "nearest"  # how the training labels are resampled (data.preprocess)
 
     def __post_init__(self) -> None:
         widths(self.preset)  # validates the name
+        check_label_interpolation(self.label_interpolation)
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError(f"need epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}")
         if not self.learning_rate > 0:
@@ -67,7 +70,8 @@ class VAETrainConfig:
 
     def model_config(self) -> VAEConfig:
         w = widths(self.preset)
-        return VAEConfig(latent_dim=self.latent_dim, channels=w["channels"], fc_features=w["fc_features"])
+        return VAEConfig(latent_dim=self.latent_dim, channels=w["channels"], fc_features=w["fc_features"],
+                         label_interpolation=self.label_interpolation)  # fmt: skip
 
 
 VAE_PRESETS: dict[str, VAETrainConfig] = {
@@ -252,7 +256,9 @@ def run_vae_training(
 
     target = resolve_device(device)  # before the data is read: a missing GPU fails at once
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    split = load_split(data, holdout=holdout, seed=config.seed)
+    split = load_split(
+        data, holdout=holdout, seed=config.seed, label_interpolation=config.label_interpolation
+    )
     model, history = train_vae(split.train, split.heldout, config, run_dir, resume=resume,
                                show_progress=show_progress, device=target, precision=precision)  # fmt: skip
     dice = reconstruction_dice(model, split.heldout)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cardiosynth.data.labels import NUM_CLASSES
+from cardiosynth.data.preprocess import check_label_interpolation
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,12 @@ class VAEConfig:
     channels: tuple[int, ...] = (8, 16, 32, 64)
     fc_features: tuple[int, ...] = (256, 128, 64)
     negative_slope: float = 0.2
+    # How the training labels were resampled to 1.5 mm (cardiosynth.data.preprocess): synthesis
+    # preprocesses base subjects and restores outputs the same way. Older models omit it: nearest.
+    label_interpolation: str = "nearest"
 
     def __post_init__(self) -> None:
+        check_label_interpolation(self.label_interpolation)
         if len(self.channels) != 4 or any(c < 1 for c in self.channels):
             raise ValueError(
                 f"channels must be 4 positive widths (the paper's 4 blocks), got {self.channels}"

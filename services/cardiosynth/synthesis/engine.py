@@ -31,7 +31,9 @@ from cardiosynth.data.classify import classify
 from cardiosynth.data.labels import Group
 from cardiosynth.data.preprocess import (
     Geometry,
+    LabelInterpolation,
     PreprocessedSubject,
+    check_label_interpolation,
     composite_image,
     restore_image,
     restore_labels,
@@ -393,6 +395,15 @@ def _native_image(subject: Subject, phase: str) -> npt.NDArray[Any]:
     return subject.ed_image if phase == "ED" else subject.es_image
 
 
+def label_interpolation_of(vae: torch.nn.Module) -> LabelInterpolation:
+    """How the label VAE's training labels were resampled (its config's ``label_interpolation``;
+    models without one were trained on nearest neighbour): synthesis preprocesses base subjects and
+    puts outputs back on their native grids the same way, so that decoded crops meet the grid
+    statistics the model learned."""
+    config = getattr(vae, "config", None)
+    return check_label_interpolation(str(getattr(config, "label_interpolation", "nearest")))
+
+
 def clean_stacks(
     labels: npt.NDArray[np.uint8], plan: Sequence[tuple[int, float, str, int]]
 ) -> npt.NDArray[np.uint8]:
@@ -474,6 +485,7 @@ class Synthesizer:
             if spade is not None:
                 place(spade, model_device(vae))
         self.vae = vae.eval()
+        self.label_interpolation = label_interpolation_of(vae)
         self.clean_labels = clean_labels
         self.calibrate_decoder = calibrate_decoder
         self._calibration: DecoderCalibration | None = None
@@ -516,7 +528,7 @@ class Synthesizer:
             started = time.perf_counter()
             found: dict[str, str] = {}
             for ref in sources.by_group(self.refs, Group.MINF):
-                processed = sources.load(ref).processed
+                processed = self._load(ref).processed
                 try:
                     found[ref.subject_id] = estimate_territory(
                         processed.ed_label, processed.es_label
@@ -593,7 +605,7 @@ class Synthesizer:
         stats = self.cache.get(self._cache_key(pathology, phase, ns, territory))
         if stats is None:
             started = time.perf_counter()
-            loaded = thread_map(sources.load, refs)  # independent reads: by threads, in order
+            loaded = thread_map(self._load, refs)  # independent reads: by threads, in order
             self._timed("load", started)
             ed_stacks = [x.processed.phase("ED").label for x in loaded]
             for ph in PHASES:  # both phases from one read of the subjects
@@ -641,7 +653,7 @@ class Synthesizer:
 
         def round_trips() -> Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]]:
             for ref in refs:  # one subject in memory at a time
-                processed = sources.load(ref).processed
+                processed = self._load(ref).processed
                 stacks = [label_stack(processed, ph) for ph in PHASES]
                 truth = np.concatenate(stacks)
                 latents = np.concatenate(encode_stacks(self.vae, stacks, **FP32))
@@ -665,6 +677,10 @@ class Synthesizer:
         """The offsets every synthetic decode adds to the logits (``None`` with the calibration off)."""
         return self.decoder_calibration().logit_bias if self.calibrate_decoder else None
 
+    def _load(self, ref: sources.SubjectRef) -> sources.LoadedSubject:
+        """``ref`` read and preprocessed as the label VAE's training data was."""
+        return sources.load(ref, self.label_interpolation)
+
     def _base(self, ref: sources.SubjectRef) -> sources.LoadedSubject:
         """A base subject read and preprocessed once while it stays among the ``base_cache`` most
         recently used (workers serve many jobs)."""
@@ -673,7 +689,7 @@ class Synthesizer:
                 self._loaded.move_to_end(ref.subject_id)
                 return self._loaded[ref.subject_id]
             started = time.perf_counter()
-            loaded = self._loaded[ref.subject_id] = sources.load(ref)
+            loaded = self._loaded[ref.subject_id] = self._load(ref)
             while len(self._loaded) > self._base_cache:
                 self._loaded.popitem(last=False)
             self._timed("load", started)
@@ -690,7 +706,7 @@ class Synthesizer:
             missing = [ref for sid, ref in unique.items() if sid not in out]
             if missing:
                 started = time.perf_counter()
-                for ref, loaded in zip(missing, thread_map(sources.load, missing), strict=True):
+                for ref, loaded in zip(missing, thread_map(self._load, missing), strict=True):
                     out[ref.subject_id] = self._loaded[ref.subject_id] = loaded
                 while len(self._loaded) > self._base_cache:
                     self._loaded.popitem(last=False)
@@ -890,7 +906,10 @@ class Synthesizer:
             else:
                 native_image = composite_image(img, geometry, _native_image(base.subject, phase), window)
             return SyntheticPhase(
-                labels=lab, images=img, native_labels=restore_labels(lab, geometry), native_image=native_image
+                labels=lab,
+                images=img,
+                native_labels=restore_labels(lab, geometry, self.label_interpolation),
+                native_image=native_image,
             )
 
         # Stacks are independent: restored and composited by threads (cardiosynth.parallel), in order.

@@ -52,6 +52,8 @@ class LoadedSubject:
     processed: PreprocessedSubject
 
 
-def load(ref: SubjectRef) -> LoadedSubject:
+def load(ref: SubjectRef, label_interpolation: str = "nearest") -> LoadedSubject:
+    """Read ``ref`` and preprocess it, the labels resampled by ``label_interpolation`` (use the
+    label VAE's: :func:`cardiosynth.synthesis.engine.label_interpolation_of`)."""
     subject = read_subject(ref.path)
-    return LoadedSubject(subject, preprocess_subject(subject))
+    return LoadedSubject(subject, preprocess_subject(subject, label_interpolation=label_interpolation))
