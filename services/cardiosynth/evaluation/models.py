@@ -93,7 +93,9 @@ def evaluate_models(
     vae, spade = refs.load()
     if not isinstance(vae.module, LabelVAE) or not isinstance(spade.module, SpadeTranslator):
         raise ValueError("expected a VAE and a SPADE model")
-    slices = load_slices(data)
+    # Preprocessed as the VAE's training labels were; SPADE then translates labels of that kind too,
+    # as in synthesis, where it gets the VAE's.
+    slices = load_slices(data, label_interpolation=vae.module.config.label_interpolation)
     train_ids, test_ids, split_note = _heldout_split(slices, vae.card, seed)
     train, test = slices.select_subjects(train_ids), slices.select_subjects(test_ids)
     log.info("evaluating on %d held-out subjects (%s)", len(test_ids), split_note)
