@@ -201,19 +201,21 @@ def test_clean_up_runs_before_translation_and_can_be_switched_off(run: Run) -> N
 def test_a_linear_label_vae_gets_linear_bases_and_outputs(phantom_root: Path) -> None:
     """Synthesis preprocesses base subjects and restores outputs the way the VAE's training labels
     were resampled (its config), so decoded crops meet the grid they were learned on."""
-    torch.manual_seed(0)
     synth = Synthesizer(LabelVAE(VAEConfig(label_interpolation="linear")), None, phantom_root)
     assert synth.label_interpolation == "linear"
-    request = SynthesisRequest(Group.HCM, n=1, seed=0)
-    (subject,) = synth.run(request)
-    for phase in ("ED", "ES"):
-        native = subject.base.ed_label if phase == "ED" else subject.base.es_label
-        np.testing.assert_array_equal(
-            subject.base_stacks[phase][1], apply_labels(native, subject.geometry, "linear")
-        )
-        out = subject.phases[1.0][phase]
-        np.testing.assert_array_equal(
-            out.native_labels, restore_labels(out.labels, subject.geometry, "linear")
-        )
+    ref = synth.refs[0]
+    loaded = synth._base(ref)
+    np.testing.assert_array_equal(
+        loaded.processed.ed_label, apply_labels(loaded.subject.ed_label, loaded.processed.geometry, "linear")
+    )
+    # a batch of the base's own linear crops comes back restored linearly on its grid
+    labels = loaded.processed.ed_label
+    batch = LabelBatch(
+        SynthesisRequest(Group.HCM, n=1), [ref.subject_id], [(0, 1.0, "ED", len(labels))], labels
+    )
+    (subject,) = synth.assemble(batch, None)
+    out = subject.phases[1.0]["ED"].native_labels
+    np.testing.assert_array_equal(out, restore_labels(labels, loaded.processed.geometry, "linear"))
+    assert not np.array_equal(out, restore_labels(labels, loaded.processed.geometry))  # not nearest's
     # the default (and every model saved before the setting) stays nearest
     assert Synthesizer(LabelVAE(VAEConfig()), None, phantom_root).label_interpolation == "nearest"
