@@ -306,7 +306,7 @@ def restore_labels(
         )  # fmt: skip
         return out
 
-    return _resample_labels(np.ascontiguousarray(volume), method, resample)
+    return _resample_labels(volume, method, resample)
 
 
 def restore_image(
