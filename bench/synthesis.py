@@ -115,6 +115,12 @@ def main() -> None:
     parser.add_argument("--naive-max", type=int, default=5, help="largest n timed with the naive loop")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--precision", default=None, help="fp32, bf16, fp16 (default: the device's)")
+    parser.add_argument(
+        "--soft-restore",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="restore labels from the decoder's probabilities (default; --no-soft-restore: from the labels)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.preset is not None:
@@ -127,7 +133,7 @@ def main() -> None:
     if not isinstance(vae, LabelVAE) or not isinstance(spade, SpadeTranslator):
         raise SystemExit(f"model {args.model!r} is not a VAE + SPADE pair")
     synth = Synthesizer(vae, spade, args.data, model_versions={"vae": label}, device=args.device,
-                        precision=args.precision)  # fmt: skip
+                        precision=args.precision, soft_restore=args.soft_restore)  # fmt: skip
     pathology = Group(args.pathology)
     for phase in ("ED", "ES"):
         synth.class_stats(pathology, phase)
@@ -198,7 +204,7 @@ def main() -> None:
         "spade": sum(p.numel() for p in spade.parameters()),
     }
     result = {"device": device, "models": label, "parameters": params, "threads": torch.get_num_threads(),
-              "rows": rows}  # fmt: skip
+              "soft_restore": synth.soft_restore, "rows": rows}  # fmt: skip
     print(json.dumps(result, indent=2))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

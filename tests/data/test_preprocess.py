@@ -18,6 +18,7 @@ from cardiosynth.data.preprocess import (
     preprocess_subject,
     restore_image,
     restore_labels,
+    restore_probabilities,
 )
 
 
@@ -375,3 +376,104 @@ def test_nearest_is_the_default_and_linear_is_recorded(phantom_root: Path) -> No
     assert not np.array_equal(nearest.ed_label, linear.ed_label)  # the phantom's grid is not 1.5 mm
     with pytest.raises(ValueError, match="'bicubic'"):
         preprocess_subject(subject, label_interpolation="bicubic")
+
+
+# --- restoring decoded stacks from their probabilities -------------------------------------------------
+
+
+def ring_shares(g: Geometry, thickness_mm: float, slices: int = 3, softness_mm: float = 0.5) -> np.ndarray:
+    """Class shares ``(Z, C, S, S)`` of :func:`ring_volume`'s analytic ring on ``g``'s crop grid, as a
+    decoder's softmax would give them: a logistic of each pixel centre's signed distance to every
+    outline, so the boundary lies between pixels where the outline does."""
+    a = (np.arange(g.crop_size) + g.crop_start[0] + 0.5) * g.target_spacing  # crop pixel centres, mm
+    b = (np.arange(g.crop_size) + g.crop_start[1] + 0.5) * g.target_spacing
+    x, y = np.meshgrid(a, b, indexing="ij")
+    r = np.hypot(x - 73.3, y - 76.1)
+
+    def inside(distance: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-distance / softness_mm))
+
+    cavity, epicardium = inside(22.0 - r), inside(22.0 + thickness_mm - r)
+    rv = inside(22.0 - np.hypot(x - 73.3, y - 118.0)) * (1.0 - epicardium)
+    shares = np.stack([1.0 - epicardium - rv, rv, epicardium - cavity, cavity])
+    return np.repeat(shares[None], slices, axis=0)
+
+
+@pytest.mark.parametrize("spacing", [1.3, 1.62, 1.8])
+def test_restoring_from_probabilities_keeps_the_boundary_between_pixels(spacing: float) -> None:
+    """A decoded crop put back from its labels is drawn twice (argmax on the 1.5 mm grid, then nearest
+    neighbour on the native one) and a wall maximum finds the repeated pixel rows; from the
+    probabilities it is drawn once, on the native grid, where the analytic outline is."""
+    errors = []
+    for thickness in (6.0, 8.0, 10.3):
+        native = ring_volume(spacing, thickness)
+        g = plan_geometry([native], affine_for(spacing))
+        shares = ring_shares(g, thickness)
+        quantised = np.round(shares * 255).astype(np.uint8)
+        soft = restore_probabilities(quantised, g)
+        hard = restore_labels(np.argmax(shares, axis=1).astype(np.uint8), g)
+        wall = max_wall(native, spacing)
+        # a few boundary voxels where the outline passes within a hair of a pixel centre, not rows
+        assert np.sum(soft != native) < 0.25 * np.sum(hard != native)
+        assert abs(max_wall(soft, spacing) - wall) <= 0.2
+        errors.append(abs(max_wall(hard, spacing) - wall))
+        # float probabilities give the uint8 ones' labels, but for near-ties that the rounding broke
+        assert np.sum(restore_probabilities(shares, g) != soft) <= 1e-3 * soft.size
+    assert max(errors) > 0.3  # the labels' way moves the wall maximum on every grid tried
+
+
+@pytest.mark.parametrize(("shape", "centre", "spacing"), [((60, 60, 5), (30.0, 30.0), 1.62),
+                                                            ((230, 200, 3), (150.0, 60.0), 1.3)])  # fmt: skip
+def test_one_hot_probabilities_restore_as_linear_label_resampling(
+    shape: tuple[int, int, int], centre: tuple[float, float], spacing: float
+) -> None:
+    """Exactly linear label resampling, also where the native field of view is wider than the crop
+    (only the crop's part of the native grid is interpolated; the rest is background)."""
+    labels = cone_heart(shape, centre, 12.0)
+    g = plan_geometry([labels], affine_for(spacing))
+    stack = apply_labels(labels, g)
+    expected = restore_labels(stack, g, "linear")
+    np.testing.assert_array_equal(restore_probabilities(one_hot(stack), g), expected)
+    np.testing.assert_array_equal(restore_probabilities((one_hot(stack) * 255).astype(np.uint8), g), expected)
+    # labels up to the crop's border: the part of the native grid that is interpolated reaches it
+    noise = np.random.default_rng(0).integers(0, 4, stack.shape).astype(np.uint8)
+    restored, reference = restore_probabilities(one_hot(noise), g), restore_labels(noise, g, "linear")
+    # the same extent to the voxel; inside, random labels tie often and float rounding breaks a few ties
+    # the other way (the part is interpolated with a shifted offset)
+    for axes in ((1, 2), (0, 2)):
+        np.testing.assert_array_equal(
+            np.flatnonzero(restored.any(axis=axes)), np.flatnonzero(reference.any(axis=axes))
+        )
+    assert np.mean(restored != reference) < 1e-3
+    assert 0 < np.mean(restored > 0) < 1  # the heart's crop and, on the wide grid, background around it
+
+
+def test_corrected_labels_win_over_their_probabilities() -> None:
+    """A clean-up that removed an island or filled a hole changed labels, not probabilities: the
+    native labels follow the corrected labels, never bring the island back."""
+    native = ring_volume(1.62, 8.0)
+    g = plan_geometry([native], affine_for(1.62))
+    shares = ring_shares(g, 8.0)
+    decoded = np.argmax(shares, axis=1).astype(np.uint8)
+    island = shares.copy()
+    island[:, :, 30:33, 20:23] = 0.0
+    island[:, 1, 30:33, 20:23] = 1.0  # an RV speck in the background, inside the native field of view
+    assert np.sum(restore_probabilities(island, g) == 1) > np.sum(restore_probabilities(shares, g) == 1)
+    # the clean-up's labels (the speck gone) put back: exactly what the speck-free shares give
+    np.testing.assert_array_equal(restore_probabilities(island, g, decoded), restore_probabilities(shares, g))
+    # where labels and probabilities agree, the labels change nothing
+    np.testing.assert_array_equal(restore_probabilities(shares, g, decoded), restore_probabilities(shares, g))
+
+
+def test_restore_probabilities_checks_its_input() -> None:
+    native = ring_volume(1.62, 8.0)
+    g = plan_geometry([native], affine_for(1.62))
+    shares = ring_shares(g, 8.0)
+    with pytest.raises(ValueError, match=r"\(3, 4, 64, 64\)"):
+        restore_probabilities(shares[:, :, :64, :64], g)
+    with pytest.raises(ValueError, match=r"\(3, 3, 128, 128\)"):
+        restore_probabilities(shares[:, :3], g)
+    with pytest.raises(ValueError, match="dtype bool"):
+        restore_probabilities(shares > 0.5, g)
+    with pytest.raises(ValueError, match=r"labels of shape \(2, 128, 128\)"):
+        restore_probabilities(shares, g, np.zeros((2, 128, 128), np.uint8))

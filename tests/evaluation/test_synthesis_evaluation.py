@@ -85,10 +85,11 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
     # Replay fails the memorisation target (median 1 is never below the held-out bar).
     assert "HCM: memorisation" in " ".join(report["targets_by_row"]["baseline:nearest_replay"]["missed"])
     assert len(rows["baseline:nearest_replay"]["memorisation_dice_per_subject"]) == 2
-    # Slice shuffling keeps every volume: the same biomarker volumes as the method's default row.
+    # Slice shuffling keeps every volume and every slice's walls (restored from the same probabilities
+    # as the method's stacks): the same biomarker volumes and wall maximum as the default row.
     default = report["default"]
     method = rows[f"method:{default['correlation']}/{default['interpolation']}"]
-    for name in ("lv_edv_index", "rv_edv_index", "mass_index"):
+    for name in ("lv_edv_index", "rv_edv_index", "mass_index", "max_wall_thickness"):
         assert rows["baseline:shuffled_slices"]["biomarker_means"][name] == pytest.approx(
             method["biomarker_means"][name], nan_ok=True
         )

@@ -3,6 +3,7 @@ labels that are the cleaned decoded stacks restored to the native grid."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,14 @@ import torch
 
 from cardiosynth.data.labels import Group
 from cardiosynth.data.nifti import load_volume
-from cardiosynth.data.preprocess import apply_labels, crop_weight, restore_image, restore_labels
+from cardiosynth.data.preprocess import (
+    apply_labels,
+    crop_weight,
+    one_hot,
+    restore_image,
+    restore_labels,
+    restore_probabilities,
+)
 from cardiosynth.data.topology import clean_labels, topology_errors
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
@@ -180,6 +188,49 @@ def test_labels_are_the_cleaned_stacks_restored_at_the_base_voxels(run: Run) -> 
         heart = native > 0
         image = base.ed_image if phase == "ED" else base.es_image
         np.testing.assert_allclose(out.native_image[heart].mean(), image[heart].mean(), rtol=0.05)
+
+
+def test_decoded_stacks_go_back_from_the_decoders_probabilities(run: Run) -> None:
+    """The batch carries the decoder's probabilities (uint8, before the clean-up) and the native labels
+    are restored from them with the cleaned labels' corrections kept; ``soft_restore`` off (or a
+    batch without them) restores the labels by nearest neighbour, as before."""
+    batch = run.batch
+    assert batch.probabilities is not None
+    assert batch.probabilities.dtype == np.uint8
+    assert batch.probabilities.shape == (len(batch.labels), 4, *batch.labels.shape[1:])
+    # quantised softmax: shares sum to 255 within rounding
+    assert np.abs(batch.probabilities.sum(axis=1, dtype=np.int32) - 255).max() <= 2
+    offset = 0
+    for _, severity, phase, z in batch.plan:
+        out = run.subject.phases[severity][phase]
+        probs = batch.probabilities[offset : offset + z]
+        offset += z
+        expected = restore_probabilities(probs, run.subject.geometry, out.labels)
+        np.testing.assert_array_equal(out.native_labels, expected)
+    # the base's own labels with specks, their one-hot as the probabilities, cleaned: the specks stay
+    # gone and the heart comes back as the linear shares of the cleaned labels, not nearest's
+    noisy, _, _ = replay(run)
+    shares = (one_hot(noisy.labels) * 255).astype(np.uint8)
+    cleaned = dataclasses.replace(noisy, labels=clean_stacks(noisy.labels, noisy.plan), probabilities=shares)
+    soft, hard = (
+        run.synth.assemble(b, None)[0].phases[1.0]["ED"]
+        for b in (cleaned, dataclasses.replace(cleaned, probabilities=None))
+    )
+    z = batch.plan[0][3]
+    geometry = run.subject.geometry
+    np.testing.assert_array_equal(soft.native_labels, restore_labels(cleaned.labels[:z], geometry, "linear"))
+    np.testing.assert_array_equal(hard.native_labels, restore_labels(cleaned.labels[:z], geometry))
+    # (the fixture's NOR grid is 1.486 mm, so the two agree here; they part on coarser or finer grids:
+    # tests/data/test_preprocess.py)
+    run.synth.soft_restore = False
+    try:
+        plain = run.synth.make_labels(run.request)
+    finally:
+        run.synth.soft_restore = True
+    assert plain.probabilities is None
+    np.testing.assert_array_equal(plain.labels, batch.labels)  # the labels do not depend on it
+    with pytest.raises(ValueError, match="probabilities of shape"):
+        dataclasses.replace(batch, probabilities=batch.probabilities[:1])
 
 
 def test_clean_up_runs_before_translation_and_can_be_switched_off(run: Run) -> None:

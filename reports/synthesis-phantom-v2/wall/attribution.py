@@ -140,7 +140,7 @@ def main(data: Path, out: Path) -> None:
                         synth.class_stats(g, "ED"),
                         synth.class_stats(g, "ES"),
                         [len(b.processed.ed_label) for b in bases],
-                    )
+                    ).pairs
                 ],
                 "elastic_nor": [
                     p[0]

@@ -27,7 +27,11 @@ Labels are resampled in one of two ways (:data:`LabelInterpolation`):
   identity (a boundary pixel can change class).
 
 A model records the resampling its training data had (the label VAE's ``label_interpolation``), and
-synthesis preprocesses the base subjects and restores the outputs the same way.
+synthesis preprocesses the base subjects the same way. Decoded outputs go back to the native grid
+from the decoder's class probabilities (:func:`restore_probabilities`: each class's share
+interpolated linearly, the largest taken on the native grid), so that a decoded heart is drawn once,
+on the native grid, instead of twice (argmax on the 1.5 mm grid, then nearest neighbour); labels
+without probabilities go back by :func:`restore_labels`.
 
 Processed arrays are slice stacks ``(Z, S, S)`` with ``[k, a, b]`` the resampled ``(X, Y)`` pixel
 ``(a + start_x, b + start_y)`` of slice ``k`` (base first).
@@ -261,15 +265,21 @@ def _resample_labels(
     lower label; outside the input every share is background's)."""
     if interpolation == "nearest":
         return np.rint(resample(lab.astype(np.float64), 0, 0.0)).astype(np.uint8)
-    best = resample((lab == BACKGROUND).astype(np.float64), 1, 1.0)
+    return _largest_share(lambda c: resample((lab == c).astype(np.float64), 1, float(c == BACKGROUND)))
+
+
+def _largest_share(share: Callable[[int], npt.NDArray[np.float64]]) -> npt.NDArray[np.uint8]:
+    """The label of the largest ``share(c)`` over the classes, pixel by pixel (ties go to the lower
+    label); one class's share in memory at a time besides the best so far."""
+    best = share(BACKGROUND)
     out = np.full(best.shape, BACKGROUND, dtype=np.uint8)
     for c in range(NUM_CLASSES):
         if c == BACKGROUND:
             continue
-        share = resample((lab == c).astype(np.float64), 1, 0.0)
-        wins = share > best
+        current = share(c)
+        wins = current > best
         out[wins] = c
-        best = np.where(wins, share, best)
+        best = np.where(wins, current, best)
     return out
 
 
@@ -295,18 +305,98 @@ def restore_labels(
     method = check_label_interpolation(interpolation)
     lab = as_label_map(np.asarray(stack), what="processed labels")
     volume = _from_stack(lab, geometry)
+    return _resample_labels(volume, method, lambda v, order, fill: _backward(v, geometry, order, fill))
+
+
+def _backward(
+    volume: npt.NDArray[np.floating[Any]],
+    geometry: Geometry,
+    order: int,
+    fill: float,
+    box: tuple[slice, slice] | None = None,
+) -> npt.NDArray[np.float64]:
+    """Inverse of :func:`_forward`: a processed ``(S, S, Z)`` volume onto the native grid (``fill``
+    outside the crop); with ``box`` (native X and Y index ranges) only that part of it."""
     sx, sy = geometry.scale
     # native index i -> processed index (i + 0.5) / scale - 0.5 - start
-    offset = (0.5 / sx - 0.5 - geometry.crop_start[0], 0.5 / sy - 0.5 - geometry.crop_start[1], 0.0)
+    offset = [0.5 / sx - 0.5 - geometry.crop_start[0], 0.5 / sy - 0.5 - geometry.crop_start[1], 0.0]
+    shape = geometry.native_shape
+    if box is not None:
+        offset[0] += box[0].start / sx
+        offset[1] += box[1].start / sy
+        shape = (box[0].stop - box[0].start, box[1].stop - box[1].start, shape[2])
+    out: npt.NDArray[np.float64] = ndimage.affine_transform(
+        np.asarray(volume, dtype=np.float64),
+        matrix=(1.0 / sx, 1.0 / sy, 1.0),
+        offset=offset,
+        output_shape=shape,
+        order=order,
+        mode="constant",
+        cval=fill,
+    )
+    return out
 
-    def resample(v: npt.NDArray[np.float64], order: int, fill: float) -> npt.NDArray[np.float64]:
-        out: npt.NDArray[np.float64] = ndimage.affine_transform(
-            v, matrix=(1.0 / sx, 1.0 / sy, 1.0), offset=offset, output_shape=geometry.native_shape,
-            order=order, mode="constant", cval=fill,
-        )  # fmt: skip
-        return out
 
-    return _resample_labels(volume, method, resample)
+def _crop_box(geometry: Geometry) -> tuple[slice, slice]:
+    """The native X and Y index ranges that a linear :func:`_backward` can give anything but its fill:
+    processed coordinates within one pixel of the crop (a margin of one native pixel besides)."""
+    ranges = []
+    for start, scale, size in zip(
+        geometry.crop_start, geometry.scale, geometry.native_shape[:2], strict=True
+    ):
+        lo = int(np.floor((start - 0.5) * scale - 0.5)) - 1
+        hi = int(np.ceil((geometry.crop_size + start + 0.5) * scale - 0.5)) + 2
+        ranges.append(slice(min(max(lo, 0), size), min(max(hi, 0), size)))
+    return ranges[0], ranges[1]
+
+
+def restore_probabilities(
+    probabilities: npt.NDArray[np.generic],
+    geometry: Geometry,
+    labels: npt.NDArray[np.generic] | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Class probabilities ``(Z, C, S, S)`` of a processed stack to native ``(X, Y, Z)`` labels:
+    each class's share interpolated linearly onto the native grid and the largest share taken
+    there (ties go to the lower label; outside the crop every share is background's).
+
+    Why: a decoder's argmax draws the heart on the 1.5 mm grid, and resampling those labels draws it
+    a second time on the native grid, where nearest neighbour repeats whole pixel rows and a wall
+    maximum finds them; the probabilities hold where the boundary lies between pixels, so one
+    rasterisation on the native grid keeps it (``reports/synthesis-phantom-v2/cohort/soft_restore.txt``).
+    Floating-point probabilities sum to 1; integer ones to their dtype's maximum (``uint8``
+    probabilities times 255, :class:`cardiosynth.synthesis.stages.Decoded`).
+
+    ``labels`` ``(Z, S, S)``: the stack's labels after any correction (a clean-up that removed an
+    island or filled a hole); where a pixel's label is not its largest share, the pixel is restored
+    as its label (its share set to one class), so the native labels never bring back what was
+    corrected. Where every processed pixel around a native one holds the same label, the native
+    pixel gets that label (a convex combination keeps the largest share).
+    """
+    probs = np.asarray(probabilities)
+    size = geometry.crop_size
+    if probs.ndim != 4 or probs.shape[1] != NUM_CLASSES or probs.shape[2:] != (size, size):
+        raise ValueError(
+            f"expected probabilities (Z, {NUM_CLASSES}, {size}, {size}), got shape {probs.shape}"
+        )
+    if not np.issubdtype(probs.dtype, np.number) or np.issubdtype(probs.dtype, np.complexfloating):
+        raise ValueError(f"probabilities must be real numbers, got dtype {probs.dtype}")
+    scale = float(np.iinfo(probs.dtype).max) if np.issubdtype(probs.dtype, np.integer) else 1.0
+    shares = probs.astype(np.float32)
+    if labels is not None:
+        lab = as_label_map(np.asarray(labels), what="processed labels")
+        if lab.shape != (probs.shape[0], size, size):
+            raise ValueError(f"labels of shape {lab.shape} for probabilities of shape {probs.shape}")
+        corrected = np.argmax(shares, axis=1) != lab
+        if corrected.any():
+            shares = np.where(corrected[:, None], one_hot(lab) * np.float32(scale), shares)
+    # Only where the crop reaches is there work: outside it every share is background's (the native
+    # field of view is often twice the crop's width, four times its area).
+    box = _crop_box(geometry)
+    out = np.full(geometry.native_shape, BACKGROUND, dtype=np.uint8)
+    out[box] = _largest_share(
+        lambda c: _backward(_from_stack(shares[:, c], geometry), geometry, 1, scale * (c == BACKGROUND), box)
+    )
+    return out
 
 
 def restore_image(
@@ -317,18 +407,7 @@ def restore_image(
     With ``window`` the intensities are mapped back to the native scale; outside the crop the value
     is the window's low end (or -1). Written outputs use :func:`composite_image` instead.
     """
-    volume = _from_stack(np.asarray(stack, dtype=np.float64), geometry)
-    sx, sy = geometry.scale
-    offset = (0.5 / sx - 0.5 - geometry.crop_start[0], 0.5 / sy - 0.5 - geometry.crop_start[1], 0.0)
-    out = ndimage.affine_transform(
-        volume,
-        matrix=(1.0 / sx, 1.0 / sy, 1.0),
-        offset=offset,
-        output_shape=geometry.native_shape,
-        order=1,
-        mode="constant",
-        cval=-1.0,
-    )
+    out = _backward(_from_stack(np.asarray(stack, dtype=np.float64), geometry), geometry, 1, -1.0)
     if window is not None:
         lo, hi = window
         out = (out + 1.0) * 0.5 * (hi - lo) + lo

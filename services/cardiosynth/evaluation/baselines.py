@@ -2,7 +2,9 @@
 
 Each makes, for one base NOR subject, an (ED, ES) pair of processed label stacks ``(Z, S, S)``
 that is measured exactly like the method's output (restored to the base's native grid, biomarkers
-with the base's spacing, height and weight, rule diagnosis):
+with the base's spacing, height and weight, rule diagnosis). The two that decode latents return
+the decoder's probabilities too (:class:`Decoded`), so that they are restored as the method's
+outputs are, from the probabilities (:func:`cardiosynth.data.preprocess.restore_probabilities`):
 
 - :func:`class_mean_decode`: the class mean latent, resampled into the base's LV extent, decoded.
   No sampling, no correlation: if this passes the evaluation, the evaluation measures nothing.
@@ -20,7 +22,8 @@ with the base's spacing, height and weight, rule diagnosis):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -34,11 +37,39 @@ from cardiosynth.synthesis.equalise import (
     restore_lv,
     target_extent,
 )
-from cardiosynth.synthesis.stages import decode_latents, encode_stacks
+from cardiosynth.synthesis.stages import decode_slices, encode_stacks
 from cardiosynth.synthesis.stats import ClassStats
 
 LabelStack = npt.NDArray[np.uint8]
 Pair = tuple[LabelStack, LabelStack]  # (ED, ES), each (Z, S, S)
+ProbabilityPair = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]  # (ED, ES), each (Z, C, S, S)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Decoded (ED, ES) pairs and, pair by pair, the uint8 probabilities they were taken from
+    (:class:`cardiosynth.synthesis.stages.Decoded`)."""
+
+    pairs: list[Pair]
+    probabilities: list[ProbabilityPair]
+
+
+def _decode_pairs(
+    vae: LabelVAE,
+    blocks: Sequence[npt.NDArray[np.floating[Any]]],
+    logit_bias: npt.NDArray[np.floating[Any]] | None,
+) -> Decoded:
+    """Latent blocks ``[(Z_k, nz)]``, ED and ES alternating, decoded into pairs."""
+    if not blocks:
+        return Decoded([], [])
+    decoded = decode_slices(vae, np.concatenate(blocks), logit_bias=logit_bias, probabilities=True)
+    probabilities = cast(npt.NDArray[np.uint8], decoded.probabilities)  # asked for
+    bounds = np.cumsum([0, *(len(b) for b in blocks)])
+    labels = [decoded.labels[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]
+    shares = [probabilities[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]
+    pairs = range(0, len(blocks), 2)
+    return Decoded([(labels[i], labels[i + 1]) for i in pairs], [(shares[i], shares[i + 1]) for i in pairs])
+
 
 BASELINES: tuple[str, ...] = (
     "class_mean",
@@ -57,7 +88,7 @@ def class_mean_decode(
     *,
     bases: Sequence[Pair] | None = None,
     logit_bias: npt.NDArray[np.floating[Any]] | None = None,
-) -> list[Pair]:
+) -> Decoded:
     """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``.
 
     ``logit_bias``: the decoder calibration the method decodes with (:mod:`.synthesis.calibration`).
@@ -69,7 +100,7 @@ def class_mean_decode(
     if any(z < 1 for z in slice_counts):
         raise ValueError(f"slice counts must be positive, got {list(slice_counts)}")
     if not slice_counts:
-        return []
+        return Decoded([], [])
     if bases is None:
         blocks = [resample_slices(s.mean, z) for z in slice_counts for s in (stats_ed, stats_es)]
     else:
@@ -85,10 +116,7 @@ def class_mean_decode(
             restore_lv(stats.mean, z, target_extent(lv_extent(ed), (0, 0), stats.extent_offset, 1.0, len(z)))
             for z, ed, stats in zip(encoded, eds, [stats_ed, stats_es] * len(bases), strict=True)
         ]
-    labels = decode_latents(vae, np.concatenate(blocks), logit_bias=logit_bias)
-    bounds = np.cumsum([0, *(len(b) for b in blocks)])
-    stacks = [labels[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]
-    return [(stacks[2 * i], stacks[2 * i + 1]) for i in range(len(slice_counts))]
+    return _decode_pairs(vae, blocks, logit_bias)
 
 
 def nearest_indices(
@@ -145,11 +173,20 @@ def elastic_nor(
 
 def shuffle_slices(pairs: Sequence[Pair], seed: int) -> list[Pair]:
     """Each pair with its slices in one random order (the same for ED and ES)."""
-    out: list[Pair] = []
-    for index, (ed, es) in enumerate(pairs):
-        order = np.random.default_rng([seed, index]).permutation(len(ed))
-        out.append((ed[order], es[order]))
-    return out
+    return [(ed[order], es[order]) for (ed, es), order in zip(pairs, _slice_orders(pairs, seed), strict=True)]
+
+
+def shuffle_decoded_slices(decoded: Decoded, seed: int) -> Decoded:
+    """:func:`shuffle_slices` of decoded pairs, their probabilities in the same orders."""
+    orders = _slice_orders(decoded.pairs, seed)
+    return Decoded(
+        shuffle_slices(decoded.pairs, seed),
+        [(ed[o], es[o]) for (ed, es), o in zip(decoded.probabilities, orders, strict=True)],
+    )
+
+
+def _slice_orders(pairs: Sequence[Pair], seed: int) -> list[npt.NDArray[np.intp]]:
+    return [np.random.default_rng([seed, index]).permutation(len(ed)) for index, (ed, _) in enumerate(pairs)]
 
 
 def shuffle_dims(
@@ -157,16 +194,13 @@ def shuffle_dims(
     pairs: Sequence[Pair],
     seed: int,
     logit_bias: npt.NDArray[np.floating[Any]] | None = None,
-) -> list[Pair]:
+) -> Decoded:
     """Each pair re-encoded, its latent dimensions permuted per slice, decoded (with ``logit_bias``,
     the method's decoder calibration)."""
     if not pairs:
-        return []
-    stacks = [s for pair in pairs for s in pair]
-    encoded = encode_stacks(vae, stacks)
+        return Decoded([], [])
+    encoded = encode_stacks(vae, [s for pair in pairs for s in pair])
     rng = np.random.default_rng(seed)
-    shuffled = [np.stack([row[rng.permutation(len(row))] for row in z]) for z in encoded]
-    labels = decode_latents(vae, np.concatenate(shuffled), logit_bias=logit_bias)
-    bounds = np.cumsum([0, *(len(s) for s in stacks)])
-    decoded = [labels[bounds[i] : bounds[i + 1]] for i in range(len(stacks))]
-    return [(decoded[2 * i], decoded[2 * i + 1]) for i in range(len(pairs))]
+    return _decode_pairs(
+        vae, [np.stack([row[rng.permutation(len(row))] for row in z]) for z in encoded], logit_bias
+    )

@@ -48,7 +48,7 @@ from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers, subject_
 from cardiosynth.data.classify import classify
 from cardiosynth.data.labels import RV_CAVITY, Group
 from cardiosynth.data.overlap import dice_ceiling, dice_per_class
-from cardiosynth.data.preprocess import restore_labels
+from cardiosynth.data.preprocess import restore_labels, restore_probabilities
 from cardiosynth.data.topology import clean_labels, topology_errors
 from cardiosynth.evaluation import baselines as bl
 from cardiosynth.evaluation.consistency import adjacent_slice_dice
@@ -66,6 +66,7 @@ from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import (
+    LabelBatch,
     SynthesisRequest,
     Synthesizer,
     SyntheticSubject,
@@ -151,18 +152,32 @@ class Generated:
     base_es: LabelStack
     biomarkers: Biomarkers | None
     diagnosis: str | None
+    # The decoder's probabilities (ED, ES) the stacks were taken from, when the engine kept them: a
+    # baseline that reorders the stacks (shuffled slices) is then restored as the method's outputs are.
+    probabilities: bl.ProbabilityPair | None = None
 
 
 def measure(
-    ed: LabelStack, es: LabelStack, base: sources.LoadedSubject
+    ed: LabelStack,
+    es: LabelStack,
+    base: sources.LoadedSubject,
+    probabilities: bl.ProbabilityPair | None = None,
 ) -> tuple[Biomarkers | None, str | None]:
     """Biomarkers and rule diagnosis of processed stacks placed on ``base``'s native grid, as the
-    engine does for its own outputs."""
+    engine does for its own outputs: from the decoder's ``probabilities`` (ED, ES) when the stacks
+    were decoded (the labels' corrections kept), from the labels otherwise."""
     geometry = base.processed.geometry
+
+    def native(labels: LabelStack, shares: npt.NDArray[np.uint8] | None) -> npt.NDArray[np.uint8]:
+        if shares is None:
+            return restore_labels(labels, geometry, base.processed.label_interpolation)
+        return restore_probabilities(shares, geometry, labels)
+
+    ed_shares, es_shares = probabilities if probabilities is not None else (None, None)
     try:
         b = compute_biomarkers(
-            restore_labels(ed, geometry, base.processed.label_interpolation),
-            restore_labels(es, geometry, base.processed.label_interpolation),
+            native(ed, ed_shares),
+            native(es, es_shares),
             base.subject.spacing,
             height=base.subject.info.height,
             weight=base.subject.info.weight,
@@ -176,10 +191,21 @@ def measure(
         return b, None
 
 
-def from_engine(subjects: Sequence[SyntheticSubject], severity: float = 1.0) -> list[Generated]:
+def from_engine(
+    subjects: Sequence[SyntheticSubject], severity: float = 1.0, batch: LabelBatch | None = None
+) -> list[Generated]:
+    """The engine's outputs at ``severity``; with the ``batch`` they were assembled from, the
+    decoder's probabilities of each stack as well (when the batch carries them)."""
+    shares: dict[tuple[int, str], npt.NDArray[np.uint8]] = {}
+    if batch is not None and batch.probabilities is not None:
+        bounds = np.cumsum([0, *(p[3] for p in batch.plan)])
+        for k, (index, a, phase, _) in enumerate(batch.plan):
+            if a == severity:
+                shares[(index, phase)] = batch.probabilities[bounds[k] : bounds[k + 1]]
     out = []
     for s in subjects:
         phases = s.phases[severity]
+        ed_es = (shares.get((s.index, "ED")), shares.get((s.index, "ES")))
         out.append(
             Generated(
                 ed=phases["ED"].labels,
@@ -188,19 +214,34 @@ def from_engine(subjects: Sequence[SyntheticSubject], severity: float = 1.0) -> 
                 base_es=s.base_stacks["ES"][1],
                 biomarkers=s.biomarkers.get(severity),
                 diagnosis=s.diagnosis.get(severity, {}).get("group"),
+                probabilities=(ed_es[0], ed_es[1]) if ed_es[0] is not None and ed_es[1] is not None else None,
             )
         )
     return out
 
 
+def run_engine(synth: Synthesizer, request: SynthesisRequest, severity: float = 1.0) -> list[Generated]:
+    """:meth:`Synthesizer.run` (labels only when the Synthesizer has no SPADE model) measured at
+    ``severity``, with the decoder's probabilities of each stack (:func:`from_engine`)."""
+    batch = synth.make_labels(request)
+    images = synth.translate(batch) if synth.spade is not None else None
+    return from_engine(synth.assemble(batch, images), severity, batch)
+
+
 def _from_pairs(
-    pairs: Sequence[bl.Pair], bases: Sequence[sources.LoadedSubject], clean: bool
+    pairs: Sequence[bl.Pair] | bl.Decoded, bases: Sequence[sources.LoadedSubject], clean: bool
 ) -> list[Generated]:
+    """Decoded pairs (:class:`.baselines.Decoded`, restored from their probabilities) or label pairs
+    measured on their bases."""
+    labels: Sequence[bl.Pair] = pairs.pairs if isinstance(pairs, bl.Decoded) else pairs
+    shares: Sequence[bl.ProbabilityPair | None] = (
+        pairs.probabilities if isinstance(pairs, bl.Decoded) else [None] * len(bases)
+    )
     out = []
-    for (ed, es), base in zip(pairs, bases, strict=True):
+    for (ed, es), base, probabilities in zip(labels, bases, shares, strict=True):
         if clean:  # decoded baselines get the method's post-processing, so the comparison is fair
             ed, es = clean_labels(ed), clean_labels(es)
-        b, d = measure(ed, es, base)
+        b, d = measure(ed, es, base, probabilities)
         out.append(Generated(ed, es, base.processed.ed_label, base.processed.es_label, b, d))
     return out
 
@@ -395,7 +436,7 @@ def _method_rows(
         request = SynthesisRequest(
             target, n=n, seed=seed, correlation=check_mode(mode), interpolation=check_interpolation(fam)
         )
-        generated = from_engine(synth.run(request))
+        generated = run_engine(synth, request)
         is_default = (mode, fam) == (default.correlation, default.interpolation)
         rows[f"method:{mode}/{fam}"] = row_figures(generated, target, rc, k=k, full_topology=is_default)
         if is_default:
@@ -425,7 +466,7 @@ def _baseline_rows(
 ) -> dict[str, dict[str, Any]]:
     """The rows of :mod:`.baselines`, on the method's bases (and, for the shuffles, its outputs)."""
     base_pairs = [(b.processed.ed_label, b.processed.es_label) for b in bases]
-    mean_pairs = bl.class_mean_decode(
+    mean = bl.class_mean_decode(
         synth.vae,
         synth.class_stats(target, "ED"),
         synth.class_stats(target, "ES"),
@@ -448,14 +489,22 @@ def _baseline_rows(
         for x, b, i in ((rc.train[i], b, i) for b, i in zip(bases, nearest, strict=True))
     ]
     method_pairs = [(g.ed, g.es) for g in default_out]
+    method_shares = [g.probabilities for g in default_out]
+    shuffled: bl.Decoded | list[bl.Pair] = bl.shuffle_slices(method_pairs, seed)
+    if all(p is not None for p in method_shares):
+        decoded_method = bl.Decoded(method_pairs, [p for p in method_shares if p is not None])
+        shuffled = bl.shuffle_decoded_slices(decoded_method, seed)
+    dims = bl.shuffle_dims(synth.vae, method_pairs, seed, synth.logit_bias())
+
+    def decoded(d: bl.Decoded) -> bl.Decoded | list[bl.Pair]:
+        return d if synth.soft_restore else d.pairs  # restored as the method's outputs are
+
     made = {
-        "class_mean": _from_pairs(mean_pairs, bases, clean=True),
+        "class_mean": _from_pairs(decoded(mean), bases, clean=True),
         "nearest_replay": replay,
         "elastic_nor": _from_pairs(bl.elastic_nor(base_pairs, seed), bases, clean=False),
-        "shuffled_slices": _from_pairs(bl.shuffle_slices(method_pairs, seed), bases, clean=False),
-        "shuffled_dims": _from_pairs(
-            bl.shuffle_dims(synth.vae, method_pairs, seed, synth.logit_bias()), bases, clean=True
-        ),
+        "shuffled_slices": _from_pairs(shuffled, bases, clean=False),
+        "shuffled_dims": _from_pairs(decoded(dims), bases, clean=True),
     }
     return {
         f"baseline:{name}": row_figures(generated, target, rc, k=k, full_topology=name == "class_mean")

@@ -276,7 +276,7 @@ def generate(
     counts = [z for i, _, phase, z in batch.plan if phase == "ED"]
     pairs = class_mean_decode(
         synth.vae, synth.class_stats(group, "ED"), synth.class_stats(group, "ES"), counts
-    )
+    ).pairs
     mean_plan = [(i, 1.0, p, counts[i]) for i in range(n) for p in PHASES]
     mean_labels = np.concatenate([pair[j] for pair in pairs for j in range(2)])
     both = LabelBatch(

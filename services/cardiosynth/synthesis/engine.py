@@ -3,8 +3,8 @@ the service's workers call the same stages one queue at a time).
 
 encode -> equalise over the LV extent -> class statistics (cached) -> correlated Gaussian-copula sample
 (or the base shifted into the class) -> interpolate by severity -> resample into the base subject's LV
-extent (its atrial and post-apical slices kept) -> decode
--> translate -> restore to the base subject's native geometry.
+extent (its atrial and post-apical slices kept) -> decode (labels and their probabilities) -> clean up
+-> translate -> restore to the base subject's native geometry (labels from the probabilities).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from cardiosynth.data.preprocess import (
     composite_image,
     restore_image,
     restore_labels,
+    restore_probabilities,
 )
 from cardiosynth.data.territory import TERRITORIES, check_territory, estimate_territory
 from cardiosynth.data.topology import clean_labels as clean_label_stack
@@ -71,8 +72,9 @@ from cardiosynth.synthesis.sampling import (
     shift_target,
 )
 from cardiosynth.synthesis.stages import (
-    decode_latents,
+    Decoded,
     decode_logits,
+    decode_slices,
     encode_stacks,
     stage_batch_size,
     translate_slices,
@@ -213,6 +215,7 @@ class SyntheticSubject:
 
 
 Progress = Callable[[str, int, int], None]
+Stack = npt.NDArray[np.uint8]
 
 
 def label_stack(p: PreprocessedSubject, phase: str, image: bool = False) -> npt.NDArray[Any]:
@@ -232,6 +235,13 @@ class LabelBatch:
     ``clean_pending``: the labels are not cleaned yet (``make_labels(defer_clean=True)``): only
     :meth:`Synthesizer.stream` takes such a batch (it cleans each part before translating it); it
     cannot be serialised, translated or assembled as it is.
+
+    ``probabilities`` ``(N, C, S, S)`` uint8 (:class:`.stages.Decoded`): the decoder's probabilities
+    that ``labels`` were taken from, before any clean-up; with them the labels are put back on the
+    base's native grid from the probabilities (one rasterisation, the boundary between pixels kept:
+    :func:`cardiosynth.data.preprocess.restore_probabilities`), the clean-up's corrections kept.
+    ``None`` (batches written before, or a Synthesizer with ``soft_restore`` off): from the labels.
+    They take four times the labels' bytes in memory, much less in a compressed ``.npz``.
     """
 
     request: SynthesisRequest
@@ -240,6 +250,17 @@ class LabelBatch:
     labels: npt.NDArray[np.uint8]  # (N, S, S)
     territories: list[str | None] = field(default_factory=list)  # per synthetic subject (MINF)
     clean_pending: bool = False
+    probabilities: npt.NDArray[np.uint8] | None = None  # (N, C, S, S), softmax x 255
+
+    def __post_init__(self) -> None:
+        if self.probabilities is not None and (
+            self.probabilities.ndim != 4
+            or self.probabilities.shape[0] != len(self.labels)
+            or self.probabilities.shape[2:] != self.labels.shape[1:]
+        ):
+            raise ValueError(
+                f"probabilities of shape {self.probabilities.shape} for labels of shape {self.labels.shape}"
+            )
 
     def to_bytes(self) -> bytes:
         import io
@@ -254,7 +275,11 @@ class LabelBatch:
             "plan": [list(p) for p in self.plan],
             "territories": self.territories,
         }  # fmt: skip
-        np.savez_compressed(buffer, labels=self.labels, meta=np.array(json.dumps(meta)))
+        meta_array = np.array(json.dumps(meta))
+        if self.probabilities is None:
+            np.savez_compressed(buffer, labels=self.labels, meta=meta_array)
+        else:
+            np.savez_compressed(buffer, labels=self.labels, meta=meta_array, probabilities=self.probabilities)
         return buffer.getvalue()
 
     @classmethod
@@ -265,6 +290,7 @@ class LabelBatch:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             labels = z["labels"]
+            probabilities = z["probabilities"] if "probabilities" in z.files else None
         r = meta["request"]
         request = SynthesisRequest(
             pathology=Group(r["pathology"]),
@@ -281,7 +307,8 @@ class LabelBatch:
             territory=r.get("territory"),
         )
         plan = [(int(i), float(a), str(ph), int(z)) for i, a, ph, z in meta["plan"]]
-        return cls(request, list(meta["base_ids"]), plan, labels, list(meta.get("territories", [])))
+        territories = list(meta.get("territories", []))
+        return cls(request, list(meta["base_ids"]), plan, labels, territories, probabilities=probabilities)
 
     def select(self, indices: Sequence[int]) -> LabelBatch:
         """The part of the batch that makes synthetic subjects ``indices``: their plan entries and
@@ -292,13 +319,19 @@ class LabelBatch:
             raise ValueError(f"subject indices {sorted(wanted)} outside 0..{len(self.base_ids) - 1}")
         bounds = np.cumsum([0, *(p[3] for p in self.plan)])
         keep = [k for k, p in enumerate(self.plan) if p[0] in wanted]
-        labels = (
-            np.concatenate([self.labels[bounds[k] : bounds[k + 1]] for k in keep])
-            if keep
-            else self.labels[:0]
+
+        def rows(array: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+            return np.concatenate([array[bounds[k] : bounds[k + 1]] for k in keep]) if keep else array[:0]
+
+        return LabelBatch(
+            self.request,
+            self.base_ids,
+            [self.plan[k] for k in keep],
+            rows(self.labels),
+            self.territories,
+            self.clean_pending,
+            rows(self.probabilities) if self.probabilities is not None else None,
         )
-        plan = [self.plan[k] for k in keep]
-        return LabelBatch(self.request, self.base_ids, plan, labels, self.territories, self.clean_pending)
 
 
 def _check_cleaned(batch: LabelBatch, what: str) -> None:
@@ -457,6 +490,7 @@ class Synthesizer:
         cache_store: ObjectStore | None = None,
         clean_labels: bool = True,
         calibrate_decoder: bool = True,
+        soft_restore: bool = True,
         device: str | torch.device | None = None,
         precision: str | None = None,
         batch_size: int | None = None,
@@ -465,7 +499,9 @@ class Synthesizer:
         """``clean_labels``: apply :func:`cardiosynth.data.topology.clean_labels` to every decoded
         stack in :meth:`make_labels`, before translation (off only to measure what it does).
         ``calibrate_decoder``: decode with the volume calibration of :meth:`decoder_calibration`
-        (off only to measure what it does).
+        (off only to measure what it does). ``soft_restore``: put decoded stacks back on the base's
+        native grid from the decoder's probabilities, not its labels (:class:`LabelBatch`; off only
+        to measure what it does).
 
         ``device``: where the models run (``None``: where they are; a spec such as ``cuda`` moves
         them there once, here). ``precision``: autocast of decode and translate (``None``: fp32 on
@@ -488,6 +524,7 @@ class Synthesizer:
         self.label_interpolation = label_interpolation_of(vae)
         self.clean_labels = clean_labels
         self.calibrate_decoder = calibrate_decoder
+        self.soft_restore = soft_restore
         self._calibration: DecoderCalibration | None = None
         self.spade = spade.eval() if spade is not None else None
         self.device = model_device(self.vae)
@@ -819,14 +856,16 @@ class Synthesizer:
         bias = self.logit_bias()
         started = time.perf_counter()
         if subjects is None:
-            labels = decode_latents(self.vae, np.concatenate(blocks), self.batch_size, self.precision, bias)
+            decoded = decode_slices(self.vae, np.concatenate(blocks), self.batch_size, self.precision, bias,
+                                    probabilities=self.soft_restore)  # fmt: skip
         else:  # one subject per decode call: its labels do not depend on the chunk's other subjects
             per_subject = len(request.phases) * len(request.severities)
-            labels = np.concatenate([
-                decode_latents(self.vae, np.concatenate(blocks[k : k + per_subject]), self.batch_size,
-                               self.precision, bias)
+            decoded = Decoded.concatenate([
+                decode_slices(self.vae, np.concatenate(blocks[k : k + per_subject]), self.batch_size,
+                              self.precision, bias, probabilities=self.soft_restore)
                 for k in range(0, len(blocks), per_subject)
             ])  # fmt: skip
+        labels = decoded.labels
         self._timed("decode", started)
         pending = self.clean_labels and defer_clean
         if self.clean_labels and not defer_clean:
@@ -838,7 +877,8 @@ class Synthesizer:
         progress("decode", 1, 1)
         # The territory whose statistics each subject was made from (None: pooled MINF statistics).
         used = [self._stats_refs(request.pathology, t)[1] for t in territories]
-        return LabelBatch(request, [ref.subject_id for ref in bases], plan, labels, used, pending)
+        ids = [ref.subject_id for ref in bases]
+        return LabelBatch(request, ids, plan, labels, used, pending, decoded.probabilities)
 
     def translate(self, batch: LabelBatch, progress: Progress = _no_progress) -> npt.NDArray[np.float32]:
         """The SPADE half: every decoded slice with its base subject's own slice as style.
@@ -877,7 +917,10 @@ class Synthesizer:
         """Restore every stack to its base subject's native grid; biomarkers and the rule diagnosis.
 
         Label stacks arrive cleaned by :meth:`make_labels` (:mod:`cardiosynth.data.topology`, unless
-        ``clean_labels`` is off), on the processed grid where the decoder made them. Images are
+        ``clean_labels`` is off), on the processed grid where the decoder made them; they go back to
+        the native grid from the batch's probabilities when it carries them
+        (:func:`cardiosynth.data.preprocess.restore_probabilities`, the clean-up's corrections kept),
+        by :func:`cardiosynth.data.preprocess.restore_labels` otherwise. Images are
         composited into the base subject's own native image with a feathered seam
         (:func:`cardiosynth.data.preprocess.composite_image`); without SPADE images there is no image
         to composite and the native image is the constant low end of the base's window.
@@ -893,11 +936,13 @@ class Synthesizer:
         for index, _, phase, z_count in batch.plan:
             lab = batch.labels[offset : offset + z_count]
             img = images[offset : offset + z_count] if images is not None else None
-            stacks.append((bases[batch.base_ids[index]], phase, lab, img))
+            shares = batch.probabilities
+            probs = shares[offset : offset + z_count] if shares is not None else None
+            stacks.append((bases[batch.base_ids[index]], phase, lab, img, probs))
             offset += z_count
 
-        def restore(item: tuple[sources.LoadedSubject, str, npt.NDArray[np.uint8], Any]) -> SyntheticPhase:
-            base, phase, lab, img = item
+        def restore(item: tuple[sources.LoadedSubject, str, Stack, Any, Stack | None]) -> SyntheticPhase:
+            base, phase, lab, img, probs = item
             geometry = base.processed.geometry
             window = base.processed.phase(phase).window
             if img is None:  # no SPADE images: the native image is the low end of the base's window
@@ -908,7 +953,11 @@ class Synthesizer:
             return SyntheticPhase(
                 labels=lab,
                 images=img,
-                native_labels=restore_labels(lab, geometry, self.label_interpolation),
+                native_labels=(
+                    restore_labels(lab, geometry, self.label_interpolation)
+                    if probs is None
+                    else restore_probabilities(probs, geometry, lab)
+                ),
                 native_image=native_image,
             )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,7 +113,6 @@ def encode_stacks(
     return [latents[bounds[i] : bounds[i + 1]] for i in range(len(stacks))]
 
 
-@torch.no_grad()
 def decode_latents(
     vae: LabelVAE,
     latents: npt.NDArray[np.floating[Any]],
@@ -124,6 +124,47 @@ def decode_latents(
 
     ``logit_bias`` ``(C,)``: added to every pixel's class logits before the argmax (the decoder's
     volume calibration, :mod:`.calibration`); ``None``: the plain argmax."""
+    return decode_slices(vae, latents, batch_size, precision, logit_bias).labels
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Decoded label slices with the probabilities they were taken from.
+
+    ``labels`` ``(N, S, S)`` uint8: the argmax; ``probabilities`` ``(N, C, S, S)`` uint8: each
+    class's softmax probability times 255, rounded (a boundary between pixels is placed to within
+    1/500 of a pixel's share, at a quarter of float32's bytes), or ``None`` when not asked for."""
+
+    labels: npt.NDArray[np.uint8]
+    probabilities: npt.NDArray[np.uint8] | None
+
+    @staticmethod
+    def concatenate(parts: Sequence[Decoded]) -> Decoded:
+        """The parts' slices in order (all with probabilities, or none)."""
+        if not parts:
+            raise ValueError("no decoded parts to concatenate")
+        labels = np.concatenate([p.labels for p in parts])
+        shares = [p.probabilities for p in parts if p.probabilities is not None]
+        if not shares:
+            return Decoded(labels, None)
+        if len(shares) < len(parts):
+            raise ValueError("decoded parts with and without probabilities")
+        return Decoded(labels, np.concatenate(shares))
+
+
+@torch.no_grad()
+def decode_slices(
+    vae: LabelVAE,
+    latents: npt.NDArray[np.floating[Any]],
+    batch_size: int | None = None,
+    precision: str | None = None,
+    logit_bias: npt.NDArray[np.floating[Any]] | None = None,
+    *,
+    probabilities: bool = False,
+) -> Decoded:
+    """:func:`decode_latents`, with the calibrated softmax probabilities as well when
+    ``probabilities`` (:class:`Decoded`): for putting the slices back on a native grid from the
+    probabilities (:func:`cardiosynth.data.preprocess.restore_probabilities`), not the labels."""
     z_all = _check_latents(vae, latents)
     bias = None
     if logit_bias is not None:
@@ -134,17 +175,23 @@ def decode_latents(
     vae.eval()
     device = model_device(vae)
     size = stage_batch_size(vae, "decode", precision, batch_size)
-    out = []
+    labels, shares = [], []
     for start in range(0, len(z_all), size):
         z = to_model(torch.from_numpy(z_all[start : start + size]), vae)
         with autocast(device, precision):
             logits = vae.decode(z)
         if bias is not None:
             logits = logits.float() + bias
-        # argmax on the device: one byte per pixel comes back instead of four floats per class.
-        out.append(to_numpy(logits.argmax(1).to(torch.uint8)))
-    size = vae.config.image_size
-    return np.concatenate(out) if out else np.zeros((0, size, size), np.uint8)
+        # argmax (and quantised probabilities) on the device: bytes come back, not float32 per class.
+        labels.append(to_numpy(logits.argmax(1).to(torch.uint8)))
+        if probabilities:
+            quantised = torch.softmax(logits.float(), 1).mul_(255.0).round_().to(torch.uint8)
+            shares.append(to_numpy(quantised))
+    s, c = vae.config.image_size, vae.config.num_classes
+    return Decoded(
+        np.concatenate(labels) if labels else np.zeros((0, s, s), np.uint8),
+        (np.concatenate(shares) if shares else np.zeros((0, c, s, s), np.uint8)) if probabilities else None,
+    )
 
 
 def _check_latents(vae: LabelVAE, latents: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
