@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cardiosynth.data.labels import Group
-from cardiosynth.evaluation.baselines import Decoded, shuffle_decoded_slices, shuffle_slices
+from cardiosynth.evaluation.baselines import DecodedPairs, shuffle_decoded_slices, shuffle_slices
 from cardiosynth.evaluation.split import cohort_split, link_folder, split_subjects
 from cardiosynth.evaluation.stacks import myo_ratio, nearest_dice, resample_stack, stack_dice
 from cardiosynth.synthesis import sources
@@ -90,7 +90,7 @@ def test_myo_ratio_and_slice_shuffle() -> None:
     assert not np.array_equal(shuffled, ramp)
     # decoded pairs: the probabilities follow their slices (the same order for labels and shares)
     shares = np.stack([np.eye(4, dtype=np.uint8)[s].transpose(0, 3, 1, 2) * 255 for s in (ramp, ramp)])
-    decoded = shuffle_decoded_slices(Decoded([(ramp, ramp)], [(shares[0], shares[1])]), seed=0)
+    decoded = shuffle_decoded_slices(DecodedPairs([(ramp, ramp)], [(shares[0], shares[1])]), seed=0)
     np.testing.assert_array_equal(decoded.pairs[0][0], shuffled)
     for labels, probabilities in zip(decoded.pairs[0], decoded.probabilities[0], strict=True):
         np.testing.assert_array_equal(np.argmax(probabilities, axis=1), labels)

@@ -3,7 +3,7 @@
 Each makes, for one base NOR subject, an (ED, ES) pair of processed label stacks ``(Z, S, S)``
 that is measured exactly like the method's output (restored to the base's native grid, biomarkers
 with the base's spacing, height and weight, rule diagnosis). The two that decode latents return
-the decoder's probabilities too (:class:`Decoded`), so that they are restored as the method's
+the decoder's probabilities too (:class:`DecodedPairs`), so that they are restored as the method's
 outputs are, from the probabilities (:func:`cardiosynth.data.preprocess.restore_probabilities`):
 
 - :func:`class_mean_decode`: the class mean latent, resampled into the base's LV extent, decoded.
@@ -12,9 +12,9 @@ outputs are, from the probabilities (:func:`cardiosynth.data.preprocess.restore_
   returned as it is (memorisation: perfect realism, no novelty).
 - :func:`elastic_nor`: the base's own labels under a random elastic deformation (MONAI
   ``Rand3DElasticd``, nearest interpolation, one field for both phases): realistic shapes, but NOR.
-- :func:`shuffle_slices`: the method's stacks with their slices in random order. Decoding is per
-  slice, so this is exactly the decode of slice-shuffled latents: the volumes stay, the 3D
-  consistency goes.
+- :func:`shuffle_slices` (:func:`shuffle_decoded_slices` with their probabilities): the method's
+  stacks with their slices in random order. Decoding is per slice, so this is exactly the decode
+  of slice-shuffled latents: the volumes stay, the 3D consistency goes.
 - :func:`shuffle_dims`: the method's stacks re-encoded, each slice's latent dimensions permuted,
   decoded (a broken sampler: off the class manifold).
 """
@@ -46,7 +46,7 @@ ProbabilityPair = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]  # (ED, ES
 
 
 @dataclass(frozen=True)
-class Decoded:
+class DecodedPairs:
     """Decoded (ED, ES) pairs and, pair by pair, the uint8 probabilities they were taken from
     (:class:`cardiosynth.synthesis.stages.Decoded`)."""
 
@@ -58,17 +58,19 @@ def _decode_pairs(
     vae: LabelVAE,
     blocks: Sequence[npt.NDArray[np.floating[Any]]],
     logit_bias: npt.NDArray[np.floating[Any]] | None,
-) -> Decoded:
+) -> DecodedPairs:
     """Latent blocks ``[(Z_k, nz)]``, ED and ES alternating, decoded into pairs."""
     if not blocks:
-        return Decoded([], [])
+        return DecodedPairs([], [])
     decoded = decode_slices(vae, np.concatenate(blocks), logit_bias=logit_bias, probabilities=True)
     probabilities = cast(npt.NDArray[np.uint8], decoded.probabilities)  # asked for
     bounds = np.cumsum([0, *(len(b) for b in blocks)])
     labels = [decoded.labels[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]
     shares = [probabilities[bounds[i] : bounds[i + 1]] for i in range(len(blocks))]
     pairs = range(0, len(blocks), 2)
-    return Decoded([(labels[i], labels[i + 1]) for i in pairs], [(shares[i], shares[i + 1]) for i in pairs])
+    return DecodedPairs(
+        [(labels[i], labels[i + 1]) for i in pairs], [(shares[i], shares[i + 1]) for i in pairs]
+    )
 
 
 BASELINES: tuple[str, ...] = (
@@ -88,7 +90,7 @@ def class_mean_decode(
     *,
     bases: Sequence[Pair] | None = None,
     logit_bias: npt.NDArray[np.floating[Any]] | None = None,
-) -> Decoded:
+) -> DecodedPairs:
     """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``.
 
     ``logit_bias``: the decoder calibration the method decodes with (:mod:`.synthesis.calibration`).
@@ -100,7 +102,7 @@ def class_mean_decode(
     if any(z < 1 for z in slice_counts):
         raise ValueError(f"slice counts must be positive, got {list(slice_counts)}")
     if not slice_counts:
-        return Decoded([], [])
+        return DecodedPairs([], [])
     if bases is None:
         blocks = [resample_slices(s.mean, z) for z in slice_counts for s in (stats_ed, stats_es)]
     else:
@@ -176,10 +178,10 @@ def shuffle_slices(pairs: Sequence[Pair], seed: int) -> list[Pair]:
     return [(ed[order], es[order]) for (ed, es), order in zip(pairs, _slice_orders(pairs, seed), strict=True)]
 
 
-def shuffle_decoded_slices(decoded: Decoded, seed: int) -> Decoded:
+def shuffle_decoded_slices(decoded: DecodedPairs, seed: int) -> DecodedPairs:
     """:func:`shuffle_slices` of decoded pairs, their probabilities in the same orders."""
     orders = _slice_orders(decoded.pairs, seed)
-    return Decoded(
+    return DecodedPairs(
         shuffle_slices(decoded.pairs, seed),
         [(ed[o], es[o]) for (ed, es), o in zip(decoded.probabilities, orders, strict=True)],
     )
@@ -194,11 +196,11 @@ def shuffle_dims(
     pairs: Sequence[Pair],
     seed: int,
     logit_bias: npt.NDArray[np.floating[Any]] | None = None,
-) -> Decoded:
+) -> DecodedPairs:
     """Each pair re-encoded, its latent dimensions permuted per slice, decoded (with ``logit_bias``,
     the method's decoder calibration)."""
     if not pairs:
-        return Decoded([], [])
+        return DecodedPairs([], [])
     encoded = encode_stacks(vae, [s for pair in pairs for s in pair])
     rng = np.random.default_rng(seed)
     return _decode_pairs(

@@ -229,13 +229,13 @@ def run_engine(synth: Synthesizer, request: SynthesisRequest, severity: float = 
 
 
 def _from_pairs(
-    pairs: Sequence[bl.Pair] | bl.Decoded, bases: Sequence[sources.LoadedSubject], clean: bool
+    pairs: Sequence[bl.Pair] | bl.DecodedPairs, bases: Sequence[sources.LoadedSubject], clean: bool
 ) -> list[Generated]:
-    """Decoded pairs (:class:`.baselines.Decoded`, restored from their probabilities) or label pairs
+    """Decoded pairs (:class:`.baselines.DecodedPairs`, restored from their probabilities) or label pairs
     measured on their bases."""
-    labels: Sequence[bl.Pair] = pairs.pairs if isinstance(pairs, bl.Decoded) else pairs
+    labels: Sequence[bl.Pair] = pairs.pairs if isinstance(pairs, bl.DecodedPairs) else pairs
     shares: Sequence[bl.ProbabilityPair | None] = (
-        pairs.probabilities if isinstance(pairs, bl.Decoded) else [None] * len(bases)
+        pairs.probabilities if isinstance(pairs, bl.DecodedPairs) else [None] * len(bases)
     )
     out = []
     for (ed, es), base, probabilities in zip(labels, bases, shares, strict=True):
@@ -490,13 +490,13 @@ def _baseline_rows(
     ]
     method_pairs = [(g.ed, g.es) for g in default_out]
     method_shares = [g.probabilities for g in default_out]
-    shuffled: bl.Decoded | list[bl.Pair] = bl.shuffle_slices(method_pairs, seed)
+    shuffled: bl.DecodedPairs | list[bl.Pair] = bl.shuffle_slices(method_pairs, seed)
     if all(p is not None for p in method_shares):
-        decoded_method = bl.Decoded(method_pairs, [p for p in method_shares if p is not None])
+        decoded_method = bl.DecodedPairs(method_pairs, [p for p in method_shares if p is not None])
         shuffled = bl.shuffle_decoded_slices(decoded_method, seed)
     dims = bl.shuffle_dims(synth.vae, method_pairs, seed, synth.logit_bias())
 
-    def decoded(d: bl.Decoded) -> bl.Decoded | list[bl.Pair]:
+    def decoded(d: bl.DecodedPairs) -> bl.DecodedPairs | list[bl.Pair]:
         return d if synth.soft_restore else d.pairs  # restored as the method's outputs are
 
     made = {
