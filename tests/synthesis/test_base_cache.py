@@ -51,3 +51,15 @@ def test_default_bound_covers_a_chunk() -> None:
     from cardiosynth.workers.settings import WorkerSettings
 
     assert WorkerSettings().chunk_size <= engine.BASE_CACHE_DEFAULT  # a chunk never reloads its bases
+
+
+def test_workers_fit_the_sampling_calibration_on_the_engines_number_of_end_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cardiosynth.workers.settings import WorkerSettings
+
+    monkeypatch.delenv("CARDIOSYNTH_SAMPLING_CALIBRATION_SUBJECTS", raising=False)
+    assert WorkerSettings().sampling_calibration_subjects == 128  # the engine's, not imported (no torch)
+    monkeypatch.setenv("CARDIOSYNTH_SAMPLING_CALIBRATION_SUBJECTS", "0")
+    with pytest.raises(ValueError, match="sampling_calibration_subjects"):
+        WorkerSettings()

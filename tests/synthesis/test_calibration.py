@@ -18,6 +18,7 @@ from cardiosynth.synthesis.calibration import (
     calibrate,
     calibration_key,
     fit_logit_bias,
+    sampling_calibration_key,
 )
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
 from cardiosynth.synthesis.stages import decode_latents, decode_logits
@@ -135,3 +136,154 @@ def test_the_engine_fits_once_caches_and_can_be_switched_off(
     assert on.labels.shape == off.labels.shape
     if np.any(fitted.logit_bias != 0):
         assert not np.array_equal(on.labels, off.labels)
+
+
+def test_a_fit_of_some_labels_keeps_the_others_at_their_start() -> None:
+    # Three classes: 1 over-called as in _overcalled, 2 never true and never drawn.
+    logits, labels = _overcalled()
+    three = np.concatenate([logits, np.full_like(logits[:, :1], -10.0)], axis=1)
+    evidence = RoundTripEvidence.empty(3)
+    evidence.add(three, labels)
+    start = np.array([0.0, 0.0, 0.7])
+    bias = fit_logit_bias(evidence, labels=(1,), start=start)
+    assert bias[1] == pytest.approx(-0.5, abs=0.01)
+    assert bias[2] == 0.7  # not fitted: where it started
+    fitted = DecoderCalibration.fit(evidence, len(labels), labels=(1,), start=start)
+    assert fitted.ratio_before[1] == pytest.approx(1.5, abs=0.03)  # measured at the start
+    assert fitted.ratio_after[1] == pytest.approx(1.0, abs=2e-3)
+    with pytest.raises(ValueError, match="labels to fit"):
+        fit_logit_bias(evidence, labels=(0,))
+    with pytest.raises(ValueError, match="start"):
+        fit_logit_bias(evidence, start=np.array([0.1, 0.0, 0.0]))  # the background is the reference
+    with pytest.raises(ValueError, match="start"):
+        fit_logit_bias(evidence, start=np.zeros(2))
+
+
+def test_truth_and_logits_can_come_separately() -> None:
+    logits, labels = _overcalled(4000)
+    together = RoundTripEvidence.empty(2)
+    together.add(logits, labels)
+    apart = RoundTripEvidence.empty(2)
+    apart.add_logits(logits)
+    apart.add_truth(np.bincount(labels.ravel(), minlength=2))
+    assert np.array_equal(apart.truth, together.truth)
+    assert np.array_equal(fit_logit_bias(apart), fit_logit_bias(together))
+    with pytest.raises(ValueError, match="true counts"):
+        apart.add_truth(np.array([1, -1]))
+    with pytest.raises(ValueError, match="logits"):
+        apart.add_logits(np.zeros((1, 3, 2, 2)))
+    assert sampling_calibration_key("v2", "DCM|ED") != sampling_calibration_key("v2", "DCM|ES")
+    assert sampling_calibration_key("v2", "x") != calibration_key("v2", "x")
+
+
+def test_decode_takes_one_row_of_offsets_per_slice(vae: LabelVAE) -> None:
+    z = np.random.default_rng(1).normal(size=(6, vae.config.latent_dim))
+    rows = np.random.default_rng(2).normal(scale=0.5, size=(6, 4))
+    rows[:, 0] = 0.0
+    together = decode_latents(vae, z, batch_size=4, logit_bias=rows)  # rows cross a batch boundary
+    one_by_one = np.concatenate([decode_latents(vae, z[i : i + 1], logit_bias=rows[i]) for i in range(6)])
+    assert np.array_equal(together, one_by_one)
+    with pytest.raises(ValueError, match=r"\(6, 4\)"):
+        decode_latents(vae, z, logit_bias=rows[:5])
+
+
+def _fake(bias: list[float]) -> DecoderCalibration:
+    b = np.array(bias)
+    return DecoderCalibration(b, np.ones(4), np.ones(4), 1)
+
+
+def test_each_synthetic_lv_extent_is_decoded_with_the_class_offsets_blended_by_severity(
+    phantom_root: Path, vae: LabelVAE, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synth = Synthesizer(vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path)
+    round_trip = np.array([0.0, 0.1, 0.2, 0.3])
+    monkeypatch.setattr(synth, "decoder_calibration", lambda: _fake(round_trip.tolist()))
+    own = {"ED": np.array([0.0, 0.1, 1.2, -0.7]), "ES": np.array([0.0, 0.1, -1.0, 0.9])}
+    monkeypatch.setattr(
+        synth, "sampling_calibration", lambda request, phase, territory=None: _fake(own[phase].tolist())
+    )
+    request = SynthesisRequest(Group.HCM, n=1)
+    plan = [(0, 0.5, "ED", 6), (0, 1.0, "ES", 6)]
+    rows = synth.slice_bias(request, plan, [(1, 3), (2, 5)], [None, None])
+    assert rows is not None
+    assert rows.shape == (12, 4)
+    assert np.allclose(rows[[0, 4, 5, 6, 7]], round_trip)  # outside the LV extents: the round trip's
+    assert np.allclose(rows[1:4], 0.5 * round_trip + 0.5 * own["ED"])
+    assert np.allclose(rows[8:12], own["ES"])
+    synth.calibrate_sampling = False
+    assert np.allclose(synth.slice_bias(request, plan, [(1, 3), (2, 5)], [None, None]), round_trip)
+    synth.calibrate_decoder = False
+    assert synth.slice_bias(request, plan, [(1, 3), (2, 5)], [None, None]) is None
+
+
+def test_the_sampling_calibration_fits_the_lv_labels_caches_and_changes_the_labels(
+    phantom_root: Path, vae: LabelVAE, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    make = lambda: Synthesizer(  # noqa: E731
+        vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=cache, sampling_calibration_subjects=6
+    )
+    synth = make()
+    request = SynthesisRequest(Group.DCM, n=1, seed=0)
+    fitted = synth.sampling_calibration(request, "ED")
+    round_trip = synth.decoder_calibration().logit_bias
+    assert fitted.n_slices > 6  # each end point's LV extent, several slices
+    # The RV runs past the LV extent: it keeps the round trip's offset; the LV's labels are fitted,
+    # never making their volumes worse (an untrained decoder may not reach equal volumes).
+    assert fitted.logit_bias[0] == 0.0
+    assert fitted.logit_bias[1] == round_trip[1]
+    error = lambda r: np.abs(np.log(np.maximum(r[2:], 1e-9))).max()  # noqa: E731
+    assert error(fitted.ratio_after) <= error(fitted.ratio_before)
+    # One artefact per class, phase and mode; read back, not refitted.
+    assert synth.sampling_calibration(request, "ED") is fitted
+    other = synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1, correlation="none"), "ED")
+    assert len(list(cache.glob("calibration/t/s*.npz"))) == 2
+    assert other is not fitted
+    again = make()
+    monkeypatch.setattr("cardiosynth.synthesis.engine.decode_logits", lambda *a, **k: pytest.fail("refitted"))
+    assert np.array_equal(again.sampling_calibration(request, "ED").logit_bias, fitted.logit_bias)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="phase"):
+        synth.sampling_calibration(request, "MID")
+    with pytest.raises(ValueError, match="sampling_calibration_subjects"):
+        Synthesizer(vae, None, phantom_root, cache_dir=cache, sampling_calibration_subjects=0)
+    # make_labels decodes with it: switching it off changes the labels where its offsets differ.
+    on = synth.make_labels(request)
+    synth.calibrate_sampling = False
+    off = synth.make_labels(request)
+    assert on.labels.shape == off.labels.shape
+    if not np.allclose(fitted.logit_bias, round_trip):
+        assert not np.array_equal(on.labels, off.labels)
+
+
+def test_the_class_mean_baseline_decodes_its_lv_extent_as_the_method(
+    phantom_root: Path, vae: LabelVAE, tmp_path: Path
+) -> None:
+    from cardiosynth.evaluation.baselines import class_mean_decode
+    from cardiosynth.synthesis.equalise import lv_extent, target_extent
+
+    synth = Synthesizer(vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path)
+    ed, es = synth.class_stats(Group.HCM, "ED"), synth.class_stats(Group.HCM, "ES")
+    base = synth._load(next(r for r in synth.refs if r.group is Group.NOR)).processed
+    pair = (base.ed_label, base.es_label)
+    plain = np.zeros(4)
+    # An LV offset far above every other logit inside the extent only: LV wherever the extent is,
+    # the round trip's decode outside it.
+    huge = np.array([0.0, 0.0, 0.0, 1e3])
+    made = class_mean_decode(
+        vae, ed, es, [len(pair[0])], bases=[pair], logit_bias=plain, extent_bias=(huge, huge)
+    )
+    same = class_mean_decode(
+        vae, ed, es, [len(pair[0])], bases=[pair], logit_bias=plain, extent_bias=(plain, plain)
+    )
+    without = class_mean_decode(vae, ed, es, [len(pair[0])], bases=[pair], logit_bias=plain)
+    assert all(np.array_equal(a, b) for a, b in zip(same.pairs[0], without.pairs[0], strict=True))
+    labels = made.pairs[0][0]
+    inside = np.flatnonzero((labels == 3).all(axis=(1, 2)))
+    assert inside.size > 0
+    outside = np.setdiff1d(np.arange(len(labels)), inside)
+    assert np.array_equal(labels[outside], without.pairs[0][0][outside])
+    first, last = target_extent(lv_extent(pair[0]), (0, 0), ed.extent_offset, 1.0, len(labels))
+    assert inside.tolist() == list(range(first, last + 1))  # the extent the method places its LV in
+    with pytest.raises(ValueError, match="extent_bias"):
+        class_mean_decode(vae, ed, es, [len(pair[0])], extent_bias=(huge, huge))

@@ -165,7 +165,8 @@ def test_make_labels_uses_the_territory_statistics(
     }
     assert batches["LAD"].territories == ["LAD", "LAD"]
     assert batches["LCx"].territories == [None, None]  # pooled: recorded as such
-    assert calls == [(Group.MINF, "LAD"), (Group.MINF, "RCA"), (Group.MINF, "LCx")]
+    # In order of first use (the sampling calibration asks for the same statistics again).
+    assert list(dict.fromkeys(calls)) == [(Group.MINF, "LAD"), (Group.MINF, "RCA"), (Group.MINF, "LCx")]
     subjects = synth.assemble(batches["RCA"], None)
     assert [s.territory for s in subjects] == ["RCA", "RCA"]
 

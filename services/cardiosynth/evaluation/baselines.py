@@ -59,7 +59,8 @@ def _decode_pairs(
     blocks: Sequence[npt.NDArray[np.floating[Any]]],
     logit_bias: npt.NDArray[np.floating[Any]] | None,
 ) -> DecodedPairs:
-    """Latent blocks ``[(Z_k, nz)]``, ED and ES alternating, decoded into pairs."""
+    """Latent blocks ``[(Z_k, nz)]``, ED and ES alternating, decoded into pairs (``logit_bias``
+    ``(C,)`` or one row per slice of the blocks)."""
     if not blocks:
         return DecodedPairs([], [])
     decoded = decode_slices(vae, np.concatenate(blocks), logit_bias=logit_bias, probabilities=True)
@@ -90,6 +91,7 @@ def class_mean_decode(
     *,
     bases: Sequence[Pair] | None = None,
     logit_bias: npt.NDArray[np.floating[Any]] | None = None,
+    extent_bias: tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]] | None = None,
 ) -> DecodedPairs:
     """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``.
 
@@ -97,8 +99,12 @@ def class_mean_decode(
 
     With ``bases`` (one (ED, ES) pair per slice count), as the method places its samples: into each
     base's LV extent, the base's own latents before and after it (:func:`.equalise.restore_lv`), so
-    that the baseline differs from the method by the sampling only.
+    that the baseline differs from the method by the sampling only; ``extent_bias`` (ED, ES), with
+    ``bases`` and ``logit_bias`` only: the offsets the method decodes its LV extent with at severity
+    1 (its sampling calibration, :meth:`.synthesis.engine.Synthesizer.sampling_calibration`).
     """
+    if extent_bias is not None and (bases is None or logit_bias is None):
+        raise ValueError("extent_bias needs bases and logit_bias (it applies inside the bases' LV extents)")
     if any(z < 1 for z in slice_counts):
         raise ValueError(f"slice counts must be positive, got {list(slice_counts)}")
     if not slice_counts:
@@ -114,10 +120,19 @@ def class_mean_decode(
         encoded = encode_stacks(vae, base_stacks)
         # Severity 1's placement: the base's ED extent moved by the class's mean offsets.
         eds = [ed for ed, _ in bases for _ in range(2)]
-        blocks = [
-            restore_lv(stats.mean, z, target_extent(lv_extent(ed), (0, 0), stats.extent_offset, 1.0, len(z)))
+        extents = [
+            target_extent(lv_extent(ed), (0, 0), stats.extent_offset, 1.0, len(z))
             for z, ed, stats in zip(encoded, eds, [stats_ed, stats_es] * len(bases), strict=True)
         ]
+        blocks = [
+            restore_lv(stats.mean, z, extent)
+            for z, extent, stats in zip(encoded, extents, [stats_ed, stats_es] * len(bases), strict=True)
+        ]
+        if extent_bias is not None and logit_bias is not None:
+            rows = [np.tile(np.asarray(logit_bias, dtype=np.float64), (len(b), 1)) for b in blocks]
+            for k, (first, last) in enumerate(extents):
+                rows[k][first : last + 1] = extent_bias[k % 2]
+            return _decode_pairs(vae, blocks, np.concatenate(rows))
     return _decode_pairs(vae, blocks, logit_bias)
 
 

@@ -442,7 +442,11 @@ def _method_rows(
         if is_default:
             default_out = generated
     # The default with one documented step switched off: what that step does, measured.
-    for attribute, label in (("clean_labels", "no clean-up"), ("calibrate_decoder", "no calibration")):
+    for attribute, label in (
+        ("clean_labels", "no clean-up"),
+        ("calibrate_sampling", "no sampling calibration"),
+        ("calibrate_decoder", "no calibration"),
+    ):
         setattr(synth, attribute, False)
         try:
             ablated = from_engine(synth.run(default))
@@ -452,6 +456,17 @@ def _method_rows(
             ablated, target, rc, k=k
         )
     return rows, default_out
+
+
+def _extent_bias(
+    synth: Synthesizer, request: SynthesisRequest
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """The (ED, ES) offsets the default decodes its severity-1 LV extent with (pooled over MINF's
+    territories, as the class-mean baseline's statistics are); ``None`` with that calibration off."""
+    if synth.logit_bias() is None or not synth.calibrate_sampling:
+        return None
+    ed, es = (synth.sampling_calibration(request, phase).logit_bias for phase in ("ED", "ES"))
+    return ed, es
 
 
 def _baseline_rows(
@@ -473,6 +488,7 @@ def _baseline_rows(
         [len(p[0]) for p in base_pairs],
         bases=base_pairs,
         logit_bias=synth.logit_bias(),
+        extent_bias=_extent_bias(synth, SynthesisRequest(target, n=1)),
     )
     nearest = bl.nearest_indices(
         synth.vae, [p[0] for p in base_pairs], [x.processed.ed_label for x in rc.train]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +81,25 @@ class RoundTripEvidence:
             )
         if y.size and (y.min() < 0 or y.max() >= self.classes):
             raise ValueError(f"labels outside 0..{self.classes - 1}: {int(y.min())}..{int(y.max())}")
+        self.add_truth(np.bincount(y.ravel(), minlength=self.classes))
+        self.add_logits(x)
+
+    def add_truth(self, counts: npt.NDArray[np.integer]) -> None:
+        """Add ``counts`` ``(C,)`` true pixels per label (for a fit whose truth is not the decoded
+        slices' own labels: :meth:`cardiosynth.synthesis.engine.Synthesizer.sampling_calibration`)."""
+        c = np.asarray(counts)
+        if c.shape != (self.classes,) or (c < 0).any():
+            raise ValueError(f"true counts must be {self.classes} non-negative numbers, got {c!r}")
+        self.truth += c.astype(np.int64)
+
+    def add_logits(self, logits: npt.NDArray[np.floating]) -> None:
+        """Add decoder ``logits`` ``(N, C, H, W)`` whose argmax counts are fitted to the truth."""
+        x = np.asarray(logits, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != self.classes:
+            raise ValueError(f"logits (N, {self.classes}, H, W) expected, got {x.shape}")
         flat = np.moveaxis(x, 1, -1).reshape(-1, self.classes)
         top2 = np.partition(flat, self.classes - 2, axis=1)[:, -2:]
         sure = (top2[:, 1] - top2[:, 0]) > MARGIN
-        self.truth += np.bincount(y.ravel(), minlength=self.classes)
         self.certain += np.bincount(flat[sure].argmax(1), minlength=self.classes)
         self.parts.append(flat[~sure])
 
@@ -94,21 +109,39 @@ class RoundTripEvidence:
         return (self.certain + np.bincount(moved, minlength=self.classes)).astype(np.float64)
 
 
-def fit_logit_bias(evidence: RoundTripEvidence) -> FloatArray:
+def fit_logit_bias(
+    evidence: RoundTripEvidence,
+    labels: Sequence[int] | None = None,
+    start: npt.NDArray[np.floating] | None = None,
+) -> FloatArray:
     """Offsets ``(C,)`` (background 0) that make the decoded count of each label match its true
     count, within ``+-MARGIN / 2``.
 
     A fixed point of ``b_c <- b_c - 0.5 log(decoded_c / true_c)``: a label decoded too often is made
     less likely, and vice versa. Labels absent from the truth keep offset 0. Returns the iterate with
-    the smallest worst-label volume error, offset 0 included: where no admissible offset helps (a
+    the smallest worst-label volume error, the start included: where no admissible offset helps (a
     decoder that never draws a label), the calibration does not make the volumes worse.
+
+    ``labels``: fit only these (not the background); the others keep their offset in ``start``
+    ``(C,)`` (default 0), which is also where the fit starts.
     """
     truth = evidence.truth.astype(np.float64)
     if truth.sum() == 0:
         raise ValueError("no pixels to calibrate on")
-    bias = np.zeros(evidence.classes)
+    bias = np.zeros(evidence.classes) if start is None else np.array(start, dtype=np.float64)
+    if bias.shape != (evidence.classes,) or not np.isfinite(bias).all() or bias[0] != 0:
+        raise ValueError(
+            f"start must be {evidence.classes} finite offsets, the background's 0, got {start!r}"
+        )
     present = truth > 0
     present[0] = False  # the background is the reference
+    if labels is not None:
+        chosen = np.zeros(evidence.classes, dtype=bool)
+        for c in labels:
+            if not 0 < int(c) < evidence.classes:
+                raise ValueError(f"labels to fit must be in 1..{evidence.classes - 1}, got {list(labels)}")
+            chosen[int(c)] = True
+        present &= chosen
     best, best_error, since_best = bias, np.inf, 0
     for _ in range(FIT_ITERATIONS):
         decoded = evidence.counts(bias)
@@ -135,10 +168,18 @@ class DecoderCalibration:
     n_slices: int
 
     @classmethod
-    def fit(cls, evidence: RoundTripEvidence, n_slices: int) -> DecoderCalibration:
+    def fit(
+        cls,
+        evidence: RoundTripEvidence,
+        n_slices: int,
+        labels: Sequence[int] | None = None,
+        start: npt.NDArray[np.floating] | None = None,
+    ) -> DecoderCalibration:
+        """Fitted on ``evidence`` of ``n_slices`` slices (``labels``, ``start``: :func:`fit_logit_bias`;
+        ``ratio_before`` is then at ``start``)."""
         truth = np.maximum(evidence.truth.astype(np.float64), 1.0)
-        bias = fit_logit_bias(evidence)
-        before = evidence.counts(np.zeros(evidence.classes)) / truth
+        bias = fit_logit_bias(evidence, labels, start)
+        before = evidence.counts(np.zeros(evidence.classes) if start is None else np.asarray(start)) / truth
         return cls(bias, before, evidence.counts(bias) / truth, n_slices)
 
     def to_bytes(self) -> bytes:
@@ -183,3 +224,10 @@ def calibration_key(model_version: str, data_fingerprint: str) -> str:
         :16
     ]
     return f"calibration/{model_version}/c{CALIBRATION_FORMAT}-{digest}.npz"
+
+
+def sampling_calibration_key(model_version: str, what: str) -> str:
+    """Cache key of a sampling calibration (path-safe): ``what`` names its class, phase, mode and data
+    (:meth:`cardiosynth.synthesis.engine.Synthesizer.sampling_calibration`)."""
+    digest = hashlib.sha256(f"{CALIBRATION_FORMAT}|{model_version}|{what}".encode()).hexdigest()[:16]
+    return f"calibration/{model_version}/s{CALIBRATION_FORMAT}-{digest}.npz"

@@ -123,7 +123,8 @@ def decode_latents(
     """Label slices ``(N, S, S)`` (argmax of the decoder's softmax) for latents ``(N, nz)``.
 
     ``logit_bias`` ``(C,)``: added to every pixel's class logits before the argmax (the decoder's
-    volume calibration, :mod:`.calibration`); ``None``: the plain argmax."""
+    volume calibration, :mod:`.calibration`), or ``(N, C)``: one row per slice; ``None``: the plain
+    argmax."""
     return decode_slices(vae, latents, batch_size, precision, logit_bias).labels
 
 
@@ -169,9 +170,10 @@ def decode_slices(
     bias = None
     if logit_bias is not None:
         b = np.asarray(logit_bias, dtype=np.float32)
-        if b.shape != (vae.config.num_classes,):
-            raise ValueError(f"logit_bias must have shape ({vae.config.num_classes},), got {b.shape}")
-        bias = to_model(torch.from_numpy(b), vae).view(1, -1, 1, 1)
+        c = vae.config.num_classes
+        if b.shape not in ((c,), (len(z_all), c)):
+            raise ValueError(f"logit_bias must have shape ({c},) or ({len(z_all)}, {c}), got {b.shape}")
+        bias = to_model(torch.from_numpy(b.reshape(-1, c)), vae)[:, :, None, None]
     vae.eval()
     device = model_device(vae)
     size = stage_batch_size(vae, "decode", precision, batch_size)
@@ -181,7 +183,7 @@ def decode_slices(
         with autocast(device, precision):
             logits = vae.decode(z)
         if bias is not None:
-            logits = logits.float() + bias
+            logits = logits.float() + (bias if len(bias) == 1 else bias[start : start + len(z)])
         # argmax (and quantised probabilities) on the device: bytes come back, not float32 per class.
         labels.append(to_numpy(logits.argmax(1).to(torch.uint8)))
         if probabilities:

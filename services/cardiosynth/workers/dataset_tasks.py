@@ -123,6 +123,7 @@ def _pair(vae_version: str, spade_version: str) -> Any:
         device=s.device,  # as runtime.synthesizer: the worker's device, placed once
         precision=None if s.precision == "auto" else s.precision,
         batch_size=s.batch_size,
+        sampling_calibration_subjects=s.sampling_calibration_subjects,
     )
 
 

@@ -168,8 +168,8 @@ def _plan(job_id: str) -> ChunkPlan:
 
 
 def run_stats(job_id: str, index: int = 0, *, send: Send = _celery_send, worker: str = "") -> None:
-    """Validate, compute the class statistics and the decoder calibration once (cached), record the
-    plan, send every VAE chunk."""
+    """Validate, compute the class statistics and the decoder calibrations (round trip and sampling)
+    once (cached), record the plan, send every VAE chunk."""
     from cardiosynth.data.labels import Group
     from cardiosynth.synthesis import sources
     from cardiosynth.synthesis.engine import choose_bases
@@ -197,6 +197,11 @@ def run_stats(job_id: str, index: int = 0, *, send: Send = _celery_send, worker:
             # Fitted here once (cached in the store), not by every VAE worker's first chunk at once.
             synth.decoder_calibration()
             lease.check()
+            if synth.calibrate_decoder and synth.calibrate_sampling:
+                for territory in territories:
+                    for phase in request.phases:
+                        synth.sampling_calibration(request, phase, territory)
+                        lease.check()
             _mark(job_id, "stats", 0)
             _finish(job_id, "stats", 0, lease, started, worker)
             log.info("job %s: %d subjects in %d chunks of %d", job_id, plan.subjects, plan.count, plan.size)

@@ -28,6 +28,12 @@ class WorkerSettings(CommonSettings):
     batch_size: int | None = Field(
         default=None, ge=1, description="slices per forward pass; default: from free GPU memory (CPU: 256/64)"
     )
+    sampling_calibration_subjects: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="end points per class and phase the decoder's sampling calibration is fitted on",
+    )
 
     @field_validator("data_dir", "model_root", "batch_size", mode="before")
     @classmethod
