@@ -114,9 +114,10 @@ MIN_TERRITORY_SUBJECTS = 2
 # this many, else this many spread evenly over the sorted list): a few thousand slices are plenty for
 # four offsets, and a data set of thousands would otherwise be read in full once.
 CALIBRATION_SUBJECTS = 100
-# End points per class and phase whose decodes fit its sampling calibration (Synthesizer.
-# sampling_calibration), drawn as make_labels draws them with this seed: 32 x ns (16) = 512 slices, a
-# few seconds of decoding on a CPU, once per class, phase and mode (cached).
+# End points per class and phase whose decoded LV extents fit its sampling calibration (Synthesizer.
+# sampling_calibration), drawn as make_labels draws them with this seed: about 1,250 slices, 10-15 s
+# on 2 CPU cores, once per class, phase, mode and family (cached). Fewer: the mean a fit matches is a
+# mean over this many synthetic subjects (SD about 24 % per subject; 128 puts it within about 2 %).
 SAMPLING_CALIBRATION_SUBJECTS = 128  # a worker: CARDIOSYNTH_SAMPLING_CALIBRATION_SUBJECTS, same default
 SAMPLING_CALIBRATION_SEED = 7919
 # Base subjects a Synthesizer keeps read and preprocessed: twice a service chunk's (16 by default), so a
@@ -750,14 +751,15 @@ class Synthesizer:
         The round trip's calibration (:meth:`decoder_calibration`) keeps the volumes of real hearts,
         whose latents the decoder was trained on. A sampled end point is no real heart's latent, and
         the decoder draws its LV with more myocardium per slice than the class has: 11 % in DCM, 5 %
-        in RV and HCM, 1.5 % in NOR (reports/synthesis-phantom-v2/cohort/README.md), which is most of
-        the synthetic walls' excess thickness. The same four-offset fit (:mod:`.calibration`) on
-        :attr:`sampling_calibration_subjects` end points drawn as :meth:`make_labels` draws them
-        (target_latents, the data set's NOR subjects as bases in turn, a fixed seed) makes their mean
-        pixel count per label and slice the class's: that of the class's real subjects (those its
-        statistics come from) at the same equalised positions (the nearest slice to each of the
-        ``ns`` positions of their LV extent). The class's mean areas are matched, not its spread or
-        shapes; fitted from the statistics' subjects only, never from held-out ones."""
+        in RV and HCM, 1.5 % in NOR (reports/synthesis-phantom-v2/cohort/README.md), which thickens
+        the synthetic walls. The same fit (:mod:`.calibration`) on the LV extents of
+        :attr:`sampling_calibration_subjects` end points made as :meth:`make_labels` makes them at
+        severity 1 (target_latents resampled into the base's extent; the data set's NOR subjects as
+        bases in turn, a fixed seed) makes their mean pixel count per slice of the LV cavity and the
+        myocardium the class's, over the LV extents of the class's real subjects (those its
+        statistics come from). The RV keeps the round trip's offset: it runs past the LV extent into
+        the base's own slices. The class's mean areas are matched, not its spread or shapes; never
+        fitted from held-out subjects."""
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {list(PHASES)}, got {phase!r}")
         stats = self.class_stats(request.pathology, phase, request.ns, territory)
