@@ -551,6 +551,7 @@ class Synthesizer:
         self.calibrate_sampling = calibrate_sampling
         self.sampling_calibration_subjects = sampling_calibration_subjects
         self._sampling: dict[str, DecoderCalibration] = {}
+        self._extent_pixels: dict[tuple[Group, str | None, str], dict[str, npt.NDArray[np.float64]]] = {}
         self.soft_restore = soft_restore
         self._calibration: DecoderCalibration | None = None
         self.spade = spade.eval() if spade is not None else None
@@ -741,6 +742,27 @@ class Synthesizer:
             self._fingerprints[group] = sources.fingerprint(refs)
         return self._fingerprints[group]
 
+    def _lv_extent_pixels(
+        self, pathology: Group, territory: str | None, refs: list[sources.SubjectRef]
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """Per phase, the mean pixel count per label ``(C,)`` per slice over the LV extents of
+        ``refs`` (the class's real subjects): the sampling calibration's truth, read once per class
+        (every mode and family of a class shares it)."""
+        group = (pathology, territory, self._fingerprint(pathology, territory, refs))
+        if group not in self._extent_pixels:
+            classes = self.vae.config.num_classes
+            totals = {phase: np.zeros(classes, dtype=np.float64) for phase in PHASES}
+            slices = dict.fromkeys(PHASES, 0)
+            for ref in refs:
+                processed = self._load(ref).processed
+                for phase in PHASES:
+                    labels = label_stack(processed, phase)
+                    first, last = lv_extent(labels)
+                    totals[phase] += np.bincount(labels[first : last + 1].ravel(), minlength=classes)
+                    slices[phase] += last - first + 1
+            self._extent_pixels[group] = {phase: totals[phase] / slices[phase] for phase in PHASES}
+        return self._extent_pixels[group]
+
     def sampling_calibration(
         self, request: SynthesisRequest, phase: str, territory: str | None = None
     ) -> DecoderCalibration:
@@ -789,18 +811,11 @@ class Synthesizer:
                 log.info("sampling calibration under %s is of another format: refitting", key)
         started = time.perf_counter()
         classes = self.vae.config.num_classes
-        # The truth: mean pixels per label and slice over the class's real LV extents.
-        truth = np.zeros(classes, dtype=np.float64)
-        real_slices = 0
-        for ref in refs:
-            labels = label_stack(self._load(ref).processed, phase)
-            first, last = lv_extent(labels)
-            truth += np.bincount(labels[first : last + 1].ravel(), minlength=classes)
-            real_slices += last - first + 1
-        truth /= real_slices
-        # The synthetic LV extents, made as make_labels makes them at severity 1.
+        truth = self._lv_extent_pixels(request.pathology, territory, refs)[phase]
+        # The synthetic LV extents, made as make_labels makes them at severity 1 (the bases through
+        # the base cache: make_labels reads the same subjects next).
         bases = [nor_refs[k % len(nor_refs)] for k in range(self.sampling_calibration_subjects)]
-        loaded = {ref.subject_id: self._load(ref).processed for ref in dict.fromkeys(bases)}
+        loaded = {ref.subject_id: self._base(ref).processed for ref in dict.fromkeys(bases)}
         stacks = {sid: label_stack(p, phase) for sid, p in loaded.items()}
         eds = {sid: label_stack(p, "ED") for sid, p in loaded.items()}
         encoded = dict(zip(stacks, encode_stacks(self.vae, list(stacks.values()), **FP32), strict=True))
