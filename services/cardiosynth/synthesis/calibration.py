@@ -40,7 +40,7 @@ CALIBRATION_FORMAT = 1
 # otherwise run every step over millions of unsure pixels).
 FIT_ITERATIONS = 200
 FIT_TOLERANCE = 1e-3
-FIT_PATIENCE = 20
+FIT_PATIENCE = 10
 # Each step is a per-label secant (Newton) step on log(decoded / true) against the offset. The slope
 # before any is measured (2: the step b <- b - 0.5 log ratio), the range a measured slope is held in,
 # and the largest step (logits): measured slopes are 0.1-0.3 on trained decoders, where the fixed
