@@ -5,7 +5,8 @@ decoded-over-real pixel ratio of the LV myocardium and cavity in the end points'
 the round trip's offsets only (the over-call the fit corrects, as that draw of end points sees it);
 "offsets" are the fitted logits. Class statistics and the truth from DATA.
 
-    .venv/bin/python reports/synthesis-phantom-v2/cohort/sampling_calibration_noise.py DATA N CLASSES > OUT.txt
+    .venv/bin/python reports/synthesis-phantom-v2/cohort/sampling_calibration_noise.py \
+        DATA N CLASSES > OUT.txt
 """
 
 import sys
@@ -28,7 +29,9 @@ synth = engine.Synthesizer(
     sampling_calibration_subjects=n,
 )  # fmt: skip
 sys.stdout.write(f"{n} end points per fit, ED\n\n")
-sys.stdout.write("| class | seed | myocardium before | LV cavity before | offset myocardium | offset LV cavity |\n")
+sys.stdout.write(
+    "| class | seed | myocardium before | LV cavity before | offset myocardium | offset LV cavity |\n"
+)
 sys.stdout.write("|---|---|---|---|---|---|\n")
 for cls in classes:
     before = []
@@ -44,5 +47,6 @@ for cls in classes:
         )
         sys.stdout.flush()
     m, s = np.mean(before, 0), np.std(before, 0, ddof=1)
-    sys.stdout.write(f"| {cls.value} | mean +- SD | {m[0]:.3f} +- {s[0]:.3f} | {m[1]:.3f} +- {s[1]:.3f} | | |\n")
+    spread = f"{m[0]:.3f} +- {s[0]:.3f} | {m[1]:.3f} +- {s[1]:.3f}"
+    sys.stdout.write(f"| {cls.value} | mean +- SD | {spread} | | |\n")
 engine.SAMPLING_CALIBRATION_SEED = shipped

@@ -34,7 +34,7 @@ FloatArray = npt.NDArray[np.float64]
 # Largest gap between a pixel's two top logits for which an offset within +-MARGIN/2 can flip it.
 MARGIN = 4.0
 # Version of the fit and of the artefact's fields (part of the cache key).
-CALIBRATION_FORMAT = 1
+CALIBRATION_FORMAT = 2  # 2: secant steps (1: fixed 0.5 log-ratio steps)
 # Steps of the fit, the relative volume error at which it stops, and the steps without a better
 # iterate after which it gives up (a decoder no offset can fix, such as an untrained one, would
 # otherwise run every step over millions of unsure pixels).
