@@ -44,7 +44,7 @@ FIT_PATIENCE = 10
 # Each step is a per-label secant (Newton) step on log(decoded / true) against the offset. The slope
 # before any is measured (2: the step b <- b - 0.5 log ratio), the range a measured slope is held in,
 # and the largest step (logits): measured slopes are 0.1-0.3 on trained decoders, where the fixed
-# 0.5 step needed 150-200 steps and the secant 10-20 (tests/synthesis/test_calibration.py).
+# 0.5 step needed 144-202 count passes and the secant 9-17 (reports/synthesis-phantom-v2/cohort/README.md).
 FIT_FIRST_SLOPE = 2.0
 FIT_SLOPES = (0.02, 50.0)
 FIT_MAX_STEP = 0.5
