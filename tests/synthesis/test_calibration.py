@@ -308,3 +308,47 @@ def test_the_class_mean_baseline_decodes_its_lv_extent_as_the_method(
     assert inside.tolist() == list(range(first, last + 1))  # the extent the method places its LV in
     with pytest.raises(ValueError, match="extent_bias"):
         class_mean_decode(vae, ed, es, [len(pair[0])], extent_bias=(huge, huge))
+
+
+def test_the_sampling_calibration_draws_antithetic_pairs_on_one_base(
+    vae: LabelVAE, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End points come in pairs on one base, the second the first's draw negated (rounded up to
+    whole pairs); plain draws with the switch off, under another cache key; a deterministic shift
+    has nothing to negate and is never paired."""
+    import cardiosynth.synthesis.engine as engine
+    from cardiosynth.data.phantom.generator import generate_dataset
+
+    root = tmp_path / "data"
+    generate_dataset(root, n_subjects=10, seed=0, workers=1)  # two NOR subjects: two bases
+
+    calls: list[tuple[bytes, bool]] = []
+    states: list[object] = []
+    original = engine.target_latents
+
+    def recorded(*args: object, negate: bool = False) -> np.ndarray:
+        calls.append((np.asarray(args[3]).tobytes(), negate))
+        states.append(args[4].bit_generator.state["state"])  # type: ignore[attr-defined]
+        return original(*args, negate=negate)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "target_latents", recorded)
+    cache = tmp_path / "cache"
+    synth = Synthesizer(
+        vae, None, root, model_versions={"vae": "t"}, cache_dir=cache, sampling_calibration_subjects=3
+    )
+    assert engine.SAMPLING_CALIBRATION_ANTITHETIC
+    paired = synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1), "ED")
+    assert [negate for _, negate in calls] == [False, True] * 2
+    assert calls[0][0] == calls[1][0] != calls[2][0] == calls[3][0]
+    assert states[0] == states[1] != states[2] == states[3]  # the same draw, negated
+    assert paired.n_slices % 2 == 0  # each pair decodes the same LV extent twice
+    calls.clear()
+    monkeypatch.setattr(engine, "SAMPLING_CALIBRATION_ANTITHETIC", False)
+    plain = synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1), "ED")
+    assert [negate for _, negate in calls] == [False] * 3
+    assert calls[0][0] != calls[1][0] != calls[2][0]  # a base per end point, in turn
+    assert plain is not paired
+    calls.clear()
+    monkeypatch.setattr(engine, "SAMPLING_CALIBRATION_ANTITHETIC", True)
+    synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1, interpolation="shift"), "ED")
+    assert [negate for _, negate in calls] == [False] * 3

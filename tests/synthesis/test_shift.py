@@ -10,9 +10,11 @@ from cardiosynth.data.labels import Group
 from cardiosynth.synthesis.engine import SynthesisRequest, target_latents
 from cardiosynth.synthesis.sampling import (
     SHIFT_DIMS,
+    copula_transform,
     discriminant_dims,
     gaussian_scores,
     interpolate,
+    sample_pathology,
     shift_amplitude,
     shift_target,
     standardised_difference,
@@ -165,3 +167,32 @@ def test_engine_shift_branch_uses_shift_target() -> None:
     assert not np.allclose(target, bases[3])
     with pytest.raises(ValueError, match="NOR class statistics"):
         target_latents(request, hcm, None, bases[3], rng)
+
+
+@pytest.mark.parametrize("mode", ["joint", "both", "none"])
+def test_negate_draws_the_antithetic_partner_and_leaves_the_plain_draw_as_it_was(mode: str) -> None:
+    """``negate`` (the sampling calibration's pairs) negates the Gaussian scores the generator draws;
+    without it the end point is the plain copula sample, bit for bit (synthesis is unchanged)."""
+    nor, hcm, bases = _classes()
+    request = SynthesisRequest(Group.HCM, correlation=mode)
+    plain = target_latents(request, hcm, None, bases[0], np.random.default_rng(5))
+    assert np.array_equal(plain, sample_pathology(hcm, mode, None, np.random.default_rng(5)))
+    partner = target_latents(request, hcm, None, bases[0], np.random.default_rng(5), negate=True)
+    scores = gaussian_scores(hcm, mode, None, np.random.default_rng(5))
+    assert np.array_equal(partner, copula_transform(-scores, hcm))
+    assert not np.allclose(partner, plain)
+    # Each entry on the other side of its class median, as its partner's score is of 0.
+    live = hcm.std > 0
+    median = copula_transform(np.zeros_like(scores), hcm)
+    assert np.all(((plain - median) * (partner - median))[live] <= 1e-12)
+    # A shift with a residual negates the residual's scores; without one there is nothing to negate.
+    mixed = SynthesisRequest(Group.HCM, correlation=mode, interpolation="shift", shift_residual=0.5)
+    a = target_latents(mixed, hcm, nor, bases[0], np.random.default_rng(5))
+    b = target_latents(mixed, hcm, nor, bases[0], np.random.default_rng(5), negate=True)
+    assert np.array_equal(b, shift_target(bases[0], nor, hcm, -scores, 0.5))
+    assert not np.allclose(a, b)
+    fixed = SynthesisRequest(Group.HCM, interpolation="shift")
+    assert np.array_equal(
+        target_latents(fixed, hcm, nor, bases[0], np.random.default_rng(5), negate=True),
+        shift_target(bases[0], nor, hcm),
+    )

@@ -458,17 +458,6 @@ def _method_rows(
     return rows, default_out
 
 
-def _extent_bias(
-    synth: Synthesizer, request: SynthesisRequest
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
-    """The (ED, ES) offsets the default decodes its severity-1 LV extent with (pooled over MINF's
-    territories, as the class-mean baseline's statistics are); ``None`` with that calibration off."""
-    if synth.logit_bias() is None or not synth.calibrate_sampling:
-        return None
-    ed, es = (synth.sampling_calibration(request, phase).logit_bias for phase in ("ED", "ES"))
-    return ed, es
-
-
 def _baseline_rows(
     synth: Synthesizer,
     target: Group,
@@ -488,7 +477,7 @@ def _baseline_rows(
         [len(p[0]) for p in base_pairs],
         bases=base_pairs,
         logit_bias=synth.logit_bias(),
-        extent_bias=_extent_bias(synth, SynthesisRequest(target, n=1)),
+        extent_bias=synth.end_point_bias(SynthesisRequest(target, n=1)),
     )
     nearest = bl.nearest_indices(
         synth.vae, [p[0] for p in base_pairs], [x.processed.ed_label for x in rc.train]
