@@ -77,15 +77,31 @@ def checkpoints() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def report(data: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
-    return run_utility(
-        _tiny_vae(),
-        _tiny_spade(),
-        data,
-        TINY,
-        model_versions={"vae": "t0", "spade": "t0"},
-        checkpoint=lambda partial: checkpoints.append(json.loads(json.dumps(partial, default=str))),
-    )
+def mean_decodes() -> list[dict[str, Any]]:
+    """The arguments of every class-mean decode the report's run made."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def report(
+    data: Path, checkpoints: list[dict[str, Any]], mean_decodes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    original = utility.class_mean_decode
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        mean_decodes.append({"args": args, **kwargs})
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utility, "class_mean_decode", recorded)
+        return run_utility(
+            _tiny_vae(),
+            _tiny_spade(),
+            data,
+            TINY,
+            model_versions={"vae": "t0", "spade": "t0"},
+            checkpoint=lambda partial: checkpoints.append(json.loads(json.dumps(partial, default=str))),
+        )
 
 
 def test_report_has_every_protocol_and_arm(report: dict[str, Any], tmp_path: Path) -> None:
@@ -143,19 +159,44 @@ def test_resume_takes_finished_runs_over(
     def no_training(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a finished run was trained again")
 
+    def no_synthesis(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("synthetic subjects were made for arms that train nothing")
+
+    original_train = utility.train
     monkeypatch.setattr(utility, "train", no_training)
+    monkeypatch.setattr(utility, "generate", no_synthesis)
     models = {"vae": "t0", "spade": "t0"}
     again = run_utility(_tiny_vae(), _tiny_spade(), data, TINY, model_versions=models, previous=previous)
     for name, proto in report["protocols"].items():
         for arm, result in proto["arms"].items():
             # NaN (no finite value) as None on both sides: otherwise the very same figures.
             assert _clean(again["protocols"][name]["arms"][arm]["summary"]) == _clean(result["summary"])
+            taken = again["protocols"][name]["arms"][arm]
+            assert [taken[k] for k in ("cases", "origins", "sources")] == [
+                result[k] for k in ("cases", "origins", "sources")
+            ]
     # Another choice of arms is not another configuration: the runs it shares are taken over.
     fewer = run_utility(
         _tiny_vae(), _tiny_spade(), data, replace(TINY, arms=("real", "real+synthetic")),
         model_versions=models, previous=previous,
     )  # fmt: skip
     assert list(fewer["protocols"]["missing:DCM"]["arms"]) == ["real", "real+synthetic"]
+    # A run the report lacks (a run cut short) is trained again, and no other.
+    del previous["protocols"]["full"]["arms"]["real"]["runs"]["1"]
+    trained: list[int] = []
+
+    def count_training(cases: Any, cfg: UtilityConfig, seed: int) -> Any:
+        trained.append(seed)
+        return original_train(cases, cfg, seed)
+
+    monkeypatch.setattr(utility, "train", count_training)
+    cut = run_utility(
+        _tiny_vae(), _tiny_spade(), data, replace(TINY, arms=("real",)), model_versions=models,
+        previous=previous,
+    )  # fmt: skip
+    assert trained == [1]
+    full = report["protocols"]["full"]["arms"]["real"]
+    assert _clean(cut["protocols"]["full"]["arms"]["real"]["summary"]) == _clean(full["summary"])
     with pytest.raises(ValueError, match="iterations"):
         run_utility(
             _tiny_vae(), _tiny_spade(), data, replace(TINY, iterations=3), model_versions=models,
@@ -358,3 +399,19 @@ def _fake_case(name: str, group: Group, z: int, size: int = 16) -> Case:
     images = np.where(labels == LV_MYOCARDIUM, -0.5, np.where(labels > 0, 0.8, -0.9)).astype(np.float32)
     return Case(name, group, "real", {"ED": images, "ES": images}, {"ED": labels, "ES": labels},
                 (10.0, 1.5, 1.5), (name,))  # fmt: skip
+
+
+def test_the_class_mean_arm_is_placed_and_decoded_as_the_method_samples_are(
+    report: dict[str, Any], mean_decodes: list[dict[str, Any]]
+) -> None:
+    """The class-mean decode goes into each base's LV extent with the decoder offsets the method's
+    severity-1 samples get (the round trip's, and its sampling calibration's per phase), so that the
+    two arms differ by the sampling only."""
+    assert mean_decodes  # one per synthesised group and pool
+    for call in mean_decodes:
+        counts = call["args"][3]
+        assert [len(ed) for ed, _ in call["bases"]] == list(counts)
+        assert [len(es) for _, es in call["bases"]] == list(counts)
+        assert call["logit_bias"] is not None
+        ed, es = call["extent_bias"]
+        assert ed.shape == es.shape == call["logit_bias"].shape

@@ -274,8 +274,17 @@ def generate(
     request = SynthesisRequest(group, n=n, seed=seed)
     batch = synth.make_labels(request)
     counts = [z for i, _, phase, z in batch.plan if phase == "ED"]
+    # The class mean placed and decoded as the method places and decodes its samples (each base's LV
+    # extent, the same decoder offsets), so that the arms differ by the sampling only.
+    loaded = synth.base_subjects(batch.base_ids)
     pairs = class_mean_decode(
-        synth.vae, synth.class_stats(group, "ED"), synth.class_stats(group, "ES"), counts
+        synth.vae,
+        synth.class_stats(group, "ED"),
+        synth.class_stats(group, "ES"),
+        counts,
+        bases=[(b.processed.ed_label, b.processed.es_label) for b in loaded],
+        logit_bias=synth.logit_bias(),
+        extent_bias=synth.end_point_bias(request),
     ).pairs
     mean_plan = [(i, 1.0, p, counts[i]) for i in range(n) for p in PHASES]
     mean_labels = np.concatenate([pair[j] for pair in pairs for j in range(2)])
@@ -649,6 +658,7 @@ def run_utility(
         for g in GROUPS
     }
     reuse = _previous_runs(previous, cfg, split_ids, dict(model_versions or {}))
+    taken = _previous_arms(previous) if reuse else {}
     # Link folders of the synthesis pools, for the whole run (removed at the end, or by the object's
     # finaliser if the run fails).
     tmp = tempfile.TemporaryDirectory(prefix="cardiosynth-utility-")
@@ -713,45 +723,63 @@ def run_utility(
                 note = "real+real skipped: this protocol holds no real subject of its added groups back"
                 report_protocols[protocol.name]["notes"] = [*protocol.notes, note]
                 continue
-            cases = _arm_cases(arm, protocol, generated, cfg)
-            runs: dict[str, Any] = {}
-            for seed in cfg.seeds:
-                key = (tuple(sorted(c.name for c in cases)), seed)
-                if key not in cache and (protocol.name, arm, seed) in reuse:
-                    cache[key] = reuse[(protocol.name, arm, seed)]
-                    log.info("%s / %s / seed %d: taken from the previous report", protocol.name, arm, seed)
-                elif key not in cache:
-                    trained = train(cases, cfg, seed)
-                    t0 = time.perf_counter()
-                    groups = score_groups(trained.model, test)
-                    cache[key] = {
-                        "steps": trained.steps,
-                        "slices": trained.slices,
-                        "train_s": round(trained.seconds, 2),
-                        "test_s": round(time.perf_counter() - t0, 2),
-                        "groups": groups,
-                    }
-                    train_seconds += trained.seconds + cache[key]["test_s"]
-                    log.info(
-                        "%s / %s / seed %d: %d cases, %d slices, %d steps, %.1f s; mean Dice %s",
-                        protocol.name, arm, seed, len(cases), trained.slices, trained.steps,
-                        trained.seconds, {g: round(v["dice"], 3) for g, v in groups.items()},
-                    )  # fmt: skip
-                else:
-                    log.info(
-                        "%s / %s / seed %d: the same training set as an earlier run", protocol.name, arm, seed
-                    )
-                runs[str(seed)] = cache[key]
-            arms[arm] = {
-                "cases": len(cases),
-                "origins": {
-                    o: sum(c.origin == o for c in cases)
-                    for o in ("real", "synthetic", "elastic", "class_mean")
-                },
-                "sources": sorted({s for c in cases for s in c.sources}),
-                "runs": runs,
-                "summary": _summary([r["groups"] for r in runs.values()]),
-            }
+            runs: dict[str, Any]
+            finished = taken.get((protocol.name, arm))
+            if finished is not None and all((protocol.name, arm, seed) in reuse for seed in cfg.seeds):
+                # Every run of this arm is in the previous report: take the arm over whole, without
+                # building its training set (no synthesis for an arm that trains nothing).
+                runs = {str(seed): reuse[(protocol.name, arm, seed)] for seed in cfg.seeds}
+                arms[arm] = {
+                    **{k: finished[k] for k in ("cases", "origins", "sources")},
+                    "runs": runs,
+                    "summary": _summary([r["groups"] for r in runs.values()]),
+                }
+                log.info("%s / %s: every run taken from the previous report", protocol.name, arm)
+            else:
+                cases = _arm_cases(arm, protocol, generated, cfg)
+                runs = {}
+                for seed in cfg.seeds:
+                    key = (tuple(sorted(c.name for c in cases)), seed)
+                    if key not in cache and (protocol.name, arm, seed) in reuse:
+                        cache[key] = reuse[(protocol.name, arm, seed)]
+                        log.info(
+                            "%s / %s / seed %d: taken from the previous report", protocol.name, arm, seed
+                        )
+                    elif key not in cache:
+                        trained = train(cases, cfg, seed)
+                        t0 = time.perf_counter()
+                        groups = score_groups(trained.model, test)
+                        cache[key] = {
+                            "steps": trained.steps,
+                            "slices": trained.slices,
+                            "train_s": round(trained.seconds, 2),
+                            "test_s": round(time.perf_counter() - t0, 2),
+                            "groups": groups,
+                        }
+                        train_seconds += trained.seconds + cache[key]["test_s"]
+                        log.info(
+                            "%s / %s / seed %d: %d cases, %d slices, %d steps, %.1f s; mean Dice %s",
+                            protocol.name, arm, seed, len(cases), trained.slices, trained.steps,
+                            trained.seconds, {g: round(v["dice"], 3) for g, v in groups.items()},
+                        )  # fmt: skip
+                    else:
+                        log.info(
+                            "%s / %s / seed %d: the same training set as an earlier run",
+                            protocol.name,
+                            arm,
+                            seed,
+                        )
+                    runs[str(seed)] = cache[key]
+                arms[arm] = {
+                    "cases": len(cases),
+                    "origins": {
+                        o: sum(c.origin == o for c in cases)
+                        for o in ("real", "synthetic", "elastic", "class_mean")
+                    },
+                    "sources": sorted({s for c in cases for s in c.sources}),
+                    "runs": runs,
+                    "summary": _summary([r["groups"] for r in runs.values()]),
+                }
             # After every arm, the protocols not finished yet (this one while it has arms to go).
             pending = order[done:] if index + 1 < len(cfg.arms) else order[done + 1 :]
             if checkpoint is not None and pending:
@@ -789,6 +817,17 @@ def _previous_runs(
                     for g, values in run["groups"].items()
                 }
                 out[(name, arm, int(seed))] = {**run, "groups": groups}
+    return out
+
+
+def _previous_arms(previous: dict[str, Any] | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The arms of ``previous`` (already checked by :func:`_previous_runs`) that record their training
+    set (size, origins and sources), by (protocol, arm)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, proto in (previous or {}).get("protocols", {}).items():
+        for arm, result in proto.get("arms", {}).items():
+            if all(k in result for k in ("cases", "origins", "sources")):
+                out[(name, arm)] = result
     return out
 
 
