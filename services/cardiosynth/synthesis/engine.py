@@ -875,7 +875,7 @@ class Synthesizer:
         self._timed("calibrate", started)
         self.cache.put_bytes(key, fitted.to_bytes())
         log.info(
-            "sampling calibration of %s %s (%s/%s) over %d slices: logit offsets %s, volume ratios %s -> %s",
+            "sampling calibration of %s %s (%s/%s), %d end points: offsets %s, volume ratios %s -> %s",
             name, phase, request.correlation, request.interpolation, len(blocks),
             np.round(fitted.logit_bias, 3).tolist(), np.round(fitted.ratio_before, 3).tolist(),
             np.round(fitted.ratio_after, 3).tolist(),
