@@ -32,7 +32,10 @@ class WorkerSettings(CommonSettings):
         default=128,
         ge=1,
         le=4096,
-        description="end points per class and phase the decoder's sampling calibration is fitted on",
+        description=(
+            "end points per class and phase the decoder's sampling calibration is fitted on "
+            "(drawn in antithetic pairs: an odd count is rounded up)"
+        ),
     )
 
     @field_validator("data_dir", "model_root", "batch_size", mode="before")
