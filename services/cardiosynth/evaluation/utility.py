@@ -593,6 +593,20 @@ def _arm_cases(
     return list(protocol.real) + added
 
 
+# What an arm's report says of its training set (a resumed arm takes these over with its runs).
+TRAINING_SET_KEYS = ("cases", "origins", "sources")
+
+
+def _training_set(cases: Sequence[Case]) -> dict[str, Any]:
+    """An arm's training set as its report records it: size, origins and source subjects."""
+    origins = ("real", "synthetic", "elastic", "class_mean")
+    return {
+        "cases": len(cases),
+        "origins": {o: sum(c.origin == o for c in cases) for o in origins},
+        "sources": sorted({s for c in cases for s in c.sources}),
+    }
+
+
 def _summary(per_seed: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per group and metric: mean and sample standard deviation over seeds (0 for one seed)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -728,15 +742,12 @@ def run_utility(
             if finished is not None and all((protocol.name, arm, seed) in reuse for seed in cfg.seeds):
                 # Every run of this arm is in the previous report: take the arm over whole, without
                 # building its training set (no synthesis for an arm that trains nothing).
+                training = {k: finished[k] for k in TRAINING_SET_KEYS}
                 runs = {str(seed): reuse[(protocol.name, arm, seed)] for seed in cfg.seeds}
-                arms[arm] = {
-                    **{k: finished[k] for k in ("cases", "origins", "sources")},
-                    "runs": runs,
-                    "summary": _summary([r["groups"] for r in runs.values()]),
-                }
                 log.info("%s / %s: every run taken from the previous report", protocol.name, arm)
             else:
                 cases = _arm_cases(arm, protocol, generated, cfg)
+                training = _training_set(cases)
                 runs = {}
                 for seed in cfg.seeds:
                     key = (tuple(sorted(c.name for c in cases)), seed)
@@ -770,16 +781,7 @@ def run_utility(
                             seed,
                         )
                     runs[str(seed)] = cache[key]
-                arms[arm] = {
-                    "cases": len(cases),
-                    "origins": {
-                        o: sum(c.origin == o for c in cases)
-                        for o in ("real", "synthetic", "elastic", "class_mean")
-                    },
-                    "sources": sorted({s for c in cases for s in c.sources}),
-                    "runs": runs,
-                    "summary": _summary([r["groups"] for r in runs.values()]),
-                }
+            arms[arm] = {**training, "runs": runs, "summary": _summary([r["groups"] for r in runs.values()])}
             # After every arm, the protocols not finished yet (this one while it has arms to go).
             pending = order[done:] if index + 1 < len(cfg.arms) else order[done + 1 :]
             if checkpoint is not None and pending:
@@ -826,7 +828,7 @@ def _previous_arms(previous: dict[str, Any] | None) -> dict[tuple[str, str], dic
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for name, proto in (previous or {}).get("protocols", {}).items():
         for arm, result in proto.get("arms", {}).items():
-            if all(k in result for k in ("cases", "origins", "sources")):
+            if all(k in result for k in TRAINING_SET_KEYS):
                 out[(name, arm)] = result
     return out
 
