@@ -289,6 +289,80 @@ def test_labels_outside_the_crop_are_background_in_the_base_too(phantom_root: Pa
             assert not np.any(restored[weight < 1])
 
 
+def test_heart_weight_keeps_the_heart_and_ramps_to_zero_by_distance_in_mm() -> None:
+    from cardiosynth.data.preprocess import heart_weight
+
+    region = np.zeros((90, 90, 3), dtype=bool)
+    x, y = np.meshgrid(np.arange(90), np.arange(90), indexing="ij")
+    region[:, :, 1] = (x - 45) ** 2 + (y - 45) ** 2 <= 10**2
+    w = heart_weight(region, (1.0, 1.0), margin_mm=6.0, feather_mm=12.0)
+    assert w.shape == region.shape
+    assert not w[:, :, 0].any()
+    assert not w[:, :, 2].any()
+    assert np.all(w[region] == 1.0)
+    ray = w[45, 45:, 1]  # outwards from the centre, 1 mm per pixel; the border is 10 mm out
+    np.testing.assert_array_equal(ray[: 10 + 6 + 1], 1.0)
+    np.testing.assert_array_equal(ray[10 + 6 + 12 :], 0.0)
+    ramp = ray[10 + 6 : 10 + 6 + 13]
+    assert np.all(np.diff(ramp) < 0)
+    assert 0 < ramp[6] < 1
+    assert ramp[6] == pytest.approx(0.5, abs=1e-9)  # the smoothstep's midpoint, 6 mm into the ramp
+    # distances are in mm: with 2 mm pixels along Y the ramp ends after half as many pixels
+    wide = heart_weight(region, (1.0, 2.0), margin_mm=6.0, feather_mm=12.0)[:, :, 1]
+    assert wide[45 + 10 + 9, 45] > 0.5
+    assert wide[45, 45 + 10 + 9] == 0
+    hard = heart_weight(region, (1.0, 1.0), margin_mm=6.0, feather_mm=0.0)[:, :, 1]
+    assert set(np.unique(hard)) == {0.0, 1.0}
+    assert hard[45, 45 + 16] == 1
+    assert hard[45, 45 + 17] == 0
+    for bad, match in (
+        ({"region": region[:, :, 0]}, "region"),
+        ({"spacing": (0.0, 1.0)}, "spacing"),
+        ({"margin_mm": -1.0}, "margin_mm"),
+        ({"feather_mm": -1.0}, "feather_mm"),
+    ):
+        kwargs = {"region": region, "spacing": (1.0, 1.0), **bad}
+        with pytest.raises(ValueError, match=match):
+            heart_weight(**kwargs)  # type: ignore[arg-type]
+
+
+def test_composite_around_the_heart_keeps_the_base_image_elsewhere_in_the_crop() -> None:
+    from cardiosynth.data.preprocess import composite_image, crop_weight, heart_weight
+
+    labels, image, affine = textured_subject()
+    g = plan_geometry([labels], affine)
+    stack, window = apply_image(image, g)
+    synthetic = np.clip(stack + 0.2, -1.0, 1.0)  # a translation brighter than the base by ~50 units
+    region = labels > 0
+    region[:, :, 0] = False  # a slice without heart (past the apex or the base)
+    out = composite_image(synthetic, g, image, window, region=region)
+    pasted = restore_image(synthetic, g, window)
+    inside = crop_weight(g)[:, :, None] == 1
+    weight = heart_weight(region, g.native_spacing)
+    # on the heart: the synthetic image; away from it, inside the crop too: the base's own voxels
+    np.testing.assert_allclose(out[region & inside], pasted[region & inside], rtol=1e-5)
+    away = weight == 0
+    np.testing.assert_array_equal(out[away], image[away].astype(np.float32))
+    assert (away & inside).sum() > 0.5 * inside.sum()  # most of the crop is no longer synthetic
+    # the crop-sized composite replaces the whole crop
+    whole = composite_image(synthetic, g, image, window)
+    assert np.all(whole[inside & away] != image[inside & away].astype(np.float32))
+    # a slice without heart is the base's own image throughout
+    np.testing.assert_array_equal(out[:, :, 0], image[:, :, 0].astype(np.float32))
+    # the ramp around the heart steps about as much as the noise; a hard edge far more
+    k = int(np.argmax(region.sum(axis=(0, 1))))
+    ramp = (weight[:-1, :, k] != weight[1:, :, k]) & (np.minimum(weight[:-1, :, k], weight[1:, :, k]) < 1)
+    noise = float(np.abs(np.diff(image[:, :, k], axis=0))[~ramp].mean())
+    step = float(np.abs(np.diff(out[:, :, k], axis=0))[ramp].mean())
+    hard_out = composite_image(synthetic, g, image, window, region=region, feather_mm=0.0)
+    hard_w = heart_weight(region, g.native_spacing, feather_mm=0.0)[:, :, k]
+    edge = hard_w[:-1] != hard_w[1:]
+    hard_step = float(np.abs(np.diff(hard_out[:, :, k], axis=0))[edge].mean())
+    assert step <= 1.35 * noise < hard_step
+    with pytest.raises(ValueError, match="region shape"):
+        composite_image(synthetic, g, image, window, region=region[:, :, :3])
+
+
 def test_composite_rejects_a_mismatched_base() -> None:
     from cardiosynth.data.preprocess import composite_image, crop_weight
 

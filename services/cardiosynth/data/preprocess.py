@@ -50,6 +50,13 @@ phases), and the ramp lies in background as well. The alternative, writing only 
 crop with its own affine (:meth:`Geometry.processed_affine`), would lose the base's slice grid
 (1.5 mm resampled pixels instead of the native ones), which downstream tools and the evaluation
 compare against.
+
+Given the heart (``region``: the synthetic heart and the base's own, each slice), the synthetic
+image is kept only around it (:func:`heart_weight`: whole within :data:`HEART_MARGIN_MM` of the
+heart, a :data:`FEATHER_MM` ramp beyond): the translator paints the background label with less
+texture than a real image has, so a crop-sized composite showed a smoother rectangle around the
+heart. Around the heart the image is the base's own: its lungs, liver and chest wall, and, in
+slices without any heart, the whole slice; the labels there are background in both.
 """
 
 from __future__ import annotations
@@ -69,6 +76,10 @@ TARGET_SPACING_MM = 1.5
 CROP_SIZE = 128
 PERCENTILES = (1.0, 99.0)
 FEATHER_MM = 12.0  # width of the seam ramp inside the crop border (8 resampled pixels)
+# How far around the heart (the union of the synthetic and the base heart) the synthetic image is
+# kept whole before the ramp to the base's own image starts: the translator's blur of the epicardial
+# border reaches about two pixels out, and the base's own heart must not show through anywhere.
+HEART_MARGIN_MM = 6.0
 
 LabelInterpolation = Literal["nearest", "linear"]
 LABEL_INTERPOLATIONS: tuple[LabelInterpolation, ...] = ("nearest", "linear")
@@ -443,6 +454,43 @@ def crop_weight(geometry: Geometry, feather_mm: float = FEATHER_MM) -> npt.NDArr
     return weight
 
 
+def heart_weight(
+    region: npt.NDArray[np.bool_],
+    spacing: tuple[float, float],
+    margin_mm: float = HEART_MARGIN_MM,
+    feather_mm: float = FEATHER_MM,
+) -> npt.NDArray[np.float64]:
+    """Blending weight of the synthetic image around the heart, ``(X, Y, Z)`` in [0, 1].
+
+    Per slice, by the in-plane distance ``d`` (mm, ``spacing`` along X and Y) from ``region``
+    ``(X, Y, Z)`` (the heart): 1 for ``d <= margin_mm``, 0 beyond ``margin_mm + feather_mm``, the
+    smoothstep ramp of :func:`crop_weight` between. A slice without any of ``region`` is 0 throughout.
+
+    Raises:
+        ValueError: ``region`` not 3D, a non-positive spacing, or a negative margin or feather.
+    """
+    mask = np.asarray(region, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"region must be (X, Y, Z), got shape {mask.shape}")
+    if not (spacing[0] > 0 and spacing[1] > 0):
+        raise ValueError(f"spacing must be positive, got {spacing}")
+    if not margin_mm >= 0:
+        raise ValueError(f"margin_mm must be >= 0, got {margin_mm}")
+    if not feather_mm >= 0:
+        raise ValueError(f"feather_mm must be >= 0, got {feather_mm}")
+    weight = np.zeros(mask.shape, dtype=np.float64)
+    for k in range(mask.shape[2]):
+        if not mask[:, :, k].any():
+            continue
+        d = ndimage.distance_transform_edt(~mask[:, :, k], sampling=spacing)
+        if feather_mm == 0:
+            weight[:, :, k] = d <= margin_mm
+            continue
+        t = np.clip(1.0 - (d - margin_mm) / feather_mm, 0.0, 1.0)
+        weight[:, :, k] = t * t * (3.0 - 2.0 * t)
+    return weight
+
+
 def composite_image(
     stack: npt.NDArray[np.floating[Any]],
     geometry: Geometry,
@@ -450,20 +498,31 @@ def composite_image(
     window: tuple[float, float],
     *,
     feather_mm: float = FEATHER_MM,
+    region: npt.NDArray[np.bool_] | None = None,
+    margin_mm: float = HEART_MARGIN_MM,
 ) -> npt.NDArray[np.float32]:
     """A synthetic ``(Z, S, S)`` image stack in [-1, 1] composited into the base subject's native
     image ``(X, Y, Z)`` (same phase) with a feathered seam; returns ``(X, Y, Z)`` float32 on the
     native grid, on the base's intensity scale (``window`` maps [-1, 1] back, as in
-    :func:`restore_image`). See the module docstring for why.
+    :func:`restore_image`). Without ``region`` the whole crop is kept (ramp inside its border); with
+    ``region`` ``(X, Y, Z)`` (the heart: the synthetic labels and the base's own, foreground) only
+    the part within ``margin_mm`` of it, ramped over ``feather_mm`` beyond (:func:`heart_weight`),
+    and never outside the crop. See the module docstring for why.
 
     Raises:
-        ValueError: ``base_image`` not of the geometry's native shape, a bad stack or ``feather_mm``.
+        ValueError: ``base_image`` or ``region`` not of the geometry's native shape, a bad stack,
+            ``feather_mm`` or ``margin_mm``.
     """
     base = np.asarray(base_image, dtype=np.float64)
     if base.shape != geometry.native_shape:
         raise ValueError(f"base image shape {base.shape} differs from the geometry's {geometry.native_shape}")
+    if region is not None and np.shape(region) != geometry.native_shape:
+        shape = np.shape(region)
+        raise ValueError(f"region shape {shape} differs from the geometry's {geometry.native_shape}")
     synthetic = restore_image(stack, geometry, window).astype(np.float64)
     weight = crop_weight(geometry, feather_mm)[:, :, None]
+    if region is not None:
+        weight = weight * heart_weight(region, geometry.native_spacing, margin_mm, feather_mm)
     out: npt.NDArray[np.float32] = (weight * synthetic + (1.0 - weight) * base).astype(np.float32)
     return out
 

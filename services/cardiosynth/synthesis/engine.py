@@ -28,7 +28,7 @@ import torch
 from cardiosynth.data.acdc import Subject
 from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers
 from cardiosynth.data.classify import classify
-from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, Group
+from cardiosynth.data.labels import BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, Group
 from cardiosynth.data.preprocess import (
     Geometry,
     LabelInterpolation,
@@ -453,6 +453,11 @@ def target_latents(
 def _native_image(subject: Subject, phase: str) -> npt.NDArray[Any]:
     """The base subject's own native image ``(X, Y, Z)`` of ``phase`` (the composite's backdrop)."""
     return subject.ed_image if phase == "ED" else subject.es_image
+
+
+def _native_labels(subject: Subject, phase: str) -> npt.NDArray[np.uint8]:
+    """The base subject's own native labels ``(X, Y, Z)`` of ``phase`` (where its heart lies)."""
+    return subject.ed_label if phase == "ED" else subject.es_label
 
 
 def label_interpolation_of(vae: torch.nn.Module) -> LabelInterpolation:
@@ -1167,20 +1172,23 @@ class Synthesizer:
             base, phase, lab, img, probs = item
             geometry = base.processed.geometry
             window = base.processed.phase(phase).window
+            native_labels = (
+                restore_labels(lab, geometry, self.label_interpolation)
+                if probs is None
+                else restore_probabilities(probs, geometry, lab)
+            )
             if img is None:  # no SPADE images: the native image is the low end of the base's window
                 img = np.full(lab.shape, -1.0, np.float32)
                 native_image = restore_image(img, geometry, window)
             else:
-                native_image = composite_image(img, geometry, _native_image(base.subject, phase), window)
+                # the synthetic image only around the heart, the synthetic one and the base's own
+                # (which must not show through): elsewhere the base's own image (preprocess docstring)
+                heart = (native_labels != BACKGROUND) | (_native_labels(base.subject, phase) != BACKGROUND)
+                native_image = composite_image(
+                    img, geometry, _native_image(base.subject, phase), window, region=heart
+                )
             return SyntheticPhase(
-                labels=lab,
-                images=img,
-                native_labels=(
-                    restore_labels(lab, geometry, self.label_interpolation)
-                    if probs is None
-                    else restore_probabilities(probs, geometry, lab)
-                ),
-                native_image=native_image,
+                labels=lab, images=img, native_labels=native_labels, native_image=native_image
             )
 
         # Stacks are independent: restored and composited by threads (cardiosynth.parallel), in order.

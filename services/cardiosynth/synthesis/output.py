@@ -10,10 +10,12 @@ Layout (one folder per synthetic subject, replaced whole and atomically)::
     OUT/HCM_000/HCM_000_base_ED_gt.nii.gz    image and labels of the phase, for side-by-side viewing
 
 Images and labels keep the base subject's native grid and affine unchanged (every voxel at its
-world position). The image is the synthetic 128 x 128 crop composited into the base's own image of
-the same phase with a 12 mm feathered seam (:func:`cardiosynth.data.preprocess.composite_image`),
-so there is no constant fill and no visible crop edge; the labels are the topology-cleaned decoded
-stacks restored to the native grid, background outside the crop as the base's own labels are there.
+world position). The image is the translator's image around the heart (the synthetic heart and the
+base's own, plus 6 mm, then a 12 mm smooth ramp) composited into the base's own image of the same
+phase (:func:`cardiosynth.data.preprocess.composite_image` with ``region``), so there is no
+constant fill, no crop edge and no smoother patch around the heart: the rest of the slice is the
+base's own image; the labels are the topology-cleaned decoded stacks restored to the native grid,
+background outside the crop as the base's own labels are there.
 
 Nothing time-dependent is written, so the same request and models give byte-identical files.
 """
