@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from cardiosynth.data.acdc import read_subject
 from cardiosynth.data.biomarkers import wall_thickness_by_sector
@@ -315,6 +316,19 @@ def test_heart_weight_keeps_the_heart_and_ramps_to_zero_by_distance_in_mm() -> N
     assert set(np.unique(hard)) == {0.0, 1.0}
     assert hard[45, 45 + 16] == 1
     assert hard[45, 45 + 17] == 0
+    # the same as distances over the whole slice (the weight is computed near the region only)
+    rng = np.random.default_rng(0)
+    blobs = ndimage.binary_dilation(rng.random((120, 100, 4)) > 0.9995, iterations=3)
+    blobs[:, :, 2] = False
+    for shapes, sampling in ((blobs, (1.0, 1.0)), (blobs, (1.3, 0.7)), (region, (1.3, 0.7))):
+        got = heart_weight(shapes, sampling, margin_mm=4.0, feather_mm=9.0)
+        for k in range(shapes.shape[2]):
+            if not shapes[:, :, k].any():
+                assert not got[:, :, k].any()
+                continue
+            d = ndimage.distance_transform_edt(~shapes[:, :, k], sampling=sampling)
+            t = np.clip(1.0 - (d - 4.0) / 9.0, 0.0, 1.0)
+            np.testing.assert_allclose(got[:, :, k], t * t * (3.0 - 2.0 * t), atol=1e-12)
     for bad, match in (
         ({"region": region[:, :, 0]}, "region"),
         ({"spacing": (0.0, 1.0)}, "spacing"),

@@ -479,15 +479,25 @@ def heart_weight(
     if not feather_mm >= 0:
         raise ValueError(f"feather_mm must be >= 0, got {feather_mm}")
     weight = np.zeros(mask.shape, dtype=np.float64)
+    if not mask.any():
+        return weight
+    # Distances only where the weight can be non-zero: the region's bounding box grown by the reach
+    # (every region pixel lies inside it, so the distances there are exact); 4x less work on a slice.
+    xs, ys = np.nonzero(mask.any(axis=2))
+    reach = margin_mm + feather_mm
+    px, py = int(np.ceil(reach / spacing[0])) + 1, int(np.ceil(reach / spacing[1])) + 1
+    x0, x1 = max(int(xs.min()) - px, 0), min(int(xs.max()) + px + 1, mask.shape[0])
+    y0, y1 = max(int(ys.min()) - py, 0), min(int(ys.max()) + py + 1, mask.shape[1])
     for k in range(mask.shape[2]):
-        if not mask[:, :, k].any():
+        window = mask[x0:x1, y0:y1, k]
+        if not window.any():
             continue
-        d = ndimage.distance_transform_edt(~mask[:, :, k], sampling=spacing)
+        d = ndimage.distance_transform_edt(~window, sampling=spacing)
         if feather_mm == 0:
-            weight[:, :, k] = d <= margin_mm
+            weight[x0:x1, y0:y1, k] = d <= margin_mm
             continue
         t = np.clip(1.0 - (d - margin_mm) / feather_mm, 0.0, 1.0)
-        weight[:, :, k] = t * t * (3.0 - 2.0 * t)
+        weight[x0:x1, y0:y1, k] = t * t * (3.0 - 2.0 * t)
     return weight
 
 
