@@ -18,7 +18,8 @@ from cardiosynth.models.slices import SliceSet, load_slices
 
 @pytest.fixture(scope="session", autouse=True)
 def few_sampling_calibration_end_points() -> Iterator[None]:
-    """The decoder's sampling calibration over 2 end points per class and phase, not 128, in this
+    """The decoder's sampling calibration over 2 end points per class and phase, not 128 (and the
+    motion calibration over 2 subjects), in this
     process and the stacks it starts: the tests' models are untrained, so nearly every pixel is one
     the fit must keep and revisit (seconds per class with 128). Tests of the fit pass their own
     number."""
@@ -27,6 +28,9 @@ def few_sampling_calibration_end_points() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(engine, "SAMPLING_CALIBRATION_SUBJECTS", 2)
         patch.setenv("CARDIOSYNTH_SAMPLING_CALIBRATION_SUBJECTS", "2")
+        # and the motion calibration over 2 synthetic subjects, not 64
+        patch.setattr(engine, "MOTION_CALIBRATION_SUBJECTS", 2)
+        patch.setenv("CARDIOSYNTH_MOTION_CALIBRATION_SUBJECTS", "2")
         yield
 
 

@@ -63,3 +63,16 @@ def test_workers_fit_the_sampling_calibration_on_the_engines_number_of_end_point
     monkeypatch.setenv("CARDIOSYNTH_SAMPLING_CALIBRATION_SUBJECTS", "0")
     with pytest.raises(ValueError, match="sampling_calibration_subjects"):
         WorkerSettings()
+
+
+def test_workers_fit_the_motion_calibration_on_the_engines_number_of_subjects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cardiosynth.workers.settings import WorkerSettings
+
+    monkeypatch.delenv("CARDIOSYNTH_MOTION_CALIBRATION_SUBJECTS", raising=False)
+    # the engine's default (64), written out in the settings (the gateway does not import torch)
+    assert WorkerSettings().motion_calibration_subjects == 64
+    monkeypatch.setenv("CARDIOSYNTH_MOTION_CALIBRATION_SUBJECTS", "101")  # one pass of make_labels
+    with pytest.raises(ValueError, match="motion_calibration_subjects"):
+        WorkerSettings()

@@ -445,6 +445,7 @@ def _method_rows(
     for attribute, label in (
         ("clean_labels", "no clean-up"),
         ("calibrate_sampling", "no sampling calibration"),
+        ("calibrate_motion", "no motion calibration"),
         ("calibrate_decoder", "no calibration"),
     ):
         setattr(synth, attribute, False)

@@ -3,8 +3,9 @@ the service's workers call the same stages one queue at a time).
 
 encode -> equalise over the LV extent -> class statistics (cached) -> correlated Gaussian-copula sample
 (or the base shifted into the class) -> interpolate by severity -> resample into the base subject's LV
-extent (its atrial and post-apical slices kept) -> decode (labels and their probabilities) -> clean up
--> translate -> restore to the base subject's native geometry (labels from the probabilities).
+extent (its atrial and post-apical slices kept) -> decode (labels and their probabilities) -> ES moved
+to the class's in-plane ED -> ES motion (:mod:`.motion`) -> clean up -> translate -> restore to the
+base subject's native geometry (labels from the probabilities).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from cardiosynth.synthesis.modes import (
     check_interpolation,
     check_mode,
 )
+from cardiosynth.synthesis.motion import MotionCalibration, calibrate_batch, mid_displacements
 from cardiosynth.synthesis.sampling import (
     copula_transform,
     gaussian_scores,
@@ -128,6 +130,11 @@ SAMPLING_CALIBRATION_SEED = 7919
 # (HCM), 0.013 to 0.003 (NOR), 0.009 to 0.007 (RV), and the fitted offsets' from 0.19-0.85 to
 # 0.03-0.13 logits (reports/synthesis-phantom-v2/cohort/sampling_calibration_noise.txt).
 SAMPLING_CALIBRATION_ANTITHETIC = True
+# Synthetic subjects whose ED -> ES in-plane motion fits the motion calibration (Synthesizer.
+# motion_calibration; synthesis.motion says why): made as make_labels makes them at severity 1, with
+# this seed, once per class, mode and family (cached); about 1,300 slices, 10-20 s on 2 CPU cores.
+MOTION_CALIBRATION_SUBJECTS = 64
+MOTION_CALIBRATION_SEED = 104729
 # Base subjects a Synthesizer keeps read and preprocessed: twice a service chunk's (16 by default), so a
 # chunk never reloads its own bases, and at most a few hundred MiB however many NOR subjects a data
 # set has.
@@ -524,6 +531,8 @@ class Synthesizer:
         calibrate_decoder: bool = True,
         calibrate_sampling: bool = True,
         sampling_calibration_subjects: int | None = None,
+        calibrate_motion: bool = True,
+        motion_calibration_subjects: int | None = None,
         soft_restore: bool = True,
         device: str | torch.device | None = None,
         precision: str | None = None,
@@ -537,9 +546,12 @@ class Synthesizer:
         class's :meth:`sampling_calibration` as well, blended with the round trip's by severity (needs
         ``calibrate_decoder``; off only to measure what it does), fitted on
         ``sampling_calibration_subjects`` end points per class and phase (``None``:
-        :data:`SAMPLING_CALIBRATION_SUBJECTS`). ``soft_restore``: put decoded stacks back on the
-        base's native grid from the decoder's probabilities, not its labels (:class:`LabelBatch`; off
-        only to measure what it does).
+        :data:`SAMPLING_CALIBRATION_SUBJECTS`). ``calibrate_motion``: move each synthetic ES stack so
+        that the class's in-plane ED -> ES motion comes out as the real class's
+        (:meth:`motion_calibration`, fitted on ``motion_calibration_subjects`` synthetic subjects,
+        ``None``: :data:`MOTION_CALIBRATION_SUBJECTS`; off only to measure what it does).
+        ``soft_restore``: put decoded stacks back on the base's native grid from the decoder's
+        probabilities, not its labels (:class:`LabelBatch`; off only to measure what it does).
 
         ``device``: where the models run (``None``: where they are; a spec such as ``cuda`` moves
         them there once, here). ``precision``: autocast of decode and translate (``None``: fp32 on
@@ -560,6 +572,12 @@ class Synthesizer:
             raise ValueError(
                 f"sampling_calibration_subjects must be at least 1, got {sampling_calibration_subjects}"
             )
+        if motion_calibration_subjects is None:
+            motion_calibration_subjects = MOTION_CALIBRATION_SUBJECTS
+        if not 1 <= motion_calibration_subjects <= MAX_SUBJECTS:
+            raise ValueError(
+                f"motion_calibration_subjects must be in 1..{MAX_SUBJECTS}, got {motion_calibration_subjects}"
+            )
         if device is not None:
             place(vae, device)
             if spade is not None:
@@ -571,6 +589,9 @@ class Synthesizer:
         self.calibrate_sampling = calibrate_sampling
         self.sampling_calibration_subjects = sampling_calibration_subjects
         self._sampling: dict[str, DecoderCalibration] = {}
+        self.calibrate_motion = calibrate_motion
+        self.motion_calibration_subjects = motion_calibration_subjects
+        self._motion: dict[str, MotionCalibration] = {}
         self._extent_pixels: dict[tuple[Group, str | None, str], dict[str, npt.NDArray[np.float64]]] = {}
         self.soft_restore = soft_restore
         self._calibration: DecoderCalibration | None = None
@@ -888,6 +909,66 @@ class Synthesizer:
         self._sampling[key] = fitted
         return fitted
 
+    def motion_calibration(self, request: SynthesisRequest) -> MotionCalibration:
+        """The in-plane ED -> ES motion calibration of ``request``'s class, mode and family (memory,
+        then cache, then fitted; :mod:`.motion`): the per-slice displacement of the LV cavity's
+        centroid in the mid-ventricular slices over the class's real subjects (those its statistics
+        come from, MINF's territories pooled) against :attr:`motion_calibration_subjects` synthetic
+        subjects made as :meth:`make_labels` makes them at severity 1 (seeded, territories drawn,
+        every other step as configured). Never fitted from held-out subjects."""
+        refs, _ = self._stats_refs(request.pathology, None)
+        nor = sources.by_group(self.refs, Group.NOR)
+        steps = f"{int(self.clean_labels)}{int(self.calibrate_decoder)}{int(self.calibrate_sampling)}"
+        what = (
+            f"motion-spread|{request.pathology.value}|{request.ns}|{request.correlation}|{request.interpolation}|"
+            f"{request.shift_residual}|{self.motion_calibration_subjects}|{MOTION_CALIBRATION_SEED}|{steps}|"
+            f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
+            f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
+            f"{self._fingerprint(request.pathology, None, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
+        )
+        key = sampling_calibration_key(self.model_versions.get("vae", "unversioned"), what)
+        if key in self._motion:
+            return self._motion[key]
+        cached = self.cache.get_bytes(key)
+        if cached is not None:
+            try:
+                self._motion[key] = MotionCalibration.from_bytes(cached)
+                return self._motion[key]
+            except ValueError:
+                log.info("motion calibration under %s is of another format: refitting", key)
+        started = time.perf_counter()
+        real = []
+        for ref in refs:
+            p = self._load(ref).processed
+            real.append(mid_displacements(label_stack(p, "ED"), label_stack(p, "ES")))
+        fit_request = SynthesisRequest(
+            request.pathology, n=self.motion_calibration_subjects, seed=MOTION_CALIBRATION_SEED,
+            correlation=request.correlation, ns=request.ns, interpolation=request.interpolation,
+            shift_residual=request.shift_residual,
+        )  # fmt: skip
+        batch = self.make_labels(fit_request, motion=False)
+        at = np.cumsum([0, *(z for *_, z in batch.plan)])
+        blocks = {(i, ph): batch.labels[at[k] : at[k + 1]] for k, (i, _, ph, _) in enumerate(batch.plan)}
+        synthetic = [mid_displacements(blocks[(i, "ED")], blocks[(i, "ES")]) for i in range(fit_request.n)]
+        try:
+            fitted = MotionCalibration.fit(real, synthetic)
+        except ValueError as exc:  # no slice with a measurable cavity in both phases: nothing to move
+            log.warning(
+                "motion calibration of %s: %s; ES stacks are left where decoded", request.pathology.value, exc
+            )
+            fitted = MotionCalibration.identity()
+        self._timed("calibrate", started)
+        self.cache.put_bytes(key, fitted.to_bytes())
+        log.info(
+            "motion calibration of %s (%s/%s): ED -> ES displacement real mean %s rms %.2f px, "
+            "synthetic mean %s rms %.2f px: gain %.2f",
+            request.pathology.value, request.correlation, request.interpolation,
+            np.round(fitted.mean_real, 2).tolist(), fitted.rms_real,
+            np.round(fitted.mean_synthetic, 2).tolist(), fitted.rms_synthetic, fitted.gain,
+        )  # fmt: skip
+        self._motion[key] = fitted
+        return fitted
+
     def slice_bias(
         self,
         request: SynthesisRequest,
@@ -990,6 +1071,7 @@ class Synthesizer:
         *,
         subjects: range | None = None,
         defer_clean: bool = False,
+        motion: bool = True,
     ) -> LabelBatch:
         """The VAE half: encode -> stats -> copula sample or shift -> interpolate -> decode.
 
@@ -1002,7 +1084,10 @@ class Synthesizer:
 
         ``defer_clean``: leave the label clean-up to :meth:`stream`, which cleans each part while the
         device translates the previous one (:meth:`run` on a GPU); the batch is marked
-        ``clean_pending``. The labels are the same either way: stacks are cleaned one by one."""
+        ``clean_pending``. The labels are the same either way: stacks are cleaned one by one.
+
+        ``motion``: with :attr:`calibrate_motion` and both phases, move the ES stacks by the class's
+        :meth:`motion_calibration` after decoding (False: without it, as its own fit makes them)."""
         if subjects is None:
             if request.n > MAX_SUBJECTS:
                 raise ValueError(
@@ -1092,8 +1177,13 @@ class Synthesizer:
                               probabilities=self.soft_restore)
                 for k in range(0, len(blocks), per_subject)
             ])  # fmt: skip
-        labels = decoded.labels
+        labels, probabilities = decoded.labels, decoded.probabilities
         self._timed("decode", started)
+        if motion and self.calibrate_motion and set(request.phases) == set(PHASES):
+            calibration = self.motion_calibration(request)
+            started = time.perf_counter()
+            labels, probabilities = calibrate_batch(labels, probabilities, plan, calibration)
+            self._timed("motion", started)
         pending = self.clean_labels and defer_clean
         if self.clean_labels and not defer_clean:
             # Cleaned here, before the batch leaves the VAE half, so that SPADE draws exactly the
@@ -1105,7 +1195,7 @@ class Synthesizer:
         # The territory whose statistics each subject was made from (None: pooled MINF statistics).
         used = [self._stats_refs(request.pathology, t)[1] for t in territories]
         ids = [ref.subject_id for ref in bases]
-        return LabelBatch(request, ids, plan, labels, used, pending, decoded.probabilities)
+        return LabelBatch(request, ids, plan, labels, used, pending, probabilities)
 
     def translate(self, batch: LabelBatch, progress: Progress = _no_progress) -> npt.NDArray[np.float32]:
         """The SPADE half: every decoded slice with its base subject's own slice as style.

@@ -124,6 +124,7 @@ def _pair(vae_version: str, spade_version: str) -> Any:
         precision=None if s.precision == "auto" else s.precision,
         batch_size=s.batch_size,
         sampling_calibration_subjects=s.sampling_calibration_subjects,
+        motion_calibration_subjects=s.motion_calibration_subjects,
     )
 
 

@@ -94,6 +94,7 @@ def synthesizer(model: str, with_vae: bool, with_spade: bool) -> Synthesizer:
         precision=None if s.precision == "auto" else s.precision,
         batch_size=s.batch_size,
         sampling_calibration_subjects=s.sampling_calibration_subjects,
+        motion_calibration_subjects=s.motion_calibration_subjects,
     )
 
 

@@ -38,6 +38,15 @@ class WorkerSettings(CommonSettings):
         ),
     )
 
+    motion_calibration_subjects: int = Field(
+        default=64,
+        ge=1,
+        le=100,
+        description=(
+            "synthetic subjects per class, mode and family that the ED -> ES motion calibration is fitted on"
+        ),
+    )
+
     @field_validator("data_dir", "model_root", "batch_size", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
