@@ -547,7 +547,7 @@ class Synthesizer:
         ``calibrate_decoder``; off only to measure what it does), fitted on
         ``sampling_calibration_subjects`` end points per class and phase (``None``:
         :data:`SAMPLING_CALIBRATION_SUBJECTS`). ``calibrate_motion``: move each synthetic ES stack so
-        that the class's in-plane ED -> ES motion comes out as the real class's
+        that in-plane ED -> ES motion the sampler adds beyond the real class's spread is taken out
         (:meth:`motion_calibration`, fitted on ``motion_calibration_subjects`` synthetic subjects,
         ``None``: :data:`MOTION_CALIBRATION_SUBJECTS`; off only to measure what it does).
         ``soft_restore``: put decoded stacks back on the base's native grid from the decoder's
