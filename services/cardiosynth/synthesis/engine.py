@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -90,6 +90,7 @@ from cardiosynth.synthesis.stages import (
 from cardiosynth.synthesis.stats import ClassStats, compute_class_stats, stats_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PHASES = ("ED", "ES")
 MAX_SUBJECTS = 100  # subjects made in one pass (make_labels without ``subjects``; the CLI, a dataset request)
@@ -843,15 +844,9 @@ class Synthesizer:
             f"{self._fingerprint(Group.NOR, None, sources.by_group(self.refs, Group.NOR))}"
         )
         key = sampling_calibration_key(self.model_versions.get("vae", "unversioned"), what)
-        if key in self._sampling:
-            return self._sampling[key]
-        cached = self.cache.get_bytes(key)
-        if cached is not None:
-            try:
-                self._sampling[key] = DecoderCalibration.from_bytes(cached)
-                return self._sampling[key]
-            except ValueError:
-                log.info("sampling calibration under %s is of another format: refitting", key)
+        found = self._stored(key, self._sampling, DecoderCalibration.from_bytes, "sampling calibration")
+        if found is not None:
+            return found
         started = time.perf_counter()
         classes = self.vae.config.num_classes
         truth = self._lv_extent_pixels(request.pathology, territory, refs)[phase]
@@ -909,6 +904,20 @@ class Synthesizer:
         self._sampling[key] = fitted
         return fitted
 
+    def _stored(self, key: str, memory: dict[str, T], decode: Callable[[bytes], T], what: str) -> T | None:
+        """The fitted artefact under ``key``: from ``memory``, else from the cache (then kept in
+        ``memory``); ``None`` when neither holds it or the cache holds another format (refit)."""
+        if key in memory:
+            return memory[key]
+        cached = self.cache.get_bytes(key)
+        if cached is not None:
+            try:
+                memory[key] = decode(cached)
+                return memory[key]
+            except ValueError:
+                log.info("%s under %s is of another format: refitting", what, key)
+        return None
+
     def motion_calibration(self, request: SynthesisRequest) -> MotionCalibration:
         """The in-plane ED -> ES motion calibration of ``request``'s class, mode and family (memory,
         then cache, then fitted; :mod:`.motion`): the per-slice displacement of the LV cavity's
@@ -927,15 +936,9 @@ class Synthesizer:
             f"{self._fingerprint(request.pathology, None, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
         )
         key = sampling_calibration_key(self.model_versions.get("vae", "unversioned"), what)
-        if key in self._motion:
-            return self._motion[key]
-        cached = self.cache.get_bytes(key)
-        if cached is not None:
-            try:
-                self._motion[key] = MotionCalibration.from_bytes(cached)
-                return self._motion[key]
-            except ValueError:
-                log.info("motion calibration under %s is of another format: refitting", key)
+        stored = self._stored(key, self._motion, MotionCalibration.from_bytes, "motion calibration")
+        if stored is not None:
+            return stored
         started = time.perf_counter()
         real = []
         for ref in refs:
