@@ -64,12 +64,22 @@ def test_the_fit_maps_the_synthetic_mean_and_spread_onto_the_real() -> None:
     assert cal.mean_synthetic == pytest.approx((0.5, 0.3), abs=0.06)
     assert cal.rms_real == pytest.approx(0.25 * np.sqrt(2), rel=0.05)
     assert cal.gain == pytest.approx(0.5, rel=0.08)
+    # the means differ by many standard errors (per-subject SD 0.25 / sqrt(10), 30 subjects): the
+    # offset carries nearly all of the difference, and the mapped mean lands on the real one
+    assert (cal.subjects_real, cal.subjects_synthetic) == (30, 30)
+    assert cal.offset == pytest.approx(np.subtract(cal.mean_real, cal.mean_synthetic), rel=0.03)
+    assert cal.moves
     mapped = np.concatenate([cal.target(s) for s in synthetic])
     mapped = mapped[np.isfinite(mapped).all(axis=1)]
-    np.testing.assert_allclose(mapped.mean(axis=0), cal.mean_synthetic, atol=1e-9)  # the mean is kept
+    np.testing.assert_allclose(mapped.mean(axis=0), np.add(cal.mean_synthetic, cal.offset), atol=1e-9)
+    np.testing.assert_allclose(mapped.mean(axis=0), cal.mean_real, atol=0.02)
     spread = np.sqrt(np.mean(np.sum((mapped - mapped.mean(axis=0)) ** 2, axis=1)))
     assert spread == pytest.approx(cal.rms_real, rel=1e-9)
     assert MotionCalibration.from_bytes(cal.to_bytes()) == cal
+    # means that differ by less than their noise: no offset at all, the synthetic mean is kept
+    same = [rng.normal([0.0, 0.0], 1.0, size=(10, 2)) for _ in range(5)]
+    noisy = MotionCalibration.fit(same, [rng.normal([0.1, -0.1], 1.0, size=(10, 2)) for _ in range(5)])
+    assert noisy.offset == (0.0, 0.0)
     # a fit with nothing to measure says so
     # the gain is bounded: it never adds motion, and takes out at most three quarters
     assert MotionCalibration((0.0, 0.0), 10.0, (0.0, 0.0), 0.01).gain == GAIN_RANGE[1] == 1.0
@@ -79,6 +89,24 @@ def test_the_fit_maps_the_synthetic_mean_and_spread_onto_the_real() -> None:
         MotionCalibration.fit(real, [np.full((3, 2), np.nan)])
     with pytest.raises(ValueError, match="not a motion calibration"):
         MotionCalibration.from_bytes(b"{}")
+
+
+def test_the_offset_is_the_mean_difference_shrunk_by_its_standard_error() -> None:
+    from cardiosynth.synthesis.motion import shrunk_difference
+
+    # two subjects a side, known variances: diff (1, 0.1), se^2 = 0.5 / 2 + 0.5 / 2 = 0.5 per component
+    real = np.array([[1.5, 0.6], [2.5, -0.4]])  # means (2, 0.1), variance (0.5, 0.5)
+    synthetic = np.array([[0.5, 0.5], [1.5, -0.5]])  # means (1, 0), variance (0.5, 0.5)
+    out = shrunk_difference(real, synthetic)
+    # 1 * (1 - 0.5 / 1) = 0.5; 0.1 lies within its standard error (0.71): exactly 0
+    np.testing.assert_allclose(out, [0.5, 0.0])
+    # far beyond its noise the difference is kept nearly whole
+    np.testing.assert_allclose(shrunk_difference(real + 10.0, synthetic), [11.0, 10.1], rtol=0.01)
+    # one subject on a side: no estimate of the noise, no offset
+    np.testing.assert_array_equal(shrunk_difference(real[:1], synthetic), [0.0, 0.0])
+    np.testing.assert_array_equal(shrunk_difference(synthetic, synthetic), [0.0, 0.0])
+    with pytest.raises(ValueError, match="per-subject means"):
+        shrunk_difference(real[:, :1], synthetic)
 
 
 @pytest.mark.parametrize("with_probabilities", [True, False])
@@ -123,6 +151,15 @@ def test_a_batch_gets_the_calibrated_motion_by_severity_on_es_only() -> None:
     np.testing.assert_array_equal(same, labels)  # the identity calibration moves nothing
     with pytest.raises(ValueError, match="plan covers"):
         calibrate_batch(labels[:-1], None, plan, cal)
+    # an offset moves ES by itself at gain 1 (the heart's frame: first axis toward the RV, +y here;
+    # second across, -x), and each subject may have its own calibration (MINF: its territory's)
+    toward_rv = MotionCalibration((0.0, 0.0), 1.0, (0.0, 0.0), 1.0, offset=(1.0, 0.0))
+    assert toward_rv.moves
+    per_subject, _ = calibrate_batch(labels, probs, plan, {0: toward_rv, 1: cal})
+    np.testing.assert_allclose(displacements(per_subject[8:12], per_subject[12:16])[0], [2.0, 1.0], atol=0.2)
+    np.testing.assert_allclose(displacements(per_subject[0:4], per_subject[4:8])[0], [2.0, 0.5], atol=0.2)
+    with pytest.raises(ValueError, match="no motion calibration for subject 0"):
+        calibrate_batch(labels, probs, plan, {1: cal})
 
 
 def test_mid_ventricular_slices_leave_out_a_fifth_at_each_end() -> None:
@@ -184,7 +221,7 @@ def test_make_labels_moves_es_by_the_fitted_calibration_and_the_fit_is_cached(
     monkeypatch.undo()
     # make_labels applies a calibration to ES only, by severity: a known one, injected
     known = MotionCalibration((0.0, 0.0), 0.5, (0.4, -0.3), 1.0)
-    monkeypatch.setattr(Synthesizer, "motion_calibration", lambda self, r: known)
+    monkeypatch.setattr(Synthesizer, "motion_calibration", lambda self, r, t=None: known)
     synth.clean_labels = False  # compare the decoded stacks themselves
     on = synth.make_labels(request)
     synth.calibrate_motion = False
@@ -207,29 +244,92 @@ def test_make_labels_moves_es_by_the_fitted_calibration_and_the_fit_is_cached(
     ((seen_labels, seen_plan, seen_calibration),) = calls
     np.testing.assert_array_equal(seen_labels, off.labels)
     assert seen_plan == off.plan
-    assert seen_calibration is known
+    assert seen_calibration == {0: known, 1: known}
     assert np.all(spied.labels == 3)
     # one phase only: nothing to calibrate
     synth.calibrate_motion = True
     ed_only = SynthesisRequest(Group.HCM, n=1, seed=0, phases=("ED",))
-    monkeypatch.setattr(Synthesizer, "motion_calibration", lambda self, r: pytest.fail("fitted"))
+    monkeypatch.setattr(Synthesizer, "motion_calibration", lambda self, r, t=None: pytest.fail("fitted"))
     synth.make_labels(ed_only)
     with pytest.raises(ValueError, match="motion_calibration_subjects"):
         Synthesizer(vae, None, phantom_root, cache_dir=cache, motion_calibration_subjects=0)
 
 
+@pytest.fixture
+def synth(phantom_root, vae, tmp_path):  # type: ignore[no-untyped-def]
+    """A Synthesizer on the test phantom whose motion fits take 2 synthetic subjects."""
+    from cardiosynth.synthesis.engine import Synthesizer
+
+    return Synthesizer(vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path,
+                       motion_calibration_subjects=2)  # fmt: skip
+
+
+def test_minf_subjects_get_their_territorys_calibration(
+    synth,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from cardiosynth.data.labels import Group
+    from cardiosynth.data.territory import TERRITORIES
+    from cardiosynth.synthesis import engine
+    from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
+
+    request = SynthesisRequest(Group.MINF, n=4, seed=3)
+    territories = synth.subject_territories(request)
+    asked: list[str | None] = []
+
+    def per_territory(self, r, t=None):  # type: ignore[no-untyped-def]
+        asked.append(t)
+        return MotionCalibration((0.0, 0.0), 1.0, (0.0, 0.0), 1.0, offset=(float(len(str(t))), 0.0))
+
+    seen = []
+    monkeypatch.setattr(Synthesizer, "motion_calibration", per_territory)
+
+    def spy(labels, probabilities, plan, calibration):  # type: ignore[no-untyped-def]
+        seen.append(calibration)
+        return labels, probabilities
+
+    monkeypatch.setattr(engine, "calibrate_batch", spy)
+    synth.make_labels(request)
+    assert asked == list(dict.fromkeys(territories))  # one calibration per territory drawn
+    (calibration,) = seen
+    assert {i: c.offset[0] for i, c in calibration.items()} == {i: len(t) for i, t in enumerate(territories)}
+    monkeypatch.undo()
+    # the fit of one territory: its real subjects against synthetic subjects of that territory
+    made = []
+    real_make = Synthesizer.make_labels
+
+    def recording(self, r, *a, **k):  # type: ignore[no-untyped-def]
+        made.append(r.territory)
+        return real_make(self, r, *a, **k)
+
+    monkeypatch.setattr(Synthesizer, "make_labels", recording)
+    monkeypatch.setattr(engine, "mid_displacements", lambda ed, es: np.zeros((len(ed), 2)))
+    # the test phantom has one MINF subject: its territory gets statistics of its own
+    monkeypatch.setattr(engine, "MIN_TERRITORY_SUBJECTS", 1)
+    own = [t for t in TERRITORIES if synth._stats_refs(Group.MINF, t)[1] == t]
+    assert len(own) == 1
+    refs, _ = synth._stats_refs(Group.MINF, own[0])
+    monkeypatch.setattr(engine, "MIN_MOTION_TERRITORY_SUBJECTS", len(refs))
+    fitted = synth.motion_calibration(request, own[0])
+    assert made == [own[0]]
+    assert fitted.subjects_real == len(refs)
+    assert fitted.offset == (0.0, 0.0) and not fitted.moves  # noqa: PT018
+    # a territory with fewer subjects than that gets the pooled calibration (territories drawn)
+    monkeypatch.setattr(engine, "MIN_MOTION_TERRITORY_SUBJECTS", len(refs) + 1)
+    pooled = synth.motion_calibration(request, own[0])
+    assert made == [own[0], None]
+    assert pooled.subjects_real == len(synth._stats_refs(Group.MINF, None)[0])
+    assert synth.motion_calibration(request, None) is pooled
+
+
 def test_a_fit_with_no_measurable_cavity_leaves_es_where_decoded(
-    phantom_root,
-    vae,
-    tmp_path,
+    synth,
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     from cardiosynth.data.labels import Group
     from cardiosynth.synthesis import engine
-    from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
+    from cardiosynth.synthesis.engine import SynthesisRequest
 
-    synth = Synthesizer(vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path,
-                        motion_calibration_subjects=2)  # fmt: skip
     monkeypatch.setattr(engine, "mid_displacements", lambda ed, es: np.full((len(ed), 2), np.nan))
     assert synth.motion_calibration(SynthesisRequest(Group.DCM)) == MotionCalibration.identity()
 

@@ -136,6 +136,11 @@ SAMPLING_CALIBRATION_ANTITHETIC = True
 # this seed, once per class, mode and family (cached); about 1,300 slices, 10-20 s on 2 CPU cores.
 MOTION_CALIBRATION_SUBJECTS = 64
 MOTION_CALIBRATION_SEED = 104729
+# A MINF territory's motion is calibrated on its own real subjects only from this many on: the
+# spread and the mean's noise of fewer are no estimate (the default phantom's training LCx has 2
+# subjects, whose slices' spread of 0.46 px would have halved every synthetic LCx heart's motion
+# against LAD's 0.96). Fewer: the pooled MINF calibration, as a territory's statistics pool.
+MIN_MOTION_TERRITORY_SUBJECTS = 5
 # Base subjects a Synthesizer keeps read and preprocessed: twice a service chunk's (16 by default), so a
 # chunk never reloads its own bases, and at most a few hundred MiB however many NOR subjects a data
 # set has.
@@ -918,22 +923,31 @@ class Synthesizer:
                 log.info("%s under %s is of another format: refitting", what, key)
         return None
 
-    def motion_calibration(self, request: SynthesisRequest) -> MotionCalibration:
+    def motion_calibration(
+        self, request: SynthesisRequest, territory: str | None = None
+    ) -> MotionCalibration:
         """The in-plane ED -> ES motion calibration of ``request``'s class, mode and family (memory,
         then cache, then fitted; :mod:`.motion`): the per-slice displacement of the LV cavity's
         centroid in the mid-ventricular slices over the class's real subjects (those its statistics
-        come from, MINF's territories pooled) against :attr:`motion_calibration_subjects` synthetic
-        subjects made as :meth:`make_labels` makes them at severity 1 (seeded, territories drawn,
-        every other step as configured). Never fitted from held-out subjects."""
-        refs, _ = self._stats_refs(request.pathology, None)
+        come from) against :attr:`motion_calibration_subjects` synthetic subjects made as
+        :meth:`make_labels` makes them at severity 1 (seeded, every other step as configured).
+        ``territory`` (MINF): the infarct territory's subjects against synthetic subjects of that
+        territory, since an infarct moves the cavity toward its own wall (a territory with fewer
+        than :data:`MIN_MOTION_TERRITORY_SUBJECTS` subjects gets the pooled calibration); ``None``:
+        the class's subjects, MINF's territories pooled and drawn. Never fitted from held-out
+        subjects."""
+        refs, used = self._stats_refs(request.pathology, territory)
+        if territory is not None and (used is None or len(refs) < MIN_MOTION_TERRITORY_SUBJECTS):
+            return self.motion_calibration(request, None)
         nor = sources.by_group(self.refs, Group.NOR)
         steps = f"{int(self.clean_labels)}{int(self.calibrate_decoder)}{int(self.calibrate_sampling)}"
         what = (
-            f"motion-spread|{request.pathology.value}|{request.ns}|{request.correlation}|{request.interpolation}|"
+            f"motion-offset|{request.pathology.value}|{used}|{request.ns}|{request.correlation}|"
+            f"{request.interpolation}|"
             f"{request.shift_residual}|{self.motion_calibration_subjects}|{MOTION_CALIBRATION_SEED}|{steps}|"
             f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
             f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
-            f"{self._fingerprint(request.pathology, None, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
+            f"{self._fingerprint(request.pathology, used, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
         )
         key = sampling_calibration_key(self.model_versions.get("vae", "unversioned"), what)
         stored = self._stored(key, self._motion, MotionCalibration.from_bytes, "motion calibration")
@@ -947,7 +961,7 @@ class Synthesizer:
         fit_request = SynthesisRequest(
             request.pathology, n=self.motion_calibration_subjects, seed=MOTION_CALIBRATION_SEED,
             correlation=request.correlation, ns=request.ns, interpolation=request.interpolation,
-            shift_residual=request.shift_residual,
+            shift_residual=request.shift_residual, territory=used,
         )  # fmt: skip
         batch = self.make_labels(fit_request, motion=False)
         at = np.cumsum([0, *(z for *_, z in batch.plan)])
@@ -963,11 +977,12 @@ class Synthesizer:
         self._timed("calibrate", started)
         self.cache.put_bytes(key, fitted.to_bytes())
         log.info(
-            "motion calibration of %s (%s/%s): ED -> ES displacement real mean %s rms %.2f px, "
-            "synthetic mean %s rms %.2f px: gain %.2f",
-            request.pathology.value, request.correlation, request.interpolation,
-            np.round(fitted.mean_real, 2).tolist(), fitted.rms_real,
+            "motion calibration of %s%s (%s/%s): ED -> ES displacement real mean %s rms %.2f px, "
+            "synthetic mean %s rms %.2f px: gain %.2f, offset %s px",
+            request.pathology.value, "" if used is None else f" ({used})", request.correlation,
+            request.interpolation, np.round(fitted.mean_real, 2).tolist(), fitted.rms_real,
             np.round(fitted.mean_synthetic, 2).tolist(), fitted.rms_synthetic, fitted.gain,
+            np.round(fitted.offset, 2).tolist(),
         )  # fmt: skip
         self._motion[key] = fitted
         return fitted
@@ -1183,7 +1198,11 @@ class Synthesizer:
         labels, probabilities = decoded.labels, decoded.probabilities
         self._timed("decode", started)
         if motion and self.calibrate_motion and set(request.phases) == set(PHASES):
-            calibration = self.motion_calibration(request)
+            # MINF: each subject's territory's (an infarct moves the cavity toward its own wall)
+            by_territory = {
+                t: self.motion_calibration(request, t) for t in dict.fromkeys(territories[i] for i in wanted)
+            }
+            calibration = {i: by_territory[territories[i]] for i in wanted}
             started = time.perf_counter()
             labels, probabilities = calibrate_batch(labels, probabilities, plan, calibration)
             self._timed("motion", started)

@@ -1,10 +1,11 @@
 """The LV's in-plane motion between ED and ES, and its calibration to the class's.
 
 A heart moves in-plane between end-diastole and end-systole; on the phantom in a direction that is
-random per subject (mean within 0.3 px of zero in every class, SD 0.7-1.1 px per axis; DCM, which
-barely contracts, 0.14). The regional heterogeneity biomarker splits each slice into sectors about
-its ED cavity centroid, so that motion makes most of it (real NOR / HCM / RV: 0.14-0.15 measured,
-0.03-0.05 with ES moved back onto ED). Synthesis decodes ED and ES separately, and a sampled
+random per subject (mean within 0.3 px of zero in every class but MINF, SD 0.7-1.1 px per axis; DCM,
+which barely contracts, 0.14; an infarct's cavity moves toward the akinetic wall, below). The
+regional heterogeneity biomarker splits each slice into sectors about its ED cavity centroid, so
+that motion makes most of it (real NOR / HCM / RV: 0.14-0.15 measured, 0.03-0.05 with ES moved back
+onto ED). Synthesis decodes ED and ES separately, and a sampled
 heart's ES lands where the decoder puts it: DCM's synthetic LV moved with an SD of 0.20 px against
 the class's 0.14, enough to raise its heterogeneity from the class's 0.109 to 0.157; the other
 classes' moved less than real (SD 0.41-0.63 against 0.70-1.06 px;
@@ -12,9 +13,17 @@ reports/synthesis-phantom-v2/cohort/es_motion.txt).
 
 The calibration (:class:`MotionCalibration`) maps a synthetic subject's per-slice ED -> ES
 displacement ``d`` (the LV cavity's centroid, pixels of the processed grid) to
-``mean_synthetic + gain * (d - mean_synthetic)``, with ``gain = rms_real / rms_synthetic`` of the
-centred displacements (at most 1: :data:`GAIN_RANGE`), so that the class's spread of motion comes out
-as the real class's where the sampler added motion, and nothing changes where it did not. The ES
+``mean_synthetic + offset + gain * (d - mean_synthetic)``, with ``gain = rms_real / rms_synthetic`` of
+the centred displacements (at most 1: :data:`GAIN_RANGE`), so that the class's spread of motion comes
+out as the real class's where the sampler added motion, and nothing changes where it did not.
+``offset`` is the real mean minus the synthetic mean, shrunk by its standard error (subjects as the
+observations; :func:`shrunk_difference`): zero where the two means differ by less than their noise,
+which is every class but MINF on the phantom (differences of 0.05-0.2 px, standard errors 0.05-0.3
+px). An infarct moves the cavity's centroid toward the akinetic wall by a territory's own
+displacement (training LAD / LCx / RCA subjects +0.69 / -1.22 / +0.74 px toward the RV, +1.19 /
+-0.22 / -1.32 across; the held-out cohort's within 0.25 px of those), which the decoder, smoothing
+the regional defect, draws 0.15-0.45 px short; MINF is calibrated per territory (where the territory
+has enough subjects: ``engine.MIN_MOTION_TERRITORY_SUBJECTS``). The ES
 slice is moved by the difference, sub-pixel, on the decoder's class probabilities before the argmax
 (:func:`move_slices`), so the heart is drawn once; ED is not touched. Shape, area and contraction
 are kept; only where the ES heart lies relative to the ED heart changes.
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -146,6 +156,9 @@ class MotionCalibration:
     rms_synthetic: float
     slices_real: int = 0
     slices_synthetic: int = 0
+    offset: tuple[float, float] = (0.0, 0.0)  # added to every displacement: shrunk real - synthetic mean
+    subjects_real: int = 0
+    subjects_synthetic: int = 0
 
     @property
     def gain(self) -> float:
@@ -154,15 +167,21 @@ class MotionCalibration:
             return 1.0
         return float(np.clip(self.rms_real / self.rms_synthetic, *GAIN_RANGE))
 
+    @property
+    def moves(self) -> bool:
+        """Whether :meth:`target` changes anything (a gain below 1 or a non-zero offset)."""
+        return self.gain < 1.0 or any(o != 0.0 for o in self.offset)
+
     def target(self, d: npt.NDArray[np.floating[Any]]) -> FloatArray:
         """The calibrated displacement of each row of ``d`` ``(Z, 2)``, in the heart's frame (NaN rows
-        stay NaN): its spread about the synthetic mean scaled by :attr:`gain`. The mean itself is
-        kept: ``joint`` draws inherit the training hearts' mean motion, and a fit of the real mean on
-        20 subjects moved every ES by its sampling noise (on the cohort HCM's heterogeneity W1n went
-        from 1.97 to 2.36 with it, RV's from 1.81 to 1.88); ``mean_real`` is recorded to compare."""
+        stay NaN): its spread about the synthetic mean scaled by :attr:`gain`, plus :attr:`offset`.
+        The mean moves only by the offset, the part of the real-minus-synthetic difference beyond
+        its noise: imposing the real mean outright moved every ES by the 20 training subjects'
+        sampling noise (on the cohort HCM's heterogeneity W1n went from 1.97 to 2.36 with it, RV's
+        from 1.81 to 1.88)."""
         d = np.asarray(d, dtype=np.float64)
         mean = np.asarray(self.mean_synthetic)
-        out: FloatArray = mean + self.gain * (d - mean)
+        out: FloatArray = mean + np.asarray(self.offset) + self.gain * (d - mean)
         return out
 
     @classmethod
@@ -178,20 +197,22 @@ class MotionCalibration:
             ValueError: no measurable slice on either side.
         """
         stats = []
+        subject_means = []
         for name, parts in (("real", real), ("synthetic", synthetic)):
-            rows = (
-                np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in parts])
-                if parts
-                else None
-            )
-            rows = rows[np.isfinite(rows).all(axis=1)] if rows is not None else np.zeros((0, 2))
-            if len(rows) == 0:
+            per_subject = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in parts]
+            per_subject = [p[np.isfinite(p).all(axis=1)] for p in per_subject]
+            per_subject = [p for p in per_subject if len(p)]
+            if not per_subject:
                 raise ValueError(f"no {name} slice with a measurable LV cavity in both phases")
+            rows = np.concatenate(per_subject)
             mean = rows.mean(axis=0)
             rms = float(math.sqrt(np.mean(np.sum((rows - mean) ** 2, axis=1))))
             stats.append(((float(mean[0]), float(mean[1])), rms, len(rows)))
+            subject_means.append(np.stack([p.mean(axis=0) for p in per_subject]))
         (m_r, s_r, n_r), (m_s, s_s, n_s) = stats
-        return cls(m_r, s_r, m_s, s_s, n_r, n_s)
+        offset = shrunk_difference(subject_means[0], subject_means[1])
+        return cls(m_r, s_r, m_s, s_s, n_r, n_s, (float(offset[0]), float(offset[1])),
+                   len(subject_means[0]), len(subject_means[1]))  # fmt: skip
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -208,9 +229,39 @@ class MotionCalibration:
                 rms_synthetic=float(raw["rms_synthetic"]),
                 slices_real=int(raw["slices_real"]),
                 slices_synthetic=int(raw["slices_synthetic"]),
+                offset=(float(raw["offset"][0]), float(raw["offset"][1])),
+                subjects_real=int(raw["subjects_real"]),
+                subjects_synthetic=int(raw["subjects_synthetic"]),
             )
         except (KeyError, TypeError, IndexError, ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a motion calibration: {exc}") from exc
+
+
+def shrunk_difference(
+    real: npt.NDArray[np.floating[Any]], synthetic: npt.NDArray[np.floating[Any]]
+) -> FloatArray:
+    """The difference of the means of two samples of per-subject mean displacements ``(n, 2)``,
+    per component shrunk toward zero by its standard error ``se`` (Welch: ``var_r / n_r + var_s /
+    n_s``): ``diff * max(0, 1 - se^2 / diff^2)`` (positive-part James-Stein for one mean). A
+    difference within one standard error gives exactly 0; one of many standard errors is kept
+    nearly whole. Subjects are the observations: a heart's slices move together, so its slices are
+    not independent draws. Fewer than two subjects on a side: no estimate of the noise, 0.
+
+    Raises:
+        ValueError: not ``(n, 2)`` arrays.
+    """
+    r = np.asarray(real, dtype=np.float64)
+    s = np.asarray(synthetic, dtype=np.float64)
+    if r.ndim != 2 or s.ndim != 2 or r.shape[1] != 2 or s.shape[1] != 2:
+        raise ValueError(f"need (n, 2) per-subject means, got {r.shape} and {s.shape}")
+    if len(r) < 2 or len(s) < 2:
+        return np.zeros(2)
+    diff = r.mean(axis=0) - s.mean(axis=0)
+    var = r.var(axis=0, ddof=1) / len(r) + s.var(axis=0, ddof=1) / len(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = np.where(diff != 0, np.clip(1.0 - var / diff**2, 0.0, 1.0), 0.0)
+    out: FloatArray = diff * keep
+    return out
 
 
 def move_slices(
@@ -256,7 +307,7 @@ def calibrate_batch(
     labels: npt.NDArray[np.uint8],
     probabilities: npt.NDArray[np.uint8] | None,
     plan: list[tuple[int, float, str, int]],
-    calibration: MotionCalibration,
+    calibration: MotionCalibration | Mapping[int, MotionCalibration],
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
     """A decoded batch's ES stacks moved so that each slice's ED -> ES displacement ``d`` becomes
     ``d + a (calibration.target(d) - d)`` (in the heart's frame, :func:`rv_axes`) at the block's
@@ -264,9 +315,10 @@ def calibrate_batch(
     sampler's; a severity-0 stack would be the base's own round trip). ``labels`` ``(N, S, S)`` and
     ``probabilities`` ``(N, C, S, S)`` are the blocks of ``plan`` ``(subject, severity, phase,
     slices)`` in order; subjects without both phases at a severity are left as they are.
+    ``calibration``: one for every subject, or one per subject index (MINF: its territory's).
 
     Raises:
-        ValueError: ``plan`` does not cover ``labels``.
+        ValueError: ``plan`` does not cover ``labels``, or a subject of ``plan`` has no calibration.
     """
     starts = np.cumsum([0, *(z for *_, z in plan)])
     if starts[-1] != len(labels):
@@ -275,12 +327,21 @@ def calibrate_batch(
         (index, severity, phase): (int(at), z)
         for (index, severity, phase, z), at in zip(plan, starts, strict=False)
     }
+
+    def of(index: int) -> MotionCalibration:
+        if isinstance(calibration, MotionCalibration):
+            return calibration
+        if index not in calibration:
+            raise ValueError(f"no motion calibration for subject {index}")
+        return calibration[index]
+
     out_labels = labels.copy()
     out_probs = None if probabilities is None else probabilities.copy()
-    if calibration.gain >= 1.0:  # the sampler added no motion: nothing to take out (bit for bit)
-        return out_labels, out_probs
     for (index, severity, phase), (at, z) in blocks.items():
         if phase != "ES" or (index, severity, "ED") not in blocks:
+            continue
+        cal = of(index)
+        if not cal.moves:  # nothing to take out or add: the decoded stack, bit for bit
             continue
         ed_at, ed_z = blocks[(index, severity, "ED")]
         if ed_z != z:
@@ -288,10 +349,10 @@ def calibrate_batch(
         ed = labels[ed_at : ed_at + z]
         d = displacements(ed, labels[at : at + z])
         axes = rv_axes(ed)
-        wanted = from_frame(calibration.target(to_frame(d, axes)), axes)
+        wanted = from_frame(cal.target(to_frame(d, axes)), axes)
         # a slice without a frame (no RV beside it) keeps its direction and gets the spread's gain
         no_frame = ~np.isfinite(axes).all(axis=1)
-        wanted[no_frame] = calibration.gain * d[no_frame]
+        wanted[no_frame] = cal.gain * d[no_frame]
         shifts = severity * (wanted - d)
         moved, moved_probs = move_slices(
             labels[at : at + z], None if probabilities is None else probabilities[at : at + z], shifts
