@@ -843,10 +843,7 @@ class Synthesizer:
         name = request.pathology.value if territory is None else f"{request.pathology.value}-{territory}"
         what = (
             f"{name}|{phase}|{request.ns}|{request.correlation}|{request.interpolation}|"
-            f"{request.shift_residual}|{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
-            f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
-            f"{self._fingerprint(request.pathology, territory, refs)}|"
-            f"{self._fingerprint(Group.NOR, None, sources.by_group(self.refs, Group.NOR))}"
+            f"{request.shift_residual}|{self._sampling_provenance(request.pathology, territory, refs)}"
         )
         key = sampling_calibration_key(self.model_versions.get("vae", "unversioned"), what)
         found = self._stored(key, self._sampling, DecoderCalibration.from_bytes, "sampling calibration")
@@ -909,6 +906,19 @@ class Synthesizer:
         self._sampling[key] = fitted
         return fitted
 
+    def _sampling_provenance(
+        self, pathology: Group, territory: str | None, refs: list[sources.SubjectRef]
+    ) -> str:
+        """What a sampling calibration's fit depends on beyond the request (its end points, seed and
+        pairing, the class's and the NOR bases' data): the tail of the sampling and motion
+        calibrations' cache keys (the motion fit draws through the sampling calibration)."""
+        nor = sources.by_group(self.refs, Group.NOR)
+        return (
+            f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
+            f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
+            f"{self._fingerprint(pathology, territory, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
+        )
+
     def _stored(self, key: str, memory: dict[str, T], decode: Callable[[bytes], T], what: str) -> T | None:
         """The fitted artefact under ``key``: from ``memory``, else from the cache (then kept in
         ``memory``); ``None`` when neither holds it or the cache holds another format (refit)."""
@@ -939,15 +949,12 @@ class Synthesizer:
         refs, used = self._stats_refs(request.pathology, territory)
         if territory is not None and (used is None or len(refs) < MIN_MOTION_TERRITORY_SUBJECTS):
             return self.motion_calibration(request, None)
-        nor = sources.by_group(self.refs, Group.NOR)
         steps = f"{int(self.clean_labels)}{int(self.calibrate_decoder)}{int(self.calibrate_sampling)}"
         what = (
             f"motion-offset|{request.pathology.value}|{used}|{request.ns}|{request.correlation}|"
             f"{request.interpolation}|"
             f"{request.shift_residual}|{self.motion_calibration_subjects}|{MOTION_CALIBRATION_SEED}|{steps}|"
-            f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
-            f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
-            f"{self._fingerprint(request.pathology, used, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
+            f"{self._sampling_provenance(request.pathology, used, refs)}"
         )
         key = sampling_calibration_key(self.model_versions.get("vae", "unversioned"), what)
         stored = self._stored(key, self._motion, MotionCalibration.from_bytes, "motion calibration")
