@@ -107,6 +107,59 @@ def test_the_offset_is_the_mean_difference_shrunk_by_its_standard_error() -> Non
     np.testing.assert_array_equal(shrunk_difference(synthetic, synthetic), [0.0, 0.0])
     with pytest.raises(ValueError, match="per-subject means"):
         shrunk_difference(real[:, :1], synthetic)
+    with pytest.raises(ValueError, match="must be finite"):
+        shrunk_difference(np.array([[np.nan, 0.0], [1.0, 0.0]]), synthetic)
+    with pytest.raises(ValueError, match="positive finite weights"):
+        shrunk_difference(real, synthetic, np.array([1.0, 0.0]))
+    # weighted by slice counts: the difference of the slice means, with the clustered standard
+    # error; equal weights give the unweighted figures
+    np.testing.assert_allclose(shrunk_difference(real, synthetic, np.array([3.0, 3.0])), [0.5, 0.0])
+    many = np.array([[1.0, 0.0]] * 5 + [[-1.0, 0.0]] * 5)  # 5 subjects of 2 slices at +1, 5 of 10 at -1
+    flat = np.zeros((10, 2))
+    np.testing.assert_array_equal(shrunk_difference(many, flat), [0.0, 0.0])  # subject means: no gap
+    slices = np.array([2.0] * 5 + [10.0] * 5)
+    gap = shrunk_difference(many, flat, slices)  # slice means: -2/3 px, se^2 = 10/9 * 40/144 / 1
+    se2 = 10 / 9 * (5 * 2**2 * (5 / 3) ** 2 + 5 * 10**2 * (1 / 3) ** 2) / 60**2
+    np.testing.assert_allclose(gap, [-2 / 3 * (1 - se2 / (4 / 9)), 0.0])
+
+
+def test_the_fits_offset_closes_the_slice_mean_gap_when_subjects_differ_in_slice_count() -> None:
+    rng = np.random.default_rng(1)
+    # real: half the subjects with 3 slices far to one side, half with 12 to the other
+    real = [rng.normal([1.0, 0.0], 0.05, size=(3, 2)) for _ in range(20)]
+    real += [rng.normal([-1.0, 0.0], 0.05, size=(12, 2)) for _ in range(20)]
+    synthetic = [rng.normal([0.0, 0.0], 0.05, size=(8, 2)) for _ in range(40)]
+    cal = MotionCalibration.fit(real, synthetic)
+    assert cal.mean_real[0] == pytest.approx(-0.6, abs=0.02)  # (3 - 12) / 15 slices
+    mapped = np.concatenate([cal.target(s) for s in synthetic])
+    # the offset lands the mapped slice mean near the real slice mean (shrunk by a little noise)
+    assert mapped.mean(axis=0)[0] == pytest.approx(cal.mean_real[0], abs=0.05)
+    with pytest.raises(ValueError, match="finite"):
+        MotionCalibration((np.nan, 0.0), 1.0, (0.0, 0.0), 1.0)
+    with pytest.raises(ValueError, match="not a motion calibration"):
+        MotionCalibration.from_bytes(cal.to_bytes().replace(b'"rms_real": ', b'"rms_real": -'))
+
+
+def test_slices_without_a_frame_move_with_the_rest_of_the_heart() -> None:
+    from cardiosynth.synthesis.motion import fill_frames, rv_axes
+
+    ed, es = heart((30.0, 30.0), radius=9.0, z=5), heart((30.0, 30.0), radius=9.0, z=5)
+    ed[3][ed[3] == RV_CAVITY] = 0  # an apical slice with a cavity but no RV beside it
+    es[3][es[3] == RV_CAVITY] = 0
+    axes = rv_axes(ed)
+    assert np.isnan(axes[3]).all() and np.isfinite(axes[:3]).all()  # noqa: PT018
+    filled = fill_frames(axes)
+    np.testing.assert_allclose(filled[3], axes[:3].mean(axis=0) / np.linalg.norm(axes[:3].mean(axis=0)))
+    np.testing.assert_array_equal(filled[:3], axes[:3])
+    assert np.isnan(fill_frames(np.full((3, 2), np.nan))).all()  # nothing to fill from
+    # the offset moves the frameless slice too, the same way as the others
+    toward_rv = MotionCalibration((0.0, 0.0), 1.0, (0.0, 0.0), 1.0, offset=(1.0, 0.0))
+    plan = [(0, 1.0, "ED", 5), (0, 1.0, "ES", 5)]
+    both = np.concatenate([ed, es])
+    out, _ = calibrate_batch(both, soft(both), plan, toward_rv)
+    d = displacements(out[:5], out[5:])
+    np.testing.assert_allclose(d[3], d[0], atol=0.2)
+    np.testing.assert_allclose(d[3], [0.0, 1.0], atol=0.2)
 
 
 @pytest.mark.parametrize("with_probabilities", [True, False])
@@ -155,9 +208,13 @@ def test_a_batch_gets_the_calibrated_motion_by_severity_on_es_only() -> None:
     # second across, -x), and each subject may have its own calibration (MINF: its territory's)
     toward_rv = MotionCalibration((0.0, 0.0), 1.0, (0.0, 0.0), 1.0, offset=(1.0, 0.0))
     assert toward_rv.moves
-    per_subject, _ = calibrate_batch(labels, probs, plan, {0: toward_rv, 1: cal})
+    two = [*plan, (1, 1.0, "ES", 4)]
+    both = np.concatenate([labels, es])
+    per_subject, _ = calibrate_batch(both, soft(both), two, {0: toward_rv, 1: cal})
     np.testing.assert_allclose(displacements(per_subject[8:12], per_subject[12:16])[0], [2.0, 1.0], atol=0.2)
     np.testing.assert_allclose(displacements(per_subject[0:4], per_subject[4:8])[0], [2.0, 0.5], atol=0.2)
+    # subject 1 gets its own calibration (the spread halved), not subject 0's offset
+    np.testing.assert_allclose(displacements(per_subject[16:20], per_subject[20:24])[0], [1.0, 0.0], atol=0.2)
     with pytest.raises(ValueError, match="no motion calibration for subject 0"):
         calibrate_batch(labels, probs, plan, {1: cal})
 
@@ -277,9 +334,13 @@ def test_minf_subjects_get_their_territorys_calibration(
     territories = synth.subject_territories(request)
     asked: list[str | None] = []
 
+    def order(t: str | None) -> int:
+        return -1 if t is None else TERRITORIES.index(t)
+
     def per_territory(self, r, t=None):  # type: ignore[no-untyped-def]
         asked.append(t)
-        return MotionCalibration((0.0, 0.0), 1.0, (0.0, 0.0), 1.0, offset=(float(len(str(t))), 0.0))
+        # a distinct offset per territory (pooled: -1), so a subject given another's shows
+        return MotionCalibration((0.0, 0.0), 1.0, (0.0, 0.0), 1.0, offset=(float(order(t)), 0.0))
 
     seen = []
     monkeypatch.setattr(Synthesizer, "motion_calibration", per_territory)
@@ -292,7 +353,9 @@ def test_minf_subjects_get_their_territorys_calibration(
     synth.make_labels(request)
     assert asked == list(dict.fromkeys(territories))  # one calibration per territory drawn
     (calibration,) = seen
-    assert {i: c.offset[0] for i, c in calibration.items()} == {i: len(t) for i, t in enumerate(territories)}
+    got = {i: c.offset[0] for i, c in calibration.items()}
+    assert got == {i: order(t) for i, t in enumerate(territories)}
+    assert len({c.offset for c in calibration.values()}) == len(set(territories))
     monkeypatch.undo()
     # the fit of one territory: its real subjects against synthetic subjects of that territory
     made = []

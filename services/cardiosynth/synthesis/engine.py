@@ -950,8 +950,9 @@ class Synthesizer:
         if territory is not None and (used is None or len(refs) < MIN_MOTION_TERRITORY_SUBJECTS):
             return self.motion_calibration(request, None)
         steps = f"{int(self.clean_labels)}{int(self.calibrate_decoder)}{int(self.calibrate_sampling)}"
+        # "-weighted": the offset from slice-weighted means (a cache of the unweighted fit is not reused)
         what = (
-            f"motion-offset|{request.pathology.value}|{used}|{request.ns}|{request.correlation}|"
+            f"motion-offset-weighted|{request.pathology.value}|{used}|{request.ns}|{request.correlation}|"
             f"{request.interpolation}|"
             f"{request.shift_residual}|{self.motion_calibration_subjects}|{MOTION_CALIBRATION_SEED}|{steps}|"
             f"{self._sampling_provenance(request.pathology, used, refs)}"

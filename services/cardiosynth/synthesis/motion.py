@@ -16,8 +16,8 @@ displacement ``d`` (the LV cavity's centroid, pixels of the processed grid) to `
 offset + gain * (d - mean_synthetic)``, with ``gain = rms_real / rms_synthetic`` of the centred
 displacements (at most 1: :data:`GAIN_RANGE`), so that the class's spread of motion comes out as the
 real class's where the sampler added motion, and nothing changes where it did not. ``offset`` is the
-real mean minus the synthetic mean, shrunk by its standard error (subjects as the observations;
-:func:`shrunk_difference`): zero where the two means differ by less than their noise, and at most
+real mean minus the synthetic mean over slices, shrunk by its standard error (subjects as the
+observations, weighted by their slice counts; :func:`shrunk_difference`): zero where the two means differ by less than their noise, and at most
 0.06 px for `sample` draws of every class but MINF on the phantom (differences of 0.05-0.2 px,
 standard errors 0.05-0.3 px; HCM's `shift` 0.18). An infarct moves the cavity's centroid toward the
 akinetic wall by a territory's own displacement (training LAD / LCx / RCA subjects +0.69 / -1.22 /
@@ -26,7 +26,8 @@ those), which the decoder, smoothing the regional defect, draws 0.15-0.45 px sho
 calibrated per territory (where the territory has enough subjects:
 ``engine.MIN_MOTION_TERRITORY_SUBJECTS``). The ES slice is moved by the difference, sub-pixel, on
 the decoder's class probabilities before the argmax (:func:`move_slices`), so the heart is drawn
-once; ED is not touched. Shape, area and contraction are kept; only where the ES heart lies relative
+once; ED is not touched. A slice with no RV beside it (apical) takes the stack's mean frame
+(:func:`fill_frames`) and moves with the rest of the heart. Shape, area and contraction are kept; only where the ES heart lies relative
 to the ED heart changes.
 """
 
@@ -118,6 +119,21 @@ def rv_axes(ed: npt.NDArray[np.integer[Any]]) -> FloatArray:
     return out
 
 
+def fill_frames(axes: FloatArray) -> FloatArray:
+    """:func:`rv_axes` ``(Z, 2)`` with each slice that has no frame (no RV cavity beside it: apical
+    slices) given the stack's mean direction, so that its ES moves with the rest of the heart, the
+    calibration's offset included (slices of one heart moving differently would read as regional
+    dysfunction). A stack with no frame at all is returned as it is."""
+    out = np.array(axes, dtype=np.float64)
+    framed = np.isfinite(out).all(axis=1)
+    if framed.any() and not framed.all():
+        mean = out[framed].mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        if norm > 0:
+            out[~framed] = mean / norm
+    return out
+
+
 def to_frame(d: npt.NDArray[np.floating[Any]], axes: FloatArray) -> FloatArray:
     """Displacements ``(Z, 2)`` in image axes to (toward the RV, across) with :func:`rv_axes`."""
     u = np.asarray(axes, dtype=np.float64)
@@ -160,6 +176,12 @@ class MotionCalibration:
     offset: tuple[float, float] = (0.0, 0.0)  # added to every displacement: shrunk real - synthetic mean
     subjects_real: int = 0
     subjects_synthetic: int = 0
+
+    def __post_init__(self) -> None:
+        # a NaN here would reach every ES shift of every subject it calibrates
+        values = (*self.mean_real, self.rms_real, *self.mean_synthetic, self.rms_synthetic, *self.offset)
+        if not all(math.isfinite(v) for v in values) or self.rms_real < 0 or self.rms_synthetic < 0:
+            raise ValueError(f"a motion calibration needs finite means, offset and spreads >= 0, got {self}")
 
     @property
     def gain(self) -> float:
@@ -209,11 +231,15 @@ class MotionCalibration:
             mean = rows.mean(axis=0)
             rms = float(math.sqrt(np.mean(np.sum((rows - mean) ** 2, axis=1))))
             stats.append(((float(mean[0]), float(mean[1])), rms, len(rows)))
-            subject_means.append(np.stack([p.mean(axis=0) for p in per_subject]))
+            subject_means.append((np.stack([p.mean(axis=0) for p in per_subject]),
+                                  np.array([len(p) for p in per_subject], dtype=np.float64)))  # fmt: skip
         (m_r, s_r, n_r), (m_s, s_s, n_s) = stats
-        offset = shrunk_difference(subject_means[0], subject_means[1])
+        # weighted by slice counts, the subjects' means average to the slice means :meth:`target`
+        # anchors on, so the offset closes the gap it is applied to (subjects differ in slice count)
+        (real_means, real_slices), (synthetic_means, synthetic_slices) = subject_means
+        offset = shrunk_difference(real_means, synthetic_means, real_slices, synthetic_slices)
         return cls(m_r, s_r, m_s, s_s, n_r, n_s, (float(offset[0]), float(offset[1])),
-                   len(subject_means[0]), len(subject_means[1]))  # fmt: skip
+                   len(real_means), len(synthetic_means))  # fmt: skip
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -238,27 +264,52 @@ class MotionCalibration:
             raise ValueError(f"not a motion calibration: {exc}") from exc
 
 
+def _weighted_mean_and_variance(
+    means: FloatArray, weights: npt.NDArray[np.floating[Any]] | None
+) -> tuple[FloatArray, FloatArray]:
+    """The ``weights``-weighted mean of per-subject ``means`` ``(n, 2)`` and its variance with the
+    subjects as clusters (``n / (n - 1) * sum(w_i^2 (m_i - mean)^2) / sum(w_i)^2``; equal weights:
+    the sample variance over ``n``)."""
+    n = len(means)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(f"need {n} positive finite weights, got {w}")
+    w = w / w.sum()
+    mean = (w[:, None] * means).sum(axis=0)
+    var = n / (n - 1) * (w[:, None] ** 2 * (means - mean) ** 2).sum(axis=0)
+    return mean, var
+
+
 def shrunk_difference(
-    real: npt.NDArray[np.floating[Any]], synthetic: npt.NDArray[np.floating[Any]]
+    real: npt.NDArray[np.floating[Any]],
+    synthetic: npt.NDArray[np.floating[Any]],
+    real_weights: npt.NDArray[np.floating[Any]] | None = None,
+    synthetic_weights: npt.NDArray[np.floating[Any]] | None = None,
 ) -> FloatArray:
     """The difference of the means of two samples of per-subject mean displacements ``(n, 2)``,
     per component shrunk toward zero by its standard error ``se`` (Welch: ``var_r / n_r + var_s /
     n_s``): ``diff * max(0, 1 - se^2 / diff^2)`` (positive-part James-Stein for one mean). A
     difference within one standard error gives exactly 0; one of many standard errors is kept
     nearly whole. Subjects are the observations: a heart's slices move together, so its slices are
-    not independent draws. Fewer than two subjects on a side: no estimate of the noise, 0.
+    not independent draws. With weights (a subject's slice count) the means are weighted, so the
+    difference is that of the slice means, and the standard error is the clustered one of those
+    weighted means. Fewer than two subjects on a side: no estimate of the noise, 0.
 
     Raises:
-        ValueError: not ``(n, 2)`` arrays.
+        ValueError: not ``(n, 2)`` arrays, values that are not finite, or weights that do not fit.
     """
     r = np.asarray(real, dtype=np.float64)
     s = np.asarray(synthetic, dtype=np.float64)
     if r.ndim != 2 or s.ndim != 2 or r.shape[1] != 2 or s.shape[1] != 2:
         raise ValueError(f"need (n, 2) per-subject means, got {r.shape} and {s.shape}")
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(s))):
+        raise ValueError(f"per-subject means must be finite, got {r.tolist()} and {s.tolist()}")
     if len(r) < 2 or len(s) < 2:
         return np.zeros(2)
-    diff = r.mean(axis=0) - s.mean(axis=0)
-    var = r.var(axis=0, ddof=1) / len(r) + s.var(axis=0, ddof=1) / len(s)
+    mean_r, var_r = _weighted_mean_and_variance(r, real_weights)
+    mean_s, var_s = _weighted_mean_and_variance(s, synthetic_weights)
+    diff = mean_r - mean_s
+    var = var_r + var_s
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = np.where(diff != 0, np.clip(1.0 - var / diff**2, 0.0, 1.0), 0.0)
     out: FloatArray = diff * keep
@@ -349,9 +400,9 @@ def calibrate_batch(
             raise ValueError(f"subject {index}: ED has {ed_z} slices, ES {z}")
         ed = labels[ed_at : ed_at + z]
         d = displacements(ed, labels[at : at + z])
-        axes = rv_axes(ed)
+        axes = fill_frames(rv_axes(ed))
         wanted = from_frame(cal.target(to_frame(d, axes)), axes)
-        # a slice without a frame (no RV beside it) keeps its direction and gets the spread's gain
+        # a stack without any frame (no RV beside any slice) keeps its direction and gets the gain
         no_frame = ~np.isfinite(axes).all(axis=1)
         wanted[no_frame] = cal.gain * d[no_frame]
         shifts = severity * (wanted - d)
