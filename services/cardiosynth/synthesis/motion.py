@@ -17,18 +17,18 @@ offset + gain * (d - mean_synthetic)``, with ``gain = rms_real / rms_synthetic``
 displacements (at most 1: :data:`GAIN_RANGE`), so that the class's spread of motion comes out as the
 real class's where the sampler added motion, and nothing changes where it did not. ``offset`` is the
 real mean minus the synthetic mean over slices, shrunk by its standard error (subjects as the
-observations, weighted by their slice counts; :func:`shrunk_difference`): zero where the two means differ by less than their noise, and at most
-0.06 px for `sample` draws of every class but MINF on the phantom (differences of 0.05-0.2 px,
-standard errors 0.05-0.3 px; HCM's `shift` 0.18). An infarct moves the cavity's centroid toward the
-akinetic wall by a territory's own displacement (training LAD / LCx / RCA subjects +0.69 / -1.22 /
-+0.74 px toward the RV, +1.19 / -0.22 / -1.32 across; the held-out cohort's within 0.25 px of
-those), which the decoder, smoothing the regional defect, draws 0.15-0.45 px short; MINF is
-calibrated per territory (where the territory has enough subjects:
-``engine.MIN_MOTION_TERRITORY_SUBJECTS``). The ES slice is moved by the difference, sub-pixel, on
-the decoder's class probabilities before the argmax (:func:`move_slices`), so the heart is drawn
-once; ED is not touched. A slice with no RV beside it (apical) takes the stack's mean frame
-(:func:`fill_frames`) and moves with the rest of the heart. Shape, area and contraction are kept; only where the ES heart lies relative
-to the ED heart changes.
+observations, weighted by their slice counts; :func:`shrunk_difference`): zero where the two means
+differ by less than their noise, and at most 0.07 px for `sample` draws of every class but MINF on
+the phantom (differences of 0.05-0.2 px, standard errors 0.05-0.3 px; HCM's `shift` 0.15). An
+infarct moves the cavity's centroid toward the akinetic wall by a territory's own displacement
+(training LAD / LCx / RCA subjects +0.69 / -1.22 / +0.74 px toward the RV, +1.19 / -0.22 / -1.32
+across; the held-out cohort's within 0.25 px of those), which the decoder, smoothing the regional
+defect, draws 0.15-0.45 px short; MINF is calibrated per territory (where the territory has enough
+subjects: ``engine.MIN_MOTION_TERRITORY_SUBJECTS``). The ES slice is moved by the difference,
+sub-pixel, on the decoder's class probabilities before the argmax (:func:`move_slices`), so the
+heart is drawn once; ED is not touched. A slice with no RV beside it (apical) takes the stack's mean
+frame (:func:`fill_frames`) and moves with the rest of the heart. Shape, area and contraction are
+kept; only where the ES heart lies relative to the ED heart changes.
 """
 
 from __future__ import annotations
