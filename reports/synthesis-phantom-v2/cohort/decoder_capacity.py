@@ -14,18 +14,14 @@ unchanged). The latent space, and every statistic built on it, is unchanged; the
 """
 
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from decoder_upsampling import fine_tune_decoder
 from torch import nn
 from wall_profile import report
 
-from cardiosynth.models.onehot import labels_to_onehot
 from cardiosynth.models.registry import load_model
-from cardiosynth.models.slices import load_split
-from cardiosynth.models.train_vae import cosine_lr
 
 VERSION = "phantom-v2c"
 
@@ -64,40 +60,11 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     vae = load_model("vae", VERSION).module
     vae.decoder = HeadedDecoder(vae.decoder, width, vae.config.negative_slope)
-    split = load_split(data, holdout=0.2, seed=0)  # the split the shipped VAE was trained on
-    labels = torch.from_numpy(split.train.labels.astype(np.int64))
-    vae.eval()
-    with torch.no_grad():
-        posterior = [vae.encode(labels_to_onehot(labels[i : i + 128])) for i in range(0, len(labels), 128)]
-    mu = torch.cat([p[0] for p in posterior])
-    sigma = torch.exp(0.5 * torch.cat([p[1] for p in posterior]))
     # the head learns from zero at a higher rate than the pretrained decoder is nudged
     optimiser = torch.optim.Adam([
         {"params": [*vae.from_latent.parameters(), *vae.decoder.body.parameters(),
                     *vae.decoder.out.parameters()], "lr": lr},
         {"params": vae.decoder.head.parameters(), "lr": 3 * lr},
     ])  # fmt: skip
-    base_lrs = [group["lr"] for group in optimiser.param_groups]
-    vae.from_latent.train()
-    vae.decoder.train()
-    rng = torch.Generator().manual_seed(0)
-    for epoch in range(epochs):
-        for group, base in zip(optimiser.param_groups, base_lrs, strict=True):
-            group["lr"] = cosine_lr(base, epoch, epochs)
-        order = torch.randperm(len(labels), generator=rng)
-        started, total = time.perf_counter(), 0.0
-        for i in range(0, len(order), 32):
-            idx = order[i : i + 32]
-            z = mu[idx] + torch.randn(len(idx), mu.shape[1], generator=rng) * sigma[idx]
-            loss = nn.functional.cross_entropy(vae.decode(z), labels[idx], reduction="sum") / len(idx)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(idx)
-        sys.stdout.write(
-            f"# head {width} epoch {epoch + 1}/{epochs}: cross-entropy {total / len(labels):.1f} per slice "
-            f"({time.perf_counter() - started:.0f} s)\n"
-        )
-        sys.stdout.flush()
-    vae.eval()
+    fine_tune_decoder(vae, data, optimiser, epochs, f"head {width}")
     report(vae, f"{VERSION}+head{width}", data)
