@@ -118,7 +118,7 @@ def test_the_offset_is_the_mean_difference_shrunk_by_its_standard_error() -> Non
     flat = np.zeros((10, 2))
     np.testing.assert_array_equal(shrunk_difference(many, flat), [0.0, 0.0])  # subject means: no gap
     slices = np.array([2.0] * 5 + [10.0] * 5)
-    gap = shrunk_difference(many, flat, slices)  # slice means: -2/3 px, se^2 = 10/9 * 40/144 / 1
+    gap = shrunk_difference(many, flat, slices)  # slice means: -2/3 px; se^2 clustered, as below
     se2 = 10 / 9 * (5 * 2**2 * (5 / 3) ** 2 + 5 * 10**2 * (1 / 3) ** 2) / 60**2
     np.testing.assert_allclose(gap, [-2 / 3 * (1 - se2 / (4 / 9)), 0.0])
 
