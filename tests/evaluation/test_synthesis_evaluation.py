@@ -73,7 +73,13 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
         f"method:{m}/{f}" for m, f in variants(modes=["none"])
     ] + [
         f"method:{report['default']['correlation']}/{report['default']['interpolation']} ({what})"
-        for what in ("no clean-up", "no sampling calibration", "no motion calibration", "no calibration")
+        for what in (
+            "no clean-up",
+            "no sampling calibration",
+            "no motion calibration",
+            "no contraction calibration",
+            "no calibration",
+        )
     ]
     for name in ("class_mean", "nearest_replay", "elastic_nor", "shuffled_slices", "shuffled_dims"):
         assert rows[f"baseline:{name}"]["n"] == 2

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from cardiosynth.data.labels import Group
-from cardiosynth.models.vae import LabelVAE, VAEConfig
+from cardiosynth.models.vae import LabelVAE
 from cardiosynth.synthesis.calibration import (
     CALIBRATION_FORMAT,
     MARGIN,
@@ -115,12 +114,6 @@ def test_the_artefact_round_trips_and_another_format_is_refused() -> None:
         DecoderCalibration.from_bytes(older)
     assert f"c{CALIBRATION_FORMAT}-" in calibration_key("v2", "abc")
     assert calibration_key("v2", "abc") != calibration_key("v2", "abd")
-
-
-@pytest.fixture(scope="module")
-def vae() -> LabelVAE:
-    torch.manual_seed(0)
-    return LabelVAE(VAEConfig(channels=(4, 4, 8, 8), fc_features=(32, 32, 32))).eval()
 
 
 def test_decode_adds_the_offsets_to_the_logits(vae: LabelVAE) -> None:

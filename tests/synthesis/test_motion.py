@@ -230,16 +230,6 @@ def test_mid_ventricular_slices_leave_out_a_fifth_at_each_end() -> None:
     np.testing.assert_allclose(d[3:9], 0.0)
 
 
-@pytest.fixture(scope="module")
-def vae():  # type: ignore[no-untyped-def]
-    import torch
-
-    from cardiosynth.models.vae import LabelVAE, VAEConfig
-
-    torch.manual_seed(0)
-    return LabelVAE(VAEConfig(channels=(4, 4, 8, 8), fc_features=(32, 32, 32))).eval()
-
-
 def test_make_labels_moves_es_by_the_fitted_calibration_and_the_fit_is_cached(
     phantom_root,
     vae,

@@ -49,10 +49,10 @@ TAUS = (0.0, 0.5, 1.0)
 
 def mid_wall(ed: np.ndarray, spacing: tuple[float, float]) -> float:
     """The maximal wall over the central 60 % of the LV slices (native ``(X, Y, Z)`` labels)."""
-    from cardiosynth.data.biomarkers import _global_rv_angle, wall_thickness_by_sector
+    from cardiosynth.data.biomarkers import global_rv_angle, wall_thickness_by_sector
     from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM
 
-    rv_angle = _global_rv_angle(ed)
+    rv_angle = global_rv_angle(ed)
     walls = [
         float(np.nanmax(wall_thickness_by_sector(ed[:, :, k], spacing, rv_angle)))
         for k in range(ed.shape[2])

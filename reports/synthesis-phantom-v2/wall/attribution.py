@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cardiosynth.data.biomarkers import _global_rv_angle, _reference_angle, _sectors, wall_thickness_by_sector
+from cardiosynth.data.biomarkers import _reference_angle, _sectors, global_rv_angle, wall_thickness_by_sector
 from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, Group
 from cardiosynth.data.preprocess import restore_labels
 from cardiosynth.data.topology import clean_labels
@@ -81,7 +81,7 @@ def ray_segments(sl: npt.NDArray[np.uint8], spacing: tuple[float, float], rv_ang
 
 
 def figures(ed: npt.NDArray[np.uint8], spacing: tuple[float, float]) -> dict[str, float]:
-    rv_angle = _global_rv_angle(ed)
+    rv_angle = global_rv_angle(ed)
     rows = []
     for k in range(ed.shape[2]):
         sl = ed[:, :, k]

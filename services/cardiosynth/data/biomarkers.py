@@ -147,7 +147,9 @@ def _sectors(
     return out
 
 
-def _global_rv_angle(labels: LabelVolume, origin: Origin = (0, 0)) -> float | None:
+def global_rv_angle(labels: LabelVolume, origin: Origin = (0, 0)) -> float | None:
+    """Direction (rad, array axes) from the LV's centroid to the RV cavity's over a whole volume
+    ``(X, Y, Z)``: the sectors' reference in a slice without an RV (``None``: no LV or no RV)."""
     lv = _points((labels == LV_CAVITY) | (labels == LV_MYOCARDIUM), origin)[:, :2]
     rv = _points(labels == RV_CAVITY, origin)[:, :2]
     if lv.size == 0 or rv.size == 0:
@@ -196,6 +198,32 @@ def wall_thickness_by_sector(
     return out
 
 
+def sector_frame(
+    ed_slice: LabelVolume, fallback: float | None, origin: Origin = (0, 0)
+) -> tuple[tuple[float, float], float] | None:
+    """The sectors' centre (the ED LV cavity's centroid, array axes) and reference angle (rad, toward
+    the slice's RV centroid; ``fallback`` where the slice has no RV, else 0) of one ED slice ``(X,
+    Y)``; ``None`` without an LV cavity. :func:`regional_contraction` measures about it."""
+    ed_pts = _points(ed_slice == LV_CAVITY, origin)
+    if ed_pts.size == 0:
+        return None
+    centre_arr = ed_pts.mean(axis=0)
+    centre = (float(centre_arr[0]), float(centre_arr[1]))
+    return centre, _reference_angle(ed_slice, centre, fallback, origin) or 0.0
+
+
+def sector_areas(
+    label_slice: LabelVolume, frame: tuple[tuple[float, float], float], origin: Origin = (0, 0)
+) -> npt.NDArray[np.float64]:
+    """LV cavity pixels of one slice ``(X, Y)`` in each of the :data:`N_SECTORS` sectors of ``frame``
+    (:func:`sector_frame`)."""
+    pts = _points(label_slice == LV_CAVITY, origin)
+    if pts.size == 0:
+        return np.zeros(N_SECTORS)
+    out: npt.NDArray[np.float64] = np.bincount(_sectors(pts, *frame), minlength=N_SECTORS).astype(np.float64)
+    return out
+
+
 def regional_contraction(
     ed: LabelVolume, es: LabelVolume, spacing: tuple[float, float, float], origin: Origin = (0, 0)
 ) -> npt.NDArray[np.float64]:
@@ -210,18 +238,15 @@ def regional_contraction(
         return np.full(N_SECTORS, np.nan)
     drop = math.floor(_MID_FRACTION * lv_slices.size)
     used = lv_slices[drop : lv_slices.size - drop] if lv_slices.size - 2 * drop >= 1 else lv_slices
-    fallback = _global_rv_angle(ed, origin)
+    fallback = global_rv_angle(ed, origin)
     area_ed = np.zeros(N_SECTORS)
     area_es = np.zeros(N_SECTORS)
     for k in used:
-        ed_pts = _points(ed[:, :, k] == LV_CAVITY, origin)
-        centre_arr = ed_pts.mean(axis=0)
-        centre = (float(centre_arr[0]), float(centre_arr[1]))
-        reference = _reference_angle(ed[:, :, k], centre, fallback, origin) or 0.0
-        area_ed += np.bincount(_sectors(ed_pts, centre, reference), minlength=N_SECTORS)
-        es_pts = _points(es[:, :, k] == LV_CAVITY, origin)
-        if es_pts.size:
-            area_es += np.bincount(_sectors(es_pts, centre, reference), minlength=N_SECTORS)
+        frame = sector_frame(ed[:, :, k], fallback, origin)
+        if frame is None:  # (not reached: ``used`` slices have an ED cavity)
+            continue
+        area_ed += sector_areas(ed[:, :, k], frame, origin)
+        area_es += sector_areas(es[:, :, k], frame, origin)
     with np.errstate(divide="ignore", invalid="ignore"):
         fac: npt.NDArray[np.float64] = np.where(area_ed > 0, 1.0 - area_es / area_ed, np.nan)
     return fac
@@ -285,7 +310,7 @@ def compute_biomarkers(
     rv_edv, rv_esv = volume_ml(ed_l, spacing, RV_CAVITY), volume_ml(es_l, spacing, RV_CAVITY)
     mass = volume_ml(ed_l, spacing, LV_MYOCARDIUM) * MYOCARDIAL_DENSITY_G_PER_ML
 
-    rv_angle = _global_rv_angle(ed_l, origin)
+    rv_angle = global_rv_angle(ed_l, origin)
     per_slice = [
         wall_thickness_by_sector(ed_l[:, :, k], spacing[:2], rv_angle, origin) for k in range(ed_l.shape[2])
     ]

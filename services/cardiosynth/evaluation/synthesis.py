@@ -446,6 +446,7 @@ def _method_rows(
         ("clean_labels", "no clean-up"),
         ("calibrate_sampling", "no sampling calibration"),
         ("calibrate_motion", "no motion calibration"),
+        ("calibrate_contraction", "no contraction calibration"),
         ("calibrate_decoder", "no calibration"),
     ):
         setattr(synth, attribute, False)

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from cardiosynth.data.acdc import find_subject_dirs, read_subject
-from cardiosynth.data.biomarkers import _global_rv_angle, wall_thickness_by_sector
+from cardiosynth.data.biomarkers import global_rv_angle, wall_thickness_by_sector
 from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, as_label_map
 from cardiosynth.data.phantom.anatomy import HeartShape, Infarct, wrap_angle
 
@@ -119,7 +119,7 @@ def check_subject(subject_dir: Path) -> WallCheck:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     subject = read_subject(Path(subject_dir))
     ed = as_label_map(subject.ed_label, what="ED labels")
-    rv_angle = _global_rv_angle(ed)
+    rv_angle = global_rv_angle(ed)
     per_slice = np.array(
         [wall_thickness_by_sector(ed[:, :, k], subject.spacing[:2], rv_angle) for k in range(ed.shape[2])]
     )

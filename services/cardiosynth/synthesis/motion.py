@@ -37,7 +37,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -267,7 +267,7 @@ class MotionCalibration:
 def _weighted_mean_and_variance(
     means: FloatArray, weights: npt.NDArray[np.floating[Any]] | None
 ) -> tuple[FloatArray, FloatArray]:
-    """The ``weights``-weighted mean of per-subject ``means`` ``(n, 2)`` and its variance with the
+    """The ``weights``-weighted mean of per-subject ``means`` ``(n, m)`` and its variance with the
     subjects as clusters (``n / (n - 1) * sum(w_i^2 (m_i - mean)^2) / sum(w_i)^2``; equal weights:
     the sample variance over ``n``)."""
     n = len(means)
@@ -286,26 +286,28 @@ def shrunk_difference(
     real_weights: npt.NDArray[np.floating[Any]] | None = None,
     synthetic_weights: npt.NDArray[np.floating[Any]] | None = None,
 ) -> FloatArray:
-    """The difference of the means of two samples of per-subject mean displacements ``(n, 2)``,
-    per component shrunk toward zero by its standard error ``se`` (Welch: ``var_r / n_r + var_s /
-    n_s``): ``diff * max(0, 1 - se^2 / diff^2)`` (positive-part James-Stein for one mean). A
-    difference within one standard error gives exactly 0; one of many standard errors is kept
-    nearly whole. Subjects are the observations: a heart's slices move together, so its slices are
-    not independent draws. With weights (a subject's slice count) the means are weighted, so the
-    difference is that of the slice means, and the standard error is the clustered one of those
-    weighted means. Fewer than two subjects on a side: no estimate of the noise, 0.
+    """The difference of the means of two samples of per-subject means ``(n, m)`` (displacements:
+    ``m = 2``; sector contractions, :mod:`.contraction`: ``m = 6``), per component shrunk toward
+    zero by its standard error ``se`` (Welch: ``var_r / n_r + var_s / n_s``): ``diff * max(0, 1 -
+    se^2 / diff^2)`` (positive-part James-Stein for one mean). A difference within one standard
+    error gives exactly 0; one of many standard errors is kept nearly whole. Subjects are the
+    observations: a heart's slices move together, so its slices are not independent draws. With
+    weights (a subject's slice count) the means are weighted, so the difference is that of the
+    slice means, and the standard error is the clustered one of those weighted means. Fewer than
+    two subjects on a side: no estimate of the noise, 0.
 
     Raises:
-        ValueError: not ``(n, 2)`` arrays, values that are not finite, or weights that do not fit.
+        ValueError: not ``(n, m)`` arrays of the same ``m``, values that are not finite, or weights
+            that do not fit.
     """
     r = np.asarray(real, dtype=np.float64)
     s = np.asarray(synthetic, dtype=np.float64)
-    if r.ndim != 2 or s.ndim != 2 or r.shape[1] != 2 or s.shape[1] != 2:
-        raise ValueError(f"need (n, 2) per-subject means, got {r.shape} and {s.shape}")
+    if r.ndim != 2 or s.ndim != 2 or r.shape[1] != s.shape[1] or r.shape[1] < 1:
+        raise ValueError(f"need (n, m) per-subject means of one m, got {r.shape} and {s.shape}")
     if not (np.all(np.isfinite(r)) and np.all(np.isfinite(s))):
         raise ValueError(f"per-subject means must be finite, got {r.tolist()} and {s.tolist()}")
     if len(r) < 2 or len(s) < 2:
-        return np.zeros(2)
+        return np.zeros(r.shape[1])
     mean_r, var_r = _weighted_mean_and_variance(r, real_weights)
     mean_s, var_s = _weighted_mean_and_variance(s, synthetic_weights)
     diff = mean_r - mean_s
@@ -355,6 +357,53 @@ def move_slices(
     return out_labels, out_probs
 
 
+def phase_pairs(
+    plan: list[tuple[int, float, str, int]], total: int
+) -> list[tuple[int, float, int, int, int]]:
+    """``(subject, severity, ED start, ES start, slices)`` for each block pair of a decoded batch's
+    ``plan`` ``(subject, severity, phase, slices)`` that has both phases (blocks in plan order from
+    slice 0); the subjects a calibration of ES against ED applies to.
+
+    Raises:
+        ValueError: ``plan`` does not cover ``total`` slices, or a pair's phases differ in length.
+    """
+    starts = np.cumsum([0, *(z for *_, z in plan)])
+    if starts[-1] != total:
+        raise ValueError(f"plan covers {starts[-1]} slices, labels have {total}")
+    blocks = {
+        (index, severity, phase): (int(at), z)
+        for (index, severity, phase, z), at in zip(plan, starts, strict=False)
+    }
+    out = []
+    for (index, severity, phase), (at, z) in blocks.items():
+        if phase != "ES" or (index, severity, "ED") not in blocks:
+            continue
+        ed_at, ed_z = blocks[(index, severity, "ED")]
+        if ed_z != z:
+            raise ValueError(f"subject {index}: ED has {ed_z} slices, ES {z}")
+        out.append((index, severity, ed_at, at, z))
+    return out
+
+
+C = TypeVar("C")
+
+
+def for_subject(calibration: C | Mapping[int, C], index: int, kind: type[C], what: str) -> C:
+    """``calibration`` itself when it is one ``kind`` for every subject, else subject ``index``'s
+    (``what``: its name in the error).
+
+    Raises:
+        ValueError: a mapping without ``index``.
+    """
+    if isinstance(calibration, kind):
+        return calibration
+    assert isinstance(calibration, Mapping)  # narrowing for the type checker: the other union arm
+    if index not in calibration:
+        raise ValueError(f"no {what} for subject {index}")
+    found: C = calibration[index]
+    return found
+
+
 def calibrate_batch(
     labels: npt.NDArray[np.uint8],
     probabilities: npt.NDArray[np.uint8] | None,
@@ -372,32 +421,12 @@ def calibrate_batch(
     Raises:
         ValueError: ``plan`` does not cover ``labels``, or a subject of ``plan`` has no calibration.
     """
-    starts = np.cumsum([0, *(z for *_, z in plan)])
-    if starts[-1] != len(labels):
-        raise ValueError(f"plan covers {starts[-1]} slices, labels have {len(labels)}")
-    blocks = {
-        (index, severity, phase): (int(at), z)
-        for (index, severity, phase, z), at in zip(plan, starts, strict=False)
-    }
-
-    def of(index: int) -> MotionCalibration:
-        if isinstance(calibration, MotionCalibration):
-            return calibration
-        if index not in calibration:
-            raise ValueError(f"no motion calibration for subject {index}")
-        return calibration[index]
-
     out_labels = labels.copy()
     out_probs = None if probabilities is None else probabilities.copy()
-    for (index, severity, phase), (at, z) in blocks.items():
-        if phase != "ES" or (index, severity, "ED") not in blocks:
-            continue
-        cal = of(index)
+    for index, severity, ed_at, at, z in phase_pairs(plan, len(labels)):
+        cal = for_subject(calibration, index, MotionCalibration, "motion calibration")
         if not cal.moves:  # nothing to take out or add: the decoded stack, bit for bit
             continue
-        ed_at, ed_z = blocks[(index, severity, "ED")]
-        if ed_z != z:
-            raise ValueError(f"subject {index}: ED has {ed_z} slices, ES {z}")
         ed = labels[ed_at : ed_at + z]
         d = displacements(ed, labels[at : at + z])
         axes = fill_frames(rv_axes(ed))

@@ -206,6 +206,10 @@ def run_stats(job_id: str, index: int = 0, *, send: Send = _celery_send, worker:
                 for territory in territories:  # MINF: one per territory the job draws
                     synth.motion_calibration(request, territory)
                     lease.check()
+            if synth.calibrate_contraction and len(request.phases) == 2:
+                for territory in territories:
+                    synth.contraction_calibration(request, territory)
+                    lease.check()
             _mark(job_id, "stats", 0)
             _finish(job_id, "stats", 0, lease, started, worker)
             log.info("job %s: %d subjects in %d chunks of %d", job_id, plan.subjects, plan.count, plan.size)

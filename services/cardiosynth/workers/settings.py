@@ -43,7 +43,8 @@ class WorkerSettings(CommonSettings):
         ge=1,
         le=100,
         description=(
-            "synthetic subjects per class, mode and family that the ED -> ES motion calibration is fitted on"
+            "synthetic subjects per class, mode and family that the ED -> ES motion calibration and the "
+            "regional contraction calibration are fitted on"
         ),
     )
 
