@@ -1019,18 +1019,18 @@ class Synthesizer:
         return [(label_stack(p, "ED"), label_stack(p, "ES")) for p in (self._load(r).processed for r in refs)]
 
     def _calibration_subjects(
-        self, request: SynthesisRequest, territory: str | None, *, motion: bool, contraction: bool = False
+        self, request: SynthesisRequest, territory: str | None, *, motion: bool
     ) -> list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
         """The ``(ED, ES)`` label stacks of :attr:`motion_calibration_subjects` synthetic subjects made
         as :meth:`make_labels` makes ``request``'s at severity 1 (seeded; ``territory``: the one the
-        statistics stand for), with or without the motion and contraction calibrations: what those
-        calibrations are fitted on."""
+        statistics stand for), with or without the motion calibration and always without the
+        contraction calibration: what those two calibrations are fitted on."""
         fit_request = SynthesisRequest(
             request.pathology, n=self.motion_calibration_subjects, seed=MOTION_CALIBRATION_SEED,
             correlation=request.correlation, ns=request.ns, interpolation=request.interpolation,
             shift_residual=request.shift_residual, territory=territory,
         )  # fmt: skip
-        batch = self.make_labels(fit_request, motion=motion, contraction=contraction)
+        batch = self.make_labels(fit_request, motion=motion, contraction=False)
         at = np.cumsum([0, *(z for *_, z in batch.plan)])
         blocks = {(i, ph): batch.labels[at[k] : at[k + 1]] for k, (i, _, ph, _) in enumerate(batch.plan)}
         return [(blocks[(i, "ED")], blocks[(i, "ES")]) for i in range(fit_request.n)]
