@@ -17,6 +17,7 @@ from cardiosynth.synthesis.contraction import (
     sector_contraction,
     widen_sectors,
 )
+from tests.synthesis.conftest import spy_batch_calibration
 
 S = 64
 CENTRE = (31.3, 32.6)  # off the pixel grid, so no sector boundary runs along a row of pixels
@@ -227,13 +228,7 @@ def test_make_labels_applies_the_fitted_calibration_after_the_motion_and_the_fit
     synth.clean_labels = False
     synth.calibrate_contraction = False
     off = synth.make_labels(request)
-    calls = []
-
-    def spy(labels, probabilities, plan, calibration):  # type: ignore[no-untyped-def]
-        calls.append((labels.copy(), list(plan), calibration))
-        return np.full_like(labels, 2), probabilities
-
-    monkeypatch.setattr(engine, "calibrate_contraction", spy)
+    calls = spy_batch_calibration(monkeypatch, engine, "calibrate_contraction", 2)
     synth.calibrate_contraction = True
     on = synth.make_labels(request)
     ((seen_labels, seen_plan, seen_calibration),) = calls

@@ -14,6 +14,7 @@ from cardiosynth.synthesis.motion import (
     displacements,
     move_slices,
 )
+from tests.synthesis.conftest import spy_batch_calibration
 
 S = 64
 
@@ -279,13 +280,7 @@ def test_make_labels_moves_es_by_the_fitted_calibration_and_the_fit_is_cached(
     np.testing.assert_array_equal(on.probabilities, expected_probs)
     # (an untrained decoder draws no cavity, so nothing moved above): what make_labels hands on is
     # what the calibration returns, given what was decoded
-    calls = []
-
-    def spy(labels, probabilities, plan, calibration):  # type: ignore[no-untyped-def]
-        calls.append((labels.copy(), list(plan), calibration))
-        return np.full_like(labels, 3), probabilities
-
-    monkeypatch.setattr(engine, "calibrate_batch", spy)
+    calls = spy_batch_calibration(monkeypatch, engine, "calibrate_batch", 3)
     synth.calibrate_motion = True
     spied = synth.make_labels(request)
     ((seen_labels, seen_plan, seen_calibration),) = calls
