@@ -78,6 +78,7 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
             "no sampling calibration",
             "no motion calibration",
             "no contraction calibration",
+            "nearest-slice extents",
             "no calibration",
         )
     ]

@@ -415,3 +415,6 @@ def test_the_class_mean_arm_is_placed_and_decoded_as_the_method_samples_are(
         assert call["logit_bias"] is not None
         ed, es = call["extent_bias"]
         assert ed.shape == es.shape == call["logit_bias"].shape
+        # ... and each base's whole-slice dither, the one its synthetic subject was placed with.
+        assert len(call["extent_dithers"]) == len(counts)
+        assert all(0.0 <= u < 1.0 for pair in call["extent_dithers"] for u in pair)

@@ -299,8 +299,19 @@ def test_the_class_mean_baseline_decodes_its_lv_extent_as_the_method(
     assert np.array_equal(labels[outside], without.pairs[0][0][outside])
     first, last = target_extent(lv_extent(pair[0]), (0, 0), ed.extent_offset, 1.0, len(labels))
     assert inside.tolist() == list(range(first, last + 1))  # the extent the method places its LV in
+    # With the method's whole-slice dither: its ES extent is the one target_extent draws with it.
+    for dither in ((0.0, 0.0), (0.999, 0.999)):
+        dithered = class_mean_decode(
+            vae, ed, es, [len(pair[0])], bases=[pair], logit_bias=plain, extent_bias=(huge, huge),
+            extent_dithers=[dither],
+        )  # fmt: skip
+        es_labels = dithered.pairs[0][1]
+        first, last = target_extent(lv_extent(pair[0]), (0, 0), es.extent_offset, 1.0, len(es_labels), dither)
+        assert np.flatnonzero((es_labels == 3).all(axis=(1, 2))).tolist() == list(range(first, last + 1))
     with pytest.raises(ValueError, match="extent_bias"):
         class_mean_decode(vae, ed, es, [len(pair[0])], extent_bias=(huge, huge))
+    with pytest.raises(ValueError, match="one dither per base: 2 for 1 bases"):
+        class_mean_decode(vae, ed, es, [len(pair[0])], bases=[pair], extent_dithers=[(0.0, 0.0)] * 2)
 
 
 def test_the_sampling_calibration_draws_antithetic_pairs_on_one_base(

@@ -16,8 +16,9 @@ from cardiosynth.data.nifti import save_volume
 from cardiosynth.data.preprocess import apex_first
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
+from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, extent_dither, label_stack
 from cardiosynth.synthesis.equalise import (
+    dither_pair,
     equalise,
     equalise_lv,
     extent_offsets,
@@ -109,6 +110,40 @@ def test_target_extent_moves_from_the_base_placement_to_the_class_placement() ->
         target_extent(ed_extent, base, (0.0, 0.0, 0.0), 1.0, 12)  # type: ignore[arg-type]
 
 
+def test_dithered_extents_keep_the_class_mean_placement_in_whole_slices() -> None:
+    # A class whose base descends 0.03 ED lengths: 0.3 of a slice on a 10-slice LV. The nearest slice
+    # loses it in every subject; the dither moves 30 % of the subjects by one whole slice.
+    ed_extent, cls = (1, 10), (0.03, 0.0)
+    assert target_extent(ed_extent, (0.0, 0.0), cls, 1.0, 12) == (1, 10)
+    rng = np.random.default_rng(0)
+    firsts = np.array(
+        [target_extent(ed_extent, (0.0, 0.0), cls, 1.0, 12, dither_pair(rng))[0] for _ in range(4000)]
+    )
+    assert set(firsts.tolist()) == {1, 2}  # whole slices, the nearest two only
+    assert firsts.mean() - 1 == pytest.approx(0.3, abs=0.025)
+    assert target_extent(ed_extent, (0.0, 0.0), cls, 1.0, 12, (0.69, 0.0)) == (1, 10)
+    assert target_extent(ed_extent, (0.0, 0.0), cls, 1.0, 12, (0.71, 0.0)) == (2, 10)
+    # Antithetic pairs (the same draws reflected): each pair's mean move within half a slice of 0.3.
+    for seed in range(200):
+        u = dither_pair(np.random.default_rng(seed))
+        v = dither_pair(np.random.default_rng(seed), antithetic=True)
+        assert v == pytest.approx((1.0 - u[0], 1.0 - u[1]))
+        pair = [target_extent(ed_extent, (0.0, 0.0), cls, 1.0, 12, d)[0] for d in (u, v)]
+        assert abs(np.mean(pair) - 1.3) <= 0.5
+    # The base's own placement (severity 0, a whole move up to floating point) whatever the draw.
+    base = (2 / 10, 0.0)
+    for u in ((0.0, 0.0), (0.999999, 0.999999), (0.5, 0.5)):
+        assert target_extent(ed_extent, base, cls, 0.0, 12, u) == (3, 10)
+    # One draw per subject: its extent moves one way as the severity grows.
+    u = (0.9, 0.2)
+    firsts = [target_extent(ed_extent, base, (-0.25, 0.0), a, 12, u)[0] for a in np.linspace(0, 1, 11)]
+    assert firsts == sorted(firsts, reverse=True)
+    with pytest.raises(ValueError, match="dither"):
+        target_extent(ed_extent, base, cls, 1.0, 12, (1.0, 0.0))
+    with pytest.raises(ValueError, match="dither"):
+        target_extent(ed_extent, base, cls, 1.0, 12, (0.5,))  # type: ignore[arg-type]
+
+
 # --- through the engine ---------------------------------------------------------------------------
 
 
@@ -197,6 +232,7 @@ def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: L
             synth.class_stats(Group.HCM, phase).extent_offset,
             severity,
             z_count,
+            extent_dither(0, 0),  # the request's seed, subject 0
         )
         outside = [k for k in range(z_count) if not first <= k <= last]
         (own,) = encode_stacks(vae, [stack])
@@ -207,3 +243,38 @@ def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: L
             checked += len(outside)
         offset += z_count
     assert checked > 0  # the fixture's base has slices without an LV cavity
+
+
+def test_the_engine_places_each_subject_with_its_own_dither(
+    data: Path, vae: LabelVAE, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every synthetic phase goes into the extent drawn with its subject's dither (one per subject,
+    shared by its phases and severities); with ``dither_extents`` off, the nearest slice."""
+    import cardiosynth.synthesis.engine as engine
+
+    calls: list[tuple[float, tuple[float, float] | None]] = []
+
+    def spy(*args: object) -> tuple[int, int]:
+        calls.append((float(args[3]), args[5] if len(args) > 5 else None))  # type: ignore[arg-type]
+        return target_extent(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "target_extent", spy)
+    request = SynthesisRequest(Group.HCM, n=3, seed=5, severities=(0.5, 1.0))
+    # Only the request's own placements (the calibrations' fits make subjects of their own).
+    plain = {"calibrate_sampling": False, "calibrate_motion": False, "calibrate_contraction": False}
+    Synthesizer(vae, None, data, model_versions={"vae": "t"}, **plain).make_labels(request)
+    placed = [d for _, d in calls]
+    # 3 subjects x 2 phases x 2 severities, in plan order.
+    assert placed == [extent_dither(5, i) for i in range(3) for _ in range(4)]
+    assert len(set(placed)) == 3
+    calls.clear()
+    Synthesizer(vae, None, data, model_versions={"vae": "t"}, dither_extents=False, **plain).make_labels(
+        request
+    )
+    assert [d for _, d in calls] == [None] * 12
+    # The sampling calibration's end points are placed the same way, under a key of their own.
+    on = Synthesizer(vae, None, data, model_versions={"vae": "t"})
+    off = Synthesizer(vae, None, data, model_versions={"vae": "t"}, dither_extents=False)
+    assert on._sampling_provenance(Group.HCM, None, on.refs) != off._sampling_provenance(
+        Group.HCM, None, off.refs
+    )

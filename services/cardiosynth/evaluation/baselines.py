@@ -92,6 +92,7 @@ def class_mean_decode(
     bases: Sequence[Pair] | None = None,
     logit_bias: npt.NDArray[np.floating[Any]] | None = None,
     extent_bias: tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]] | None = None,
+    extent_dithers: Sequence[tuple[float, float]] | None = None,
 ) -> DecodedPairs:
     """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``.
 
@@ -101,10 +102,15 @@ def class_mean_decode(
     base's LV extent, the base's own latents before and after it (:func:`.equalise.restore_lv`), so
     that the baseline differs from the method by the sampling only; ``extent_bias`` (ED, ES), with
     ``bases`` and ``logit_bias`` only: the offsets the method decodes its LV extent with at severity
-    1 (its sampling calibration, :meth:`.synthesis.engine.Synthesizer.sampling_calibration`).
+    1 (its sampling calibration, :meth:`.synthesis.engine.Synthesizer.sampling_calibration`);
+    ``extent_dithers``, with ``bases`` only: one per base, the whole-slice dither the method places
+    that base's subject with (:func:`.synthesis.engine.extent_dither`; ``None``: the nearest slice).
     """
     if extent_bias is not None and (bases is None or logit_bias is None):
         raise ValueError("extent_bias needs bases and logit_bias (it applies inside the bases' LV extents)")
+    if extent_dithers is not None and (bases is None or len(extent_dithers) != len(bases)):
+        got = "no bases" if bases is None else f"{len(bases)} bases"
+        raise ValueError(f"extent_dithers needs one dither per base: {len(extent_dithers)} for {got}")
     if any(z < 1 for z in slice_counts):
         raise ValueError(f"slice counts must be positive, got {list(slice_counts)}")
     if not slice_counts:
@@ -120,9 +126,12 @@ def class_mean_decode(
         encoded = encode_stacks(vae, base_stacks)
         # Severity 1's placement: the base's ED extent moved by the class's mean offsets.
         eds = [ed for ed, _ in bases for _ in range(2)]
+        dithers = [None if extent_dithers is None else extent_dithers[k // 2] for k in range(len(eds))]
         extents = [
-            target_extent(lv_extent(ed), (0, 0), stats.extent_offset, 1.0, len(z))
-            for z, ed, stats in zip(encoded, eds, [stats_ed, stats_es] * len(bases), strict=True)
+            target_extent(lv_extent(ed), (0, 0), stats.extent_offset, 1.0, len(z), dither)
+            for z, ed, stats, dither in zip(
+                encoded, eds, [stats_ed, stats_es] * len(bases), dithers, strict=True
+            )
         ]
         blocks = [
             restore_lv(stats.mean, z, extent)

@@ -71,6 +71,7 @@ from cardiosynth.synthesis.engine import (
     Synthesizer,
     SyntheticSubject,
     choose_bases,
+    extent_dither,
     label_interpolation_of,
 )
 from cardiosynth.synthesis.modes import CORRELATION_MODES, INTERPOLATIONS, check_interpolation, check_mode
@@ -447,6 +448,7 @@ def _method_rows(
         ("calibrate_sampling", "no sampling calibration"),
         ("calibrate_motion", "no motion calibration"),
         ("calibrate_contraction", "no contraction calibration"),
+        ("dither_extents", "nearest-slice extents"),
         ("calibrate_decoder", "no calibration"),
     ):
         setattr(synth, attribute, False)
@@ -480,6 +482,7 @@ def _baseline_rows(
         bases=base_pairs,
         logit_bias=synth.logit_bias(),
         extent_bias=synth.end_point_bias(SynthesisRequest(target, n=1)),
+        extent_dithers=[extent_dither(seed, k) for k in range(len(bases))] if synth.dither_extents else None,
     )
     nearest = bl.nearest_indices(
         synth.vae, [p[0] for p in base_pairs], [x.processed.ed_label for x in rc.train]

@@ -60,6 +60,7 @@ from cardiosynth.synthesis.contraction import ContractionCalibration, sector_con
 from cardiosynth.synthesis.contraction import calibrate_batch as calibrate_contraction
 from cardiosynth.synthesis.equalise import (
     NS_DEFAULT,
+    dither_pair,
     equalise_lv,
     extent_offsets,
     lv_extent,
@@ -445,6 +446,19 @@ def choose_bases(nor: Sequence[sources.SubjectRef], request: SynthesisRequest) -
     return order[: request.n]
 
 
+# The random stream of a synthetic subject's extent dither (extent_dither): a generator of its own, so
+# that drawing it leaves the subject's latent draws as they were.
+EXTENT_DITHER_STREAM = 0xD17E
+
+
+def extent_dither(seed: int, index: int, antithetic: bool = False) -> tuple[float, float]:
+    """Synthetic subject ``index``'s dither of its LV extent's whole slices
+    (:func:`.equalise.target_extent`) under ``seed``: one pair per subject, shared by its phases and
+    severities, so that its extent moves one way as the severity grows. ``antithetic``: the pair
+    reflected (:func:`.equalise.dither_pair`)."""
+    return dither_pair(np.random.default_rng([seed, index, EXTENT_DITHER_STREAM]), antithetic)
+
+
 def target_latents(
     request: SynthesisRequest,
     stats: ClassStats,
@@ -549,6 +563,7 @@ class Synthesizer:
         calibrate_motion: bool = True,
         motion_calibration_subjects: int | None = None,
         calibrate_contraction: bool = True,
+        dither_extents: bool = True,
         soft_restore: bool = True,
         device: str | torch.device | None = None,
         precision: str | None = None,
@@ -570,6 +585,9 @@ class Synthesizer:
         contraction the decoder adds to a sector beyond the real class's is taken out
         (:meth:`contraction_calibration`, fitted on as many synthetic subjects as the motion
         calibration; off only to measure what it does).
+        ``dither_extents``: make each synthetic phase's LV placement whole slices by a seeded dither,
+        so that the class's mean placement comes back over its subjects (off only to measure what it
+        does: the nearest whole slice; :mod:`.equalise` says why).
         ``soft_restore``: put decoded stacks back on the base's native grid from the decoder's
         probabilities, not its labels (:class:`LabelBatch`; off only to measure what it does).
 
@@ -614,6 +632,7 @@ class Synthesizer:
         self._motion: dict[str, MotionCalibration] = {}
         self.calibrate_contraction = calibrate_contraction
         self._contraction: dict[str, ContractionCalibration] = {}
+        self.dither_extents = dither_extents
         self._extent_pixels: dict[tuple[Group, str | None, str], dict[str, npt.NDArray[np.float64]]] = {}
         self.soft_restore = soft_restore
         self._calibration: DecoderCalibration | None = None
@@ -895,6 +914,7 @@ class Synthesizer:
                 stats.extent_offset,
                 1.0,
                 len(stacks[sid]),
+                self._extent_dither(SAMPLING_CALIBRATION_SEED, k // 2 if pairs else k, pairs and k % 2 == 1),
             )
             blocks.append(restore_lv(target, encoded[sid], extent)[first : last + 1])
         latents = np.concatenate(blocks)
@@ -922,6 +942,10 @@ class Synthesizer:
         self._sampling[key] = fitted
         return fitted
 
+    def _extent_dither(self, seed: int, index: int, antithetic: bool = False) -> tuple[float, float] | None:
+        """:func:`extent_dither`; ``None`` (the nearest whole slice) with :attr:`dither_extents` off."""
+        return extent_dither(seed, index, antithetic) if self.dither_extents else None
+
     def _sampling_provenance(
         self, pathology: Group, territory: str | None, refs: list[sources.SubjectRef]
     ) -> str:
@@ -932,6 +956,7 @@ class Synthesizer:
         return (
             f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
             f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
+            f"{'dithered' if self.dither_extents else 'nearest'}|"
             f"{self._fingerprint(pathology, territory, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
         )
 
@@ -1269,6 +1294,7 @@ class Synthesizer:
                         phase_stats.extent_offset,
                         severity,
                         z_count,
+                        self._extent_dither(request.seed, index),
                     )
                     blocks.append(restore_lv(interpolate(base_eq, target, severity), own, extent))
                     extents.append(extent)
