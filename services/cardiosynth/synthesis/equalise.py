@@ -33,7 +33,10 @@ slice too long: synthetic LVEF DCM 16.3 %, MINF 23.0 % (held out 19.1, 26.3); di
 24.3 % (reports/synthesis-phantom-v2/cohort/README.md). Rounded with a uniform
 dither ``u`` (``floor(x + u)``), a subject's base descends a whole slice with probability equal to
 the fraction, and the class's mean placement comes back over its subjects, as it does in real
-hearts (a quarter of real DCM bases descend one slice, the rest none).
+hearts (a quarter of real DCM bases descend one slice, the rest none). Known limit: the count is
+right on average, what a lost slice costs is not. A real base that loses its LV at ES held a sliver
+of cavity there; a synthetic stack one slice shorter loses an average slice's area, about a tenth of
+its ES volume (reports/synthesis-phantom-v2/cohort/extent_subgroups.txt).
 """
 
 from __future__ import annotations
