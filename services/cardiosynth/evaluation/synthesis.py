@@ -71,7 +71,6 @@ from cardiosynth.synthesis.engine import (
     Synthesizer,
     SyntheticSubject,
     choose_bases,
-    extent_dither,
     label_interpolation_of,
 )
 from cardiosynth.synthesis.modes import CORRELATION_MODES, INTERPOLATIONS, check_interpolation, check_mode
@@ -482,7 +481,7 @@ def _baseline_rows(
         bases=base_pairs,
         logit_bias=synth.logit_bias(),
         extent_bias=synth.end_point_bias(SynthesisRequest(target, n=1)),
-        extent_dithers=[extent_dither(seed, k) for k in range(len(bases))] if synth.dither_extents else None,
+        extent_dithers=synth.placement_dithers(seed, len(bases)),
     )
     nearest = bl.nearest_indices(
         synth.vae, [p[0] for p in base_pairs], [x.processed.ed_label for x in rc.train]

@@ -60,7 +60,7 @@ from cardiosynth.models.spade import SpadeTranslator
 from cardiosynth.models.training import epoch_batches, seed_everything
 from cardiosynth.models.vae import LabelVAE
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import LabelBatch, SynthesisRequest, Synthesizer, extent_dither
+from cardiosynth.synthesis.engine import LabelBatch, SynthesisRequest, Synthesizer
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ def generate(
         bases=[(b.processed.ed_label, b.processed.es_label) for b in loaded],
         logit_bias=synth.logit_bias(),
         extent_bias=synth.end_point_bias(request),
-        extent_dithers=[extent_dither(seed, k) for k in range(n)] if synth.dither_extents else None,
+        extent_dithers=synth.placement_dithers(seed, n),
     ).pairs
     mean_plan = [(i, 1.0, p, counts[i]) for i in range(n) for p in PHASES]
     mean_labels = np.concatenate([pair[j] for pair in pairs for j in range(2)])

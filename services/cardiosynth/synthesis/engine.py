@@ -946,6 +946,12 @@ class Synthesizer:
         """:func:`extent_dither`; ``None`` (the nearest whole slice) with :attr:`dither_extents` off."""
         return extent_dither(seed, index, antithetic) if self.dither_extents else None
 
+    def placement_dithers(self, seed: int, n: int) -> list[tuple[float, float]] | None:
+        """The LV extent dithers of subjects ``0..n-1`` of a request with ``seed``, as
+        :meth:`make_labels` places them (for a baseline placed as the method places its samples);
+        ``None`` with :attr:`dither_extents` off (the nearest slice)."""
+        return [extent_dither(seed, k) for k in range(n)] if self.dither_extents else None
+
     def _sampling_provenance(
         self, pathology: Group, territory: str | None, refs: list[sources.SubjectRef]
     ) -> str:
