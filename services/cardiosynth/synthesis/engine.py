@@ -827,29 +827,22 @@ class Synthesizer:
     def _lv_extent_pixels(
         self, pathology: Group, territory: str | None, refs: list[sources.SubjectRef]
     ) -> dict[str, npt.NDArray[np.float64]]:
-        """Per phase, the pixel count per label ``(C,)`` over the LV extents of ``refs`` (the class's
-        real subjects) per slice of their ED LV extents: the sampling calibration's truth, read once
-        per class (every mode and family of a class shares it).
-
-        Per ED-extent slice, not per slice of the phase's own extent: a real heart whose base
-        descends past a slice boundary at ES has one ES slice fewer but not a smaller ES volume (the
-        same heart sampled at another phase of the grid; measured, a real DCM or MINF subject with a
-        shorter ES extent has the LVEF of one without, reports/synthesis-phantom-v2/cohort/
-        extent_subgroups.txt), so the class's ES volume scales with the ED extent's length."""
+        """Per phase, the mean pixel count per label ``(C,)`` per slice over the LV extents of
+        ``refs`` (the class's real subjects): the sampling calibration's truth, read once per class
+        (every mode and family of a class shares it)."""
         group = (pathology, territory, self._fingerprint(pathology, territory, refs))
         if group not in self._extent_pixels:
             classes = self.vae.config.num_classes
             totals = {phase: np.zeros(classes, dtype=np.float64) for phase in PHASES}
-            ed_slices = 0
+            slices = dict.fromkeys(PHASES, 0)
             for ref in refs:
                 processed = self._load(ref).processed
-                first, last = lv_extent(label_stack(processed, "ED"))
-                ed_slices += last - first + 1
                 for phase in PHASES:
                     labels = label_stack(processed, phase)
                     first, last = lv_extent(labels)
                     totals[phase] += np.bincount(labels[first : last + 1].ravel(), minlength=classes)
-            self._extent_pixels[group] = {phase: totals[phase] / ed_slices for phase in PHASES}
+                    slices[phase] += last - first + 1
+            self._extent_pixels[group] = {phase: totals[phase] / slices[phase] for phase in PHASES}
         return self._extent_pixels[group]
 
     def sampling_calibration(
@@ -867,15 +860,11 @@ class Synthesizer:
         :attr:`sampling_calibration_subjects` end points made as :meth:`make_labels` makes them at
         severity 1 (target_latents resampled into the base's extent; the data set's NOR subjects as
         bases in turn, a fixed seed, in antithetic pairs where there is a draw:
-        :data:`SAMPLING_CALIBRATION_ANTITHETIC`) makes the pixel count of the LV cavity and the
-        myocardium in their LV extents, per slice of their bases' ED LV extents, the class's (in the
-        LV extents of its real subjects, those its statistics come from, per slice of their ED LV
-        extents: :meth:`_lv_extent_pixels`). Volume per ED-extent slice, not area per slice of the
-        phase's own extent: then the ES volume comes out the class's whatever the ES extent's
-        placement (:mod:`.equalise`), and with the nearest placement, which keeps a class's ES
-        extent a fixed share of its ED extent, for each subject as well as on average. The RV keeps
-        the round trip's offset: it runs past the LV extent into the base's own slices. The class's
-        mean volumes are matched, not its spread or shapes; never fitted from held-out subjects."""
+        :data:`SAMPLING_CALIBRATION_ANTITHETIC`) makes their mean pixel count per slice of the LV
+        cavity and the myocardium the class's, over the LV extents of the class's real subjects (those its
+        statistics come from). The RV keeps the round trip's offset: it runs past the LV extent into
+        the base's own slices. The class's mean areas are matched, not its spread or shapes; never
+        fitted from held-out subjects."""
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {list(PHASES)}, got {phase!r}")
         stats = self.class_stats(request.pathology, phase, request.ns, territory)
@@ -932,10 +921,7 @@ class Synthesizer:
         evidence = RoundTripEvidence.empty(classes)
         for logits in decode_logits(self.vae, latents, self.batch_size):
             evidence.add_logits(logits)
-        ed_slices = sum(
-            lv_extent(eds[ref.subject_id])[1] - lv_extent(eds[ref.subject_id])[0] + 1 for ref in bases
-        )
-        evidence.add_truth(np.rint(truth * ed_slices).astype(np.int64))
+        evidence.add_truth(np.rint(truth * len(latents)).astype(np.int64))
         # The LV's labels only: the RV runs past the LV extent into the base's own basal slices, so
         # matching its area inside the extent alone would move its volume away from the class's
         # (measured: DCM RVEF 37 % -> 29 %, real 37 %); it keeps the round trip's offset.
@@ -973,10 +959,8 @@ class Synthesizer:
         pairing, the class's and the NOR bases' data): the tail of the sampling and motion
         calibrations' cache keys (the motion fit draws through the sampling calibration)."""
         nor = sources.by_group(self.refs, Group.NOR)
-        # "per-ed-slice": volumes per ED-extent slice matched (a fit of areas per slice of the
-        # phase's own extent is not reused)
         return (
-            f"per-ed-slice|{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
+            f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
             f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
             f"{'dithered' if self.dither_extents else 'nearest'}|"
             f"{self._fingerprint(pathology, territory, refs)}|{self._fingerprint(Group.NOR, None, nor)}"
