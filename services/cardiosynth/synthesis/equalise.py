@@ -36,7 +36,10 @@ the fraction, and the class's mean placement comes back over its subjects, as it
 hearts (a quarter of real DCM bases descend one slice, the rest none). Known limit: the count is
 right on average, what a lost slice costs is not. A real base that loses its LV at ES held a sliver
 of cavity there; a synthetic stack one slice shorter loses an average slice's area, about a tenth of
-its ES volume (reports/synthesis-phantom-v2/cohort/extent_subgroups.txt).
+its ES volume (reports/synthesis-phantom-v2/cohort/extent_subgroups.txt). The sampling
+calibration's offsets cannot give a shorter extent the tenth more area per slice it would need
+(reports/synthesis-phantom-v2/cohort/offset_response.txt), and matching the ES volume per ED-extent
+slice instead of the area per slice did not help (cohort/README.md).
 """
 
 from __future__ import annotations
