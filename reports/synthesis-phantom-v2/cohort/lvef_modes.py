@@ -1,0 +1,56 @@
+"""Which correlation mode's draws keep a class's LVEF spread: the sampling alone.
+
+On the processed grid (LV cavity pixels), LVEF mean and standard deviation of N synthetic subjects of
+CLASS per correlation mode (`sample` family, severity 1, seed SEED) with only the round trip's decoder
+calibration on and the ES extent at the nearest slice, so that nothing after the draw adds or removes
+spread; beside DATA's real subjects of the class (their round trip: lvef_round_trip.py).
+
+    .venv/bin/python reports/synthesis-phantom-v2/cohort/lvef_modes.py DATA CLASS N SEED
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cardiosynth.data.labels import LV_CAVITY, Group
+from cardiosynth.models.registry import load_model
+from cardiosynth.synthesis import sources
+from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
+from cardiosynth.synthesis.modes import CORRELATION_MODES
+
+data, group, n, seed = Path(sys.argv[1]), Group(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+version = "phantom-v2c"
+
+
+def ef(ed: np.ndarray, es: np.ndarray) -> float:
+    return float(100.0 * (1.0 - (es == LV_CAVITY).sum() / (ed == LV_CAVITY).sum()))
+
+
+def report(source: str, values: list[float]) -> None:
+    a = np.asarray(values)
+    sys.stdout.write(f"| {source} | {len(a)} | {a.mean():.1f} | {a.std(ddof=1):.1f} |\n")
+    sys.stdout.flush()
+
+
+model = load_model("vae", version).module
+synth = Synthesizer(
+    model, None, data, model_versions={"vae": version}, calibrate_sampling=False, calibrate_motion=False,
+    calibrate_contraction=False, dither_extents=False,
+)  # fmt: skip
+refs = sorted(sources.by_group(synth.refs, group), key=lambda r: r.subject_id)
+sys.stdout.write(
+    f"{group.value}, processed grid\n\n| source | subjects | LVEF % mean | SD |\n|---|---|---|---|\n"
+)
+report(
+    "real, DATA",
+    [ef(label_stack(p, "ED"), label_stack(p, "ES")) for p in (synth._load(r).processed for r in refs)],
+)
+for mode in CORRELATION_MODES:
+    batch = synth.make_labels(SynthesisRequest(group, n=n, seed=seed, correlation=mode))  # type: ignore[arg-type]
+    stacks: dict[int, dict[str, np.ndarray]] = {}
+    at = 0
+    for index, _, phase, z in batch.plan:
+        stacks.setdefault(index, {})[phase] = batch.labels[at : at + z]
+        at += z
+    report(f"synthetic `{mode}`", [ef(s["ED"], s["ES"]) for s in stacks.values()])
