@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from lvef_common import batch_efs
 
 import cardiosynth.synthesis.engine as engine
-from cardiosynth.data.labels import LV_CAVITY, Group
+from cardiosynth.data.labels import Group
 from cardiosynth.models.registry import load_model
 
 data, group, n, seed = Path(sys.argv[1]), Group(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -37,13 +38,6 @@ sys.stdout.write(
 for name, transform in variants.items():
     engine.copula_transform = transform  # type: ignore[assignment]
     batch = synth.make_labels(engine.SynthesisRequest(group, n=n, seed=seed))
-    stacks: dict[int, dict[str, np.ndarray]] = {}
-    at = 0
-    for index, _, phase, z in batch.plan:
-        stacks.setdefault(index, {})[phase] = batch.labels[at : at + z]
-        at += z
-    ef = np.array(
-        [100 * (1 - (s["ES"] == LV_CAVITY).sum() / (s["ED"] == LV_CAVITY).sum()) for s in stacks.values()]
-    )
+    ef = np.array(batch_efs(batch))
     sys.stdout.write(f"| {name} | {ef.mean():.1f} | {ef.std(ddof=1):.1f} |\n")
     sys.stdout.flush()

@@ -11,9 +11,9 @@ spread; beside DATA's real subjects of the class (their round trip: lvef_round_t
 import sys
 from pathlib import Path
 
-import numpy as np
+from lvef_common import batch_efs, ef, report
 
-from cardiosynth.data.labels import LV_CAVITY, Group
+from cardiosynth.data.labels import Group
 from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
@@ -21,16 +21,6 @@ from cardiosynth.synthesis.modes import CORRELATION_MODES
 
 data, group, n, seed = Path(sys.argv[1]), Group(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 version = "phantom-v2c"
-
-
-def ef(ed: np.ndarray, es: np.ndarray) -> float:
-    return float(100.0 * (1.0 - (es == LV_CAVITY).sum() / (ed == LV_CAVITY).sum()))
-
-
-def report(source: str, values: list[float]) -> None:
-    a = np.asarray(values)
-    sys.stdout.write(f"| {source} | {len(a)} | {a.mean():.1f} | {a.std(ddof=1):.1f} |\n")
-    sys.stdout.flush()
 
 
 model = load_model("vae", version).module
@@ -48,9 +38,4 @@ report(
 )
 for mode in CORRELATION_MODES:
     batch = synth.make_labels(SynthesisRequest(group, n=n, seed=seed, correlation=mode))  # type: ignore[arg-type]
-    stacks: dict[int, dict[str, np.ndarray]] = {}
-    at = 0
-    for index, _, phase, z in batch.plan:
-        stacks.setdefault(index, {})[phase] = batch.labels[at : at + z]
-        at += z
-    report(f"synthetic `{mode}`", [ef(s["ED"], s["ES"]) for s in stacks.values()])
+    report(f"synthetic `{mode}`", batch_efs(batch))

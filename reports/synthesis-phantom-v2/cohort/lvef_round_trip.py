@@ -11,9 +11,9 @@ subjects of the default request (seed SEED, every calibration on), dithered and 
 import sys
 from pathlib import Path
 
-import numpy as np
+from lvef_common import batch_efs, ef, report
 
-from cardiosynth.data.labels import LV_CAVITY, Group
+from cardiosynth.data.labels import Group
 from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
@@ -21,16 +21,6 @@ from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 
 data, group, n, seed = Path(sys.argv[1]), Group(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 version = "phantom-v2c"
-
-
-def ef(ed: np.ndarray, es: np.ndarray) -> float:
-    return float(100.0 * (1.0 - (es == LV_CAVITY).sum() / (ed == LV_CAVITY).sum()))
-
-
-def report(source: str, values: list[float]) -> None:
-    a = np.asarray(values)
-    sys.stdout.write(f"| {source} | {len(a)} | {a.mean():.1f} | {a.std(ddof=1):.1f} |\n")
-    sys.stdout.flush()
 
 
 model = load_model("vae", version).module
@@ -52,10 +42,5 @@ report("real, DATA, round trip", trips)
 for dither in (True, False):
     synth.dither_extents = dither
     batch = synth.make_labels(SynthesisRequest(group, n=n, seed=seed))
-    stacks: dict[int, dict[str, np.ndarray]] = {}
-    at = 0
-    for index, _, phase, z in batch.plan:
-        stacks.setdefault(index, {})[phase] = batch.labels[at : at + z]
-        at += z
     what = "dithered" if dither else "nearest slice"
-    report(f"synthetic, seed {seed}, {what}", [ef(s["ED"], s["ES"]) for s in stacks.values()])
+    report(f"synthetic, seed {seed}, {what}", batch_efs(batch))
