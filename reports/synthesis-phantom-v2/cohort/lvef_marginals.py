@@ -5,6 +5,9 @@ severity 1, N subjects, seed SEED), with the copula's marginals as shipped (the 
 TN(mean, std, min, max) per entry), untruncated (mean + std * score), and as shipped with the Gaussian
 scores scaled by 1.5.
 
+40 subjects are too few to compare standard deviations: over 400 the draws keep DCM's spread
+(lvef_sample_size.py, lvef_sample_size.txt, and cohort/README.md).
+
     .venv/bin/python reports/synthesis-phantom-v2/cohort/lvef_marginals.py DATA CLASS N SEED
 """
 

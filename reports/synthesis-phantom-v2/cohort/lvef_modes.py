@@ -5,6 +5,9 @@ CLASS per correlation mode (`sample` family, severity 1, seed SEED) with only th
 calibration on and the ES extent at the nearest slice, so that nothing after the draw adds or removes
 spread; beside DATA's real subjects of the class (their round trip: lvef_round_trip.py).
 
+40 subjects are too few to compare standard deviations: over 400 the draws keep DCM's spread
+(lvef_sample_size.py, lvef_sample_size.txt, and cohort/README.md).
+
     .venv/bin/python reports/synthesis-phantom-v2/cohort/lvef_modes.py DATA CLASS N SEED
 """
 

@@ -5,6 +5,9 @@ class (the statistics' own), COHORT's (held out), and N synthetic subjects of th
 (`joint`/`sample`, severity 1, shipped VAE, every calibration on, seed SEED, native grid) placed with
 the dither (the default) and at the nearest slice (`dither_extents=False`).
 
+40 subjects are too few to compare standard deviations: over 400 the draws keep DCM's spread
+(lvef_sample_size.py, lvef_sample_size.txt, and cohort/README.md).
+
     .venv/bin/python reports/synthesis-phantom-v2/cohort/lvef_spread.py DATA COHORT CLASS N SEED
 """
 
