@@ -28,7 +28,7 @@ import scipy.stats as sps
 
 from cardiosynth.data.acdc import body_surface_area, read_subject
 from cardiosynth.data.biomarkers import Biomarkers, subject_biomarkers
-from cardiosynth.data.labels import Group
+from cardiosynth.data.labels import LV_CAVITY, Group
 from cardiosynth.evaluation.distribution import BIOMARKERS, biomarker_matrix, normalised_w1
 from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
@@ -51,7 +51,7 @@ def subjects(root: Path) -> dict[Group, list]:
 
 
 def long_axis_mm(s) -> float:  # type: ignore[no-untyped-def]
-    slices = np.nonzero((s.ed_label == 3).any(axis=(0, 1)))[0]
+    slices = np.nonzero((s.ed_label == LV_CAVITY).any(axis=(0, 1)))[0]
     return float((slices[-1] - slices[0] + 1) * s.spacing[2])
 
 

@@ -16,19 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from lvef_common import batch_efs
+from lvef_common import DRAWS_ALONE, batch_efs, synthesizer
 
 import cardiosynth.synthesis.engine as engine
 from cardiosynth.data.labels import Group
-from cardiosynth.models.registry import load_model
 
 data, group, n, seed = Path(sys.argv[1]), Group(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-version = "phantom-v2c"
-model = load_model("vae", version).module
-synth = engine.Synthesizer(
-    model, None, data, model_versions={"vae": version}, calibrate_sampling=False, calibrate_motion=False,
-    calibrate_contraction=False, dither_extents=False,
-)  # fmt: skip
+synth = synthesizer(data, **DRAWS_ALONE)
 shipped = engine.copula_transform
 variants: dict[str, Callable[..., np.ndarray]] = {
     "truncated normal marginals (shipped)": shipped,

@@ -14,23 +14,15 @@ spread; beside DATA's real subjects of the class (their round trip: lvef_round_t
 import sys
 from pathlib import Path
 
-from lvef_common import batch_efs, ef, report
+from lvef_common import DRAWS_ALONE, batch_efs, ef, report, synthesizer
 
 from cardiosynth.data.labels import Group
-from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
+from cardiosynth.synthesis.engine import SynthesisRequest, label_stack
 from cardiosynth.synthesis.modes import CORRELATION_MODES
 
 data, group, n, seed = Path(sys.argv[1]), Group(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-version = "phantom-v2c"
-
-
-model = load_model("vae", version).module
-synth = Synthesizer(
-    model, None, data, model_versions={"vae": version}, calibrate_sampling=False, calibrate_motion=False,
-    calibrate_contraction=False, dither_extents=False,
-)  # fmt: skip
+synth = synthesizer(data, **DRAWS_ALONE)
 refs = sorted(sources.by_group(synth.refs, group), key=lambda r: r.subject_id)
 sys.stdout.write(
     f"{group.value}, processed grid\n\n| source | subjects | LVEF % mean | SD |\n|---|---|---|---|\n"

@@ -11,20 +11,16 @@ subjects of the default request (seed SEED, every calibration on), dithered and 
 import sys
 from pathlib import Path
 
-from lvef_common import batch_efs, ef, report
+from lvef_common import batch_efs, ef, report, synthesizer, vae
 
 from cardiosynth.data.labels import Group
-from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
+from cardiosynth.synthesis.engine import SynthesisRequest, label_stack
 from cardiosynth.synthesis.stages import decode_latents, encode_stacks
 
 data, group, n, seed = Path(sys.argv[1]), Group(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-version = "phantom-v2c"
-
-
-model = load_model("vae", version).module
-synth = Synthesizer(model, None, data, model_versions={"vae": version})
+model = vae()
+synth = synthesizer(data)
 bias = synth.decoder_calibration().logit_bias
 refs = sorted(sources.by_group(synth.refs, group), key=lambda r: r.subject_id)
 pairs = [(label_stack(p, "ED"), label_stack(p, "ES")) for p in (synth._load(r).processed for r in refs)]

@@ -13,16 +13,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from lvef_common import batch_efs, ef
+from lvef_common import DRAWS_ALONE, batch_efs, ef, synthesizer
 
 from cardiosynth.data.labels import Group
-from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_stack
+from cardiosynth.synthesis.engine import SynthesisRequest, label_stack
 
 data, cohort, group = Path(sys.argv[1]), Path(sys.argv[2]), Group(sys.argv[3])
 n, seed = int(sys.argv[4]), int(sys.argv[5])
-version = "phantom-v2c"
 GROUP_SIZE, CHUNK, BOOT = 40, 100, 2000
 rng = np.random.default_rng(0)
 
@@ -42,12 +40,11 @@ def row(source: str, values: list[float]) -> None:
 
 
 def real(root: Path) -> list[float]:
-    synth = Synthesizer(model, None, root, model_versions={"vae": version})
+    synth = synthesizer(root)
     refs = sorted(sources.by_group(synth.refs, group), key=lambda r: r.subject_id)
     return [ef(label_stack(p, "ED"), label_stack(p, "ES")) for p in (synth._load(r).processed for r in refs)]
 
 
-model = load_model("vae", version).module
 sys.stdout.write(
     f"{group.value}, processed grid, seed {seed}\n\n"
     f"| source | subjects | LVEF % mean | SD | SD, 90 % bootstrap | SD of subjects 0-{GROUP_SIZE - 1} "
@@ -58,13 +55,10 @@ row("real, COHORT", real(cohort))
 setups = {
     "shipped default (dithered)": {},
     "shipped, nearest slice": {"dither_extents": False},
-    "draws alone (lvef_modes.py)": {
-        "calibrate_sampling": False, "calibrate_motion": False, "calibrate_contraction": False,
-        "dither_extents": False,
-    },
-}  # fmt: skip
+    "draws alone (lvef_modes.py)": DRAWS_ALONE,
+}
 request = SynthesisRequest(group, n=n, seed=seed)
 for name, options in setups.items():
-    synth = Synthesizer(model, None, data, model_versions={"vae": version}, **options)  # type: ignore[arg-type]
+    synth = synthesizer(data, **options)
     chunks = (synth.make_labels(request, subjects=range(k, min(k + CHUNK, n))) for k in range(0, n, CHUNK))
     row(name, [e for batch in chunks for e in batch_efs(batch)])
