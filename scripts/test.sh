@@ -35,8 +35,11 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
+# One test process per core, at most 4 (each imports torch and starts its own redis-server), files kept
+# whole per process (module fixtures built once); CARDIOSYNTH_TEST_PROCESSES=0 runs in this process.
+processes=${CARDIOSYNTH_TEST_PROCESSES:-$(.venv/bin/python -c 'import os; n = min(4, os.cpu_count() or 1); print(n if n > 1 else 0)')}
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "$processes" --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,24 @@ import pytest
 
 from cardiosynth.data.phantom import generate_dataset
 from cardiosynth.models.slices import SliceSet, load_slices
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (scripts/test.sh runs one test process per core), each process takes its
+    share of the cores for torch's intra-op threads instead of all of them (oversubscribed threads
+    spin and slow every process)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files with a ``slow`` test first (each file's tests kept together and in order), so that
+    pytest-xdist's processes start the long ones early and finish together, not one long file last."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,14 +96,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis of the tests' own (``redis-server`` on a free port, stopped at the end), so no test
-    touches the machine's broker; without the binary, ``$REDIS_URL`` or 127.0.0.1:6379."""
-    import os
-
+    touches the machine's broker; without the binary, ``$REDIS_URL`` or 127.0.0.1:6379 (database 15,
+    14, ... per pytest-xdist process: the pipeline tests' queue names are fixed)."""
     import redis
 
     binary = shutil.which("redis-server")
     if binary is None:
-        url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        url = os.environ.get("REDIS_URL", f"redis://127.0.0.1:6379/{15 - worker % 16}")
         try:
             redis.Redis.from_url(url).ping()
         except redis.ConnectionError:

@@ -143,3 +143,34 @@ def test_a_graph_job_has_only_its_silent_chunks_redelivered(store: JobStore) -> 
     failed = store.get(job.id)
     assert failed is not None
     assert failed.state is JobState.FAILED
+
+
+@pytest.mark.parametrize("leased", [True, False], ids=["lease-without-plan", "running-without-lease"])
+def test_a_graph_job_whose_stats_worker_died_before_planning_is_redelivered(
+    store: JobStore, leased: bool
+) -> None:
+    """CI stop 38: a stats worker killed right after taking its task left a job that no reaper pass
+    saw as stale (no plan yet, so no lease was looked at; in the Redis store the job becomes running
+    a moment before the lease is written). It goes back to the queue with its stats task sent again,
+    and waiting there for a worker is not "worker lost"."""
+    from cardiosynth.queues import GRAPH_STAGE
+
+    dispatcher = Resumes()
+    job, _ = store.create("alice", {"n": 2})
+    if leased:
+        assert store.take_chunk(job.id, "stats", 0, "a:1:x", 60) == "taken"
+    else:  # the Redis store's window between the job's transition and its lease
+        store.transition(job.id, JobState.RUNNING, stage=GRAPH_STAGE)
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=1) == ([], [])  # fresh: left alone
+    later = time.time() + 100
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=1, now=later) == ([job.id], [])
+    assert dispatcher.resumed == [(job.id, "stats")]
+    queued = store.get(job.id)
+    assert queued is not None
+    assert (queued.state, queued.stage, queued.attempts) == (JobState.QUEUED, GRAPH_STAGE, 1)
+    assert redeliver_or_fail(store, dispatcher, 60, max_attempts=1, now=later + 100) == ([], [])
+    # The redelivery is taken by a new worker (the dead lease is no obstacle) and the job runs on.
+    assert store.take_chunk(job.id, "stats", 0, "b:2:y", 60) == "taken"
+    running = store.get(job.id)
+    assert running is not None
+    assert (running.state, running.stage) == (JobState.RUNNING, GRAPH_STAGE)

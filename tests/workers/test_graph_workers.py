@@ -9,7 +9,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,8 @@ from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.workers.settings import WorkerSettings
+
+from .processes import start_worker, stop_workers
 
 pytestmark = pytest.mark.slow
 
@@ -67,25 +68,15 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Start]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(queue: str, chunk_size: int = 16, visibility_s: int | None = None) -> subprocess.Popen[bytes]:
-        name = f"{queue}-{time.monotonic_ns()}@%h"
-        cmd = [sys.executable, "-m", "celery", "-A", "cardiosynth.workers.tasks", "worker", "-Q", queue,
-               "--pool", "solo", "--concurrency", "1", "-n", name, "--loglevel", "INFO"]  # fmt: skip
-        log = (tmp_path / f"{queue}.log").open("ab")
         extra = {"CARDIOSYNTH_CHUNK_SIZE": str(chunk_size)}
         if visibility_s is not None:
             extra["CARDIOSYNTH_VISIBILITY_TIMEOUT_S"] = str(visibility_s)
-        proc = subprocess.Popen(cmd, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT)
+        proc = start_worker({**env, **extra}, queue, tmp_path / f"{queue}.log")
         started.append(proc)
         return proc
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    stop_workers(started)
 
 
 def _setup(env: dict[str, str]) -> tuple[RedisJobStore, CeleryDispatcher, Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,6 +23,8 @@ from cardiosynth.models.registry import save_model
 from cardiosynth.models.spade import SpadeConfig, SpadeTranslator
 from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.workers.settings import WorkerSettings
+
+from .processes import start_worker, stop_workers
 
 pytestmark = pytest.mark.slow
 
@@ -51,30 +52,17 @@ def env(phantom_root: Path, redis_url: str, tmp_path_factory: pytest.TempPathFac
     }
 
 
-def _worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen[bytes]:
-    name = f"{queue}-{time.monotonic_ns()}@%h"
-    cmd = [sys.executable, "-m", "celery", "-A", "cardiosynth.workers.tasks", "worker", "-Q", queue,
-           "--pool", "solo", "--concurrency", "1", "-n", name, "--loglevel", "INFO"]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
 @pytest.fixture
 def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(queue: str) -> subprocess.Popen[bytes]:
-        proc = _worker(env, queue, tmp_path / f"{queue}.log")
+        proc = start_worker(env, queue, tmp_path / f"{queue}.log")
         started.append(proc)
         return proc
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    stop_workers(started)
 
 
 def _wait(store: RedisJobStore, job_id: str, states: set[JobState], timeout: float = 180) -> JobState:

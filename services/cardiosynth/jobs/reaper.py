@@ -2,7 +2,14 @@
 
 A job running as a stage graph (:mod:`cardiosynth.workers.graph`) holds one lease per running task
 instead of one heartbeat: only the tasks whose lease went silent are sent again (the job stays
-running, its other chunks go on), and each pass that finds any counts one attempt of the job.
+running, its other chunks go on), and each pass that finds any counts one attempt of the job. A graph
+job with no plan yet (its stats worker died before planning, or, in the Redis store, between the job
+becoming running and its lease being written) is stale by its heartbeat; it is queued again with its
+stats task sent again.
+
+One window is left to the broker: a worker that dies after recording a task finished and before
+sending the next (milliseconds) leaves no lease to go stale; its unacknowledged message is delivered
+again after the broker's visibility timeout, and that delivery sends what was not sent.
 
 Delivery in one sentence: a stage whose worker dies (SIGKILL, OOM, lost machine) is put back in its
 queue by the reaper once its heartbeat is older than ``heartbeat_stale_s`` and runs again on another
@@ -50,7 +57,16 @@ def redeliver_or_fail(
     for job in jobs.stale_jobs(stale_after_s, now=now):
         silent = now - (job.heartbeat or job.updated)
         try:
-            if job.stage == GRAPH_STAGE and job.attempts < max_attempts:
+            if job.stage == GRAPH_STAGE and job.attempts < max_attempts and jobs.graph(job.id) is None:
+                # No plan yet: its stats worker died before planning (maybe before its lease). Queued
+                # again with stats sent again, so waiting for a VAE worker is not "worker lost".
+                jobs.release_stale_chunks(job.id, stale_after_s, now=now)
+                jobs.transition(job.id, JobState.QUEUED, stage=GRAPH_STAGE, attempts=job.attempts + 1)
+                dispatcher.resume(job.id, "stats")
+                log.warning("job %s: stats silent for %.0f s before its plan: redelivered (attempt %d of %d)",
+                            job.id, silent, job.attempts + 1, max_attempts)  # fmt: skip
+                redelivered.append(job.id)
+            elif job.stage == GRAPH_STAGE and job.attempts < max_attempts:
                 # A stage graph: only the tasks whose lease went silent are sent again; the job stays
                 # running (its other chunks go on) and counts one attempt per pass that found any.
                 released = jobs.release_stale_chunks(job.id, stale_after_s, now=now)

@@ -312,15 +312,17 @@ class SqliteJobStore:
     def stale_jobs(self, stale_after_s: float, *, now: float | None = None) -> list[Job]:
         now = time.time() if now is None else now
         cutoff = now - stale_after_s
-        # A graph job is stale when one of its leases is (its chunks waiting in a queue hold none).
+        # A graph job is stale when one of its leases is (its chunks waiting in a queue hold none), or
+        # when it has no plan yet and its heartbeat is silent (only stats runs before the plan).
         rows = (
             self._db()
             .execute(
                 "SELECT * FROM jobs WHERE state = ? AND ("
-                "(stage != ? AND COALESCE(heartbeat, updated) < ?) OR (stage = ? AND EXISTS ("
+                "(stage != ? AND COALESCE(heartbeat, updated) < ?) OR (stage = ? AND (EXISTS ("
                 "SELECT 1 FROM graph_tasks t WHERE t.job_id = jobs.id AND t.token IS NOT NULL "
-                "AND t.beat < ?)))",
-                (JobState.RUNNING.value, GRAPH_STAGE, cutoff, GRAPH_STAGE, cutoff),
+                "AND t.beat < ?) OR (NOT EXISTS (SELECT 1 FROM graphs g WHERE g.job_id = jobs.id) "
+                "AND COALESCE(heartbeat, updated) < ?))))",
+                (JobState.RUNNING.value, GRAPH_STAGE, cutoff, GRAPH_STAGE, cutoff, cutoff),
             )
             .fetchall()
         )

@@ -545,9 +545,16 @@ class RedisJobStore:
                 continue
             if job.state is not JobState.RUNNING:
                 continue
-            if job.stage == GRAPH_STAGE:  # stale when one of its leases is (waiting chunks hold none)
-                graph = self.graph(job_id)
-                if graph is not None and any(now - beat > stale_after_s for beat in graph.held.values()):
+            if job.stage == GRAPH_STAGE:
+                # Stale when one of its leases is (chunks waiting in a queue hold none), or when it has
+                # no plan yet and its heartbeat is silent: only stats runs before the plan, and a stats
+                # worker can die after taking its lease but before planning, or between the job's
+                # transition and the lease (two steps here), leaving nothing else to go stale.
+                raw = self.r.hgetall(self._k("graph", job_id))
+                beats = [float(v.rsplit(b" ", 1)[1]) for k, v in raw.items() if k.startswith(b"lease:")]
+                if any(now - beat > stale_after_s for beat in beats) or (
+                    b"count" not in raw and now - (job.heartbeat or job.updated) > stale_after_s
+                ):
                     stale.append(job)
             elif now - (job.heartbeat or job.updated) > stale_after_s:
                 stale.append(job)
