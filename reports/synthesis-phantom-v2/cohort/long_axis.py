@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.stats as sps
+from long_axis_common import bsa, long_axis_mm, subjects
 
-from cardiosynth.data.acdc import body_surface_area, read_subject
 from cardiosynth.data.biomarkers import Biomarkers, subject_biomarkers
-from cardiosynth.data.labels import LV_CAVITY, Group
+from cardiosynth.data.labels import Group
 from cardiosynth.evaluation.distribution import BIOMARKERS, biomarker_matrix, normalised_w1
 from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
@@ -40,23 +40,6 @@ VOLUMES = ("lv_edv", "lv_esv", "lv_sv", "rv_edv", "rv_esv", "rv_sv", "myo_mass",
 SHORT = {"lv_edv_index": "LVEDVi", "lv_ef": "LVEF", "rv_edv_index": "RVEDVi", "rv_ef": "RVEF",
          "mass_index": "mass i", "max_wall_thickness": "max wall",
          "regional_heterogeneity": "het."}  # fmt: skip
-
-
-def subjects(root: Path) -> dict[Group, list]:
-    out: dict[Group, list] = {}
-    for p in sorted((root / "training").iterdir()):
-        s = read_subject(p)
-        out.setdefault(s.info.group, []).append(s)
-    return out
-
-
-def long_axis_mm(s) -> float:  # type: ignore[no-untyped-def]
-    slices = np.nonzero((s.ed_label == LV_CAVITY).any(axis=(0, 1)))[0]
-    return float((slices[-1] - slices[0] + 1) * s.spacing[2])
-
-
-def bsa(s) -> float:  # type: ignore[no-untyped-def]
-    return body_surface_area(s.info.height, s.info.weight)
 
 
 def scaled(b: Biomarkers, r: float) -> Biomarkers:
