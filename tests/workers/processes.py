@@ -18,7 +18,8 @@ def start_worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen
     cmd = [sys.executable, "-m", "celery", "-A", "cardiosynth.workers.tasks", "worker", "-Q", queue,
            "--pool", "solo", "--concurrency", "1", "-n", name, "--loglevel", "INFO",
            "--without-mingle", "--without-gossip"]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    with log.open("ab") as out:  # the child holds its own descriptor; this one is closed
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]], timeout_s: float = 20) -> None:
