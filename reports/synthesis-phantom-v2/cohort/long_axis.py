@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.stats as sps
-from long_axis_common import bsa, long_axis_mm, subjects
+from long_axis_common import SHORT, bsa, long_axis_mm, subjects
 
 from cardiosynth.data.biomarkers import Biomarkers, subject_biomarkers
 from cardiosynth.data.labels import Group
@@ -37,9 +37,6 @@ data, cohort, n, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), 
 version = "phantom-v2c"
 VOLUMES = ("lv_edv", "lv_esv", "lv_sv", "rv_edv", "rv_esv", "rv_sv", "myo_mass",
            "lv_edv_index", "lv_esv_index", "rv_edv_index", "rv_esv_index", "mass_index")  # fmt: skip
-SHORT = {"lv_edv_index": "LVEDVi", "lv_ef": "LVEF", "rv_edv_index": "RVEDVi", "rv_ef": "RVEF",
-         "mass_index": "mass i", "max_wall_thickness": "max wall",
-         "regional_heterogeneity": "het."}  # fmt: skip
 
 
 def scaled(b: Biomarkers, r: float) -> Biomarkers:

@@ -1,5 +1,5 @@
 """What long_axis.py and long_axis_means.py share: a data set's real subjects by class, a subject's
-LV ED extent along the long axis (mm) and its BSA (m2)."""
+LV ED extent along the long axis (mm) and its BSA (m2), the biomarkers' short names."""
 
 from pathlib import Path
 from typing import Any
@@ -8,6 +8,11 @@ import numpy as np
 
 from cardiosynth.data.acdc import body_surface_area, read_subject
 from cardiosynth.data.labels import LV_CAVITY, Group
+
+# The biomarkers' short names in the tables' headers.
+SHORT = {"lv_edv_index": "LVEDVi", "lv_ef": "LVEF", "rv_edv_index": "RVEDVi", "rv_ef": "RVEF",
+         "mass_index": "mass i", "max_wall_thickness": "max wall",
+         "regional_heterogeneity": "het."}  # fmt: skip
 
 
 def subjects(root: Path) -> dict[Group, list[Any]]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from long_axis_common import bsa, long_axis_mm, subjects
+from long_axis_common import SHORT, bsa, long_axis_mm, subjects
 from lvef_common import synthesizer
 
 from cardiosynth.data.acdc import body_surface_area
@@ -40,9 +40,6 @@ VOLUMES = {"lv_edv": "lv_edv_index", "lv_esv": "lv_esv_index", "lv_sv": None, "r
            "rv_esv": "rv_esv_index", "rv_sv": None, "myo_mass": "mass_index"}  # fmt: skip
 COLUMNS = (("LVEDV ml", "lv_edv"), ("BSA m2", "bsa"), ("LVEDVi", "lv_edv_index"),
            ("RVEDVi", "rv_edv_index"), ("mass i", "mass_index"))  # fmt: skip
-SHORT = {"lv_edv_index": "LVEDVi", "lv_ef": "LVEF", "rv_edv_index": "RVEDVi", "rv_ef": "RVEF",
-         "mass_index": "mass i", "max_wall_thickness": "max wall",
-         "regional_heterogeneity": "het."}  # fmt: skip
 
 
 def rescaled(b: Biomarkers, length: float, body: float) -> Biomarkers:
