@@ -10,6 +10,8 @@ same way by the gateway (to send tasks by name) and the workers (to run them), s
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -35,6 +37,30 @@ from cardiosynth.queues import (
 DEFAULT_VISIBILITY_TIMEOUT_S = 4 * 3600
 
 
+# Celery's broadcast exchange (control_exchange "celery" + ".pidbox"): revoke() sends over it.
+PIDBOX_EXCHANGE = "celery.pidbox"
+
+
+def _seed_exchange_table(path: Path) -> None:
+    """Create the filesystem broker's table of the queues bound to an exchange, empty, if there is none.
+
+    Kombu's filesystem transport creates the table when the first queue binds, by opening it for
+    writing (empty) before it locks and writes it; a broadcast reading it in between (a cancel's
+    revoke while a worker starts) fails to parse an empty file, and two workers binding at once can
+    each truncate the other's entry. A table that already exists is only ever read and rewritten
+    under its lock. It appears here whole: written aside, then linked into place (no overwrite)."""
+    if path.exists():
+        return
+    aside = path.with_name(f".{path.name}.{os.getpid()}")
+    aside.write_text("[]", encoding="utf-8")
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass  # another process seeded it first
+    finally:
+        aside.unlink(missing_ok=True)
+
+
 def transport_options(settings: CommonSettings, visibility_timeout_s: int) -> dict[str, Any]:
     """Broker transport options: the visibility timeout for Redis; folders for the embedded broker
     (Kombu's filesystem transport, which works across the processes of one machine)."""
@@ -44,6 +70,7 @@ def transport_options(settings: CommonSettings, visibility_timeout_s: int) -> di
         root = settings.broker_folder
         for sub in ("queue", "control", "processed"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        _seed_exchange_table(root / "control" / f"{PIDBOX_EXCHANGE}.exchange")
         return {
             "data_folder_in": str(root / "queue"),
             "data_folder_out": str(root / "queue"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, chain
+from kombu.exceptions import KombuError
 
 from cardiosynth.jobs.base import JobStore
 from cardiosynth.queues import (
@@ -25,6 +27,8 @@ from cardiosynth.queues import (
     VAE_QUEUE,
     VAE_TASK,
 )
+
+log = logging.getLogger(__name__)
 
 
 def task_ids(job_id: str) -> tuple[str, str]:
@@ -118,7 +122,13 @@ class CeleryDispatcher:
         graph = self.liveness.graph(job_id)
         if graph is not None:  # every chunk's tasks; each chunk also checks the job before it works
             ids += [graph_task_id(job_id, k, i) for k in ("vae", "spade") for i in range(graph.plan.count)]
-        self.app.control.revoke(ids, terminate=True, signal="SIGTERM")
+        try:
+            self.app.control.revoke(ids, terminate=True, signal="SIGTERM")
+        except (KombuError, OSError, ValueError) as exc:
+            # The cancel is the job store's transition, made before this; the revoke only stops a
+            # running task sooner. Without it the worker stops at its next check of the job (between
+            # batches, subjects and chunks), so a broker that cannot broadcast now is no error.
+            log.warning("job %s cancelled; its tasks not revoked (%s: %s)", job_id, type(exc).__name__, exc)
 
     def workers(self) -> dict[str, int]:
         # Not a broker ``inspect`` ping: a solo-pool worker running a stage cannot answer one, and the

@@ -14,7 +14,8 @@ class Dispatcher(Protocol):
         build a succeeded job's archive (:mod:`cardiosynth.jobs.archive`)."""
 
     def cancel(self, job_id: str) -> None:
-        """Revoke the job's queued and running tasks."""
+        """Revoke the job's queued and running tasks, best effort: workers obey the job store's
+        cancelled state at their next check whether or not the revoke reaches them."""
 
     def workers(self) -> dict[str, int]:
         """Live workers per queue (``{"vae": 1, "spade": 1}``), for readiness."""
