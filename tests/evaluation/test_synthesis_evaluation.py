@@ -79,6 +79,7 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
             "no motion calibration",
             "no contraction calibration",
             "nearest-slice extents",
+            "base's length and body",
             "no calibration",
         )
     ]

@@ -21,6 +21,7 @@ from cardiosynth.models.vae import LabelVAE, VAEConfig
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
 from cardiosynth.synthesis.modes import DEFAULT_CORRELATION
 from cardiosynth.synthesis.output import write_subject
+from cardiosynth.synthesis.scale import ClassScale
 
 SPADE_SMALL = SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4)
 
@@ -107,7 +108,10 @@ def test_same_seed_same_bytes_and_provenance(data: Path, models: Path, tmp_path:
     assert set(record["biomarkers"]["1.00"]) >= {"lv_edv", "lv_ef", "rv_edv", "max_wall_thickness"}
     image = load_volume(tmp_path / "a" / "DCM_000" / "DCM_000_s1.00_ED.nii.gz")
     base = read_subject(data / "training" / record["base_subject"])
-    assert np.allclose(image.affine, base.affine)
+    # the base's affine with the class's slice spacing about the stack centre (synthesis.scale)
+    scale = ClassScale.from_dict(record["class_scale"]["1.00"])
+    assert scale == subjects[0].scale(1.0) != ClassScale()
+    assert np.allclose(image.affine, scale.affine(base.affine, base.ed_label.shape[2]))
     other = _synth(data, models).run(SynthesisRequest(Group.DCM, n=2, seed=8, severities=(1.0,)))
     differs = [
         a.base.subject_id != b.base.subject_id
@@ -193,9 +197,12 @@ def test_label_batch_round_trip_keeps_the_interpolation() -> None:
     request = SynthesisRequest(Group.DCM, n=2, seed=4, correlation="paper", interpolation="shift",
                                shift_residual=0.25, base_subjects=("patient001",))  # fmt: skip
     labels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) % 4
-    batch = LabelBatch(request, ["patient001", "patient001"], [(0, 1.0, "ED", 1), (1, 1.0, "ED", 1)], labels)
+    batch = LabelBatch(request, ["patient001", "patient001"], [(0, 1.0, "ED", 1), (1, 1.0, "ED", 1)], labels,
+                       scale=ClassScale(1.06, 1.01, 1.08))  # fmt: skip
     again = LabelBatch.from_bytes(batch.to_bytes())
     assert again.request == request
+    assert again.scale == ClassScale(1.06, 1.01, 1.08)
+    assert again.select([1]).scale == again.scale
     assert again.request.interpolation == "shift"
     assert again.request.shift_residual == 0.25
     assert request.provenance()["interpolation"] == "shift"
@@ -464,3 +471,28 @@ def test_bases_are_read_by_threads_all_returned_beyond_the_cache(data: Path, mod
     again = synth._bases(refs[-2:])
     assert synth.timings.get("load", 0.0) == loads  # cached: nothing read
     assert all(again[r.subject_id] is got[r.subject_id] for r in refs[-2:])
+
+
+def test_the_class_scale_is_cached_and_can_be_switched_off(
+    data: Path, models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cardiosynth.synthesis import engine
+
+    first = _synth(data, models, cache=tmp_path / "cache").class_scale(Group.DCM)
+    (stored,) = (tmp_path / "cache" / "scale").glob("*.json")
+    assert ClassScale.from_dict(json.loads(stored.read_text())) == first
+
+    def no_read(path: Path) -> None:
+        raise AssertionError(f"{path} read again: the cached class scale was not used")
+
+    monkeypatch.setattr(engine, "read_subject", no_read)
+    assert _synth(data, models, cache=tmp_path / "cache").class_scale(Group.DCM) == first
+    stored.write_text("{not json")  # a damaged entry is measured again, not trusted
+    monkeypatch.undo()
+    assert _synth(data, models, cache=tmp_path / "cache").class_scale(Group.DCM) == first
+    off = _synth(data, models)
+    off.scale_to_class = False
+    batch = off.make_labels(SynthesisRequest(Group.DCM, n=1, seed=0))
+    assert batch.scale is None
+    (subject,) = off.assemble(batch, None)
+    assert subject.scale(1.0) == ClassScale()

@@ -1,5 +1,6 @@
-"""Written synthetic subjects: the base's grid and affine, no constant fill, a feathered seam,
-labels that are the cleaned decoded stacks restored to the native grid."""
+"""Written synthetic subjects: the base's grid, its affine with the class's slice spacing, no
+constant fill, a feathered seam, labels that are the cleaned decoded stacks restored to the native
+grid, biomarkers over the class's length and body."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from cardiosynth.data.acdc import read_subject
+from cardiosynth.data.biomarkers import compute_biomarkers
 from cardiosynth.data.labels import Group
 from cardiosynth.data.nifti import load_volume
 from cardiosynth.data.preprocess import (
@@ -33,6 +36,7 @@ from cardiosynth.synthesis.engine import (
     clean_stacks,
 )
 from cardiosynth.synthesis.output import base_file_names, file_names, write_subject
+from cardiosynth.synthesis.scale import lv_long_axis_mm
 
 SPADE_SMALL = SpadeConfig(channels=(4, 8), spade_hidden=4, head_channels=4, style_dim=4)
 
@@ -63,16 +67,43 @@ def most_frequent_share(volume: np.ndarray) -> float:
     return float(counts.max() / volume.size)
 
 
-def test_written_files_have_the_base_grid_and_affine(run: Run, tmp_path: Path) -> None:
+def long_axis_mean(root: Path, group: Group) -> float:
+    subjects = [read_subject(p) for p in sorted((root / "training").iterdir())]
+    return float(
+        np.mean([lv_long_axis_mm(s.ed_label, s.spacing[2]) for s in subjects if s.info.group is group])
+    )
+
+
+def test_the_batch_carries_the_class_length_over_nor(run: Run, phantom_root: Path) -> None:
+    assert run.batch.scale is not None
+    expected = long_axis_mean(phantom_root, Group.HCM) / long_axis_mean(phantom_root, Group.NOR)
+    assert run.batch.scale.slice_spacing == pytest.approx(expected)
+    assert run.batch.scale.slice_spacing != 1.0  # the fixture's HCM and NOR hearts differ in length
+    assert run.subject.scale(1.0) == run.batch.scale  # severity 1: the whole factor
+
+
+def test_written_files_have_the_base_grid_and_the_class_slice_spacing(run: Run, tmp_path: Path) -> None:
+    import json
+
     folder = write_subject(run.subject, run.request, tmp_path, models={"vae": "t0"}, preview=False)
     base = run.subject.base
+    factor = run.subject.scale(1.0).slice_spacing
+    record = json.loads((folder / "provenance.json").read_text())
+    assert record["spacing_mm"]["1.00"] == pytest.approx([*base.spacing[:2], base.spacing[2] * factor])
+    assert record["base_spacing_mm"] == pytest.approx(list(base.spacing))
+    assert record["body"]["1.00"]["height_cm"] == pytest.approx(
+        base.info.height * run.subject.scale(1.0).height
+    )
+    centre = np.array([4.0, 7.0, (base.ed_label.shape[2] - 1) / 2.0, 1.0])
     for phase in ("ED", "ES"):
         image_name, label_name = file_names(run.subject.name, 1.0, phase)
         image, labels = load_volume(folder / image_name), load_volume(folder / label_name)
         for written in (image, labels):
-            # every voxel index points at the same world position as in the base subject
+            # the base's voxels, in-plane grid and stack centre; the slices the class's distance apart
             assert written.array.shape == base.ed_label.shape
-            np.testing.assert_allclose(written.affine, base.affine, atol=1e-4)
+            np.testing.assert_allclose(written.affine[:3, :2], base.affine[:3, :2], atol=1e-4)
+            np.testing.assert_allclose(written.affine @ centre, base.affine @ centre, atol=1e-3)
+            np.testing.assert_allclose(written.spacing, record["spacing_mm"]["1.00"], rtol=1e-5)
         np.testing.assert_array_equal(labels.array, run.subject.phases[1.0][phase].native_labels)
         np.testing.assert_allclose(image.array, run.subject.phases[1.0][phase].native_image, rtol=1e-6)
 
@@ -92,9 +123,11 @@ def test_the_base_subject_is_written_beside_it_on_request(run: Run, tmp_path: Pa
         image_name, label_name = base_file_names(run.subject.name, phase)
         assert record["base_files"][phase] == {"image": image_name, "label": label_name}
         image, labels = load_volume(folder / image_name), load_volume(folder / label_name)
-        # the base's own volumes on the synthetic volumes' grid: a viewer compares them voxel for voxel
+        # the base's own volumes with its own affine: the synthetic volumes' voxels, in-plane grid and
+        # stack centre, so a viewer compares them slice for slice
         synthetic = load_volume(folder / file_names(run.subject.name, 1.0, phase)[0])
-        np.testing.assert_allclose(image.affine, synthetic.affine)
+        np.testing.assert_allclose(image.affine, base.affine, atol=1e-4)
+        np.testing.assert_allclose(image.affine[:3, :2], synthetic.affine[:3, :2], atol=1e-4)
         assert image.array.shape == synthetic.array.shape
         np.testing.assert_array_equal(labels.array, label_own)
         np.testing.assert_allclose(image.array, image_own, rtol=1e-6)
@@ -304,3 +337,24 @@ def test_a_linear_label_vae_gets_linear_bases_and_outputs(phantom_root: Path) ->
     assert not np.array_equal(out, restore_labels(labels, loaded.processed.geometry))  # not nearest's
     # the default (and every model saved before the setting) stays nearest
     assert Synthesizer(LabelVAE(VAEConfig()), None, phantom_root).label_interpolation == "nearest"
+
+
+def test_biomarkers_are_over_the_class_length_and_body(run: Run) -> None:
+    """Volumes over the scaled slice spacing, indices over the scaled body; with the base's own
+    geometry (``scale_to_class`` off) the volumes are the factor smaller."""
+    phases = run.subject.phases[1.0]
+    base = run.subject.base
+    height, weight = run.subject.body(1.0)
+    expected = compute_biomarkers(phases["ED"].native_labels, phases["ES"].native_labels,
+                                  run.subject.spacing(1.0), height=height, weight=weight)  # fmt: skip
+    np.testing.assert_equal(run.subject.biomarkers[1.0].to_dict(), expected.to_dict())
+    own = compute_biomarkers(phases["ED"].native_labels, phases["ES"].native_labels, base.spacing,
+                             height=base.info.height, weight=base.info.weight)  # fmt: skip
+    factor = run.subject.scale(1.0).slice_spacing
+    volumes = ("lv_edv", "lv_esv", "rv_edv", "rv_esv", "myo_mass")
+    assert any(getattr(own, v) > 0 for v in volumes)  # the untrained decoder draws something
+    for v in volumes:
+        assert getattr(expected, v) == pytest.approx(getattr(own, v) * factor)
+    unscaled = dataclasses.replace(run.batch, scale=None)
+    (plain,) = run.synth.assemble(unscaled, run.images)
+    np.testing.assert_equal(plain.biomarkers[1.0].to_dict(), own.to_dict())

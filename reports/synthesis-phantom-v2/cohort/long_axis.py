@@ -47,7 +47,8 @@ train, held = subjects(data), subjects(cohort)
 nor = train[Group.NOR]
 nor_length = np.mean([long_axis_mm(s) for s in nor])
 model = load_model("vae", version).module
-synth = Synthesizer(model, None, data, model_versions={"vae": version})
+# The engine as it was when this was measured: the class scale it led to (synthesis.scale) left out.
+synth = Synthesizer(model, None, data, model_versions={"vae": version}, scale_to_class=False)
 names = [SHORT[b] for b in BIOMARKERS]
 sys.stdout.write(
     f"W1n against COHORT, {n} synthetic subjects per class and row, seed {seed}\n\n"

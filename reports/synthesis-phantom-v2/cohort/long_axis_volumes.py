@@ -47,7 +47,8 @@ sys.stdout.write(
     "| mass i | RVEDVi |\n|" + "---|" * 12 + "\n"
 )
 model = load_model("vae", "phantom-v2c").module
-synth = Synthesizer(model, None, data, model_versions={"vae": "phantom-v2c"})
+# The engine as it was when this was measured: the class scale it led to (synthesis.scale) left out.
+synth = Synthesizer(model, None, data, model_versions={"vae": "phantom-v2c"}, scale_to_class=False)
 for name in sys.argv[4].split(","):
     group = Group(name)
     for source, root in (("DATA", data), ("COHORT", cohort)):

@@ -74,6 +74,7 @@ from cardiosynth.synthesis.engine import (
     label_interpolation_of,
 )
 from cardiosynth.synthesis.modes import CORRELATION_MODES, INTERPOLATIONS, check_interpolation, check_mode
+from cardiosynth.synthesis.scale import IDENTITY, ClassScale
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +163,13 @@ def measure(
     es: LabelStack,
     base: sources.LoadedSubject,
     probabilities: bl.ProbabilityPair | None = None,
+    scale: ClassScale | None = None,
 ) -> tuple[Biomarkers | None, str | None]:
     """Biomarkers and rule diagnosis of processed stacks placed on ``base``'s native grid, as the
     engine does for its own outputs: from the decoder's ``probabilities`` (ED, ES) when the stacks
-    were decoded (the labels' corrections kept), from the labels otherwise."""
+    were decoded (the labels' corrections kept), from the labels otherwise; with ``scale`` (the
+    class's length and body at the stacks' severity, :mod:`cardiosynth.synthesis.scale`), over the
+    base's slice spacing and body so scaled (``None``: the base's own)."""
     geometry = base.processed.geometry
 
     def native(labels: LabelStack, shares: npt.NDArray[np.uint8] | None) -> npt.NDArray[np.uint8]:
@@ -174,13 +178,15 @@ def measure(
         return restore_probabilities(shares, geometry, labels)
 
     ed_shares, es_shares = probabilities if probabilities is not None else (None, None)
+    scale = scale if scale is not None else IDENTITY
+    height, weight = scale.body(base.subject.info.height, base.subject.info.weight)
     try:
         b = compute_biomarkers(
             native(ed, ed_shares),
             native(es, es_shares),
-            base.subject.spacing,
-            height=base.subject.info.height,
-            weight=base.subject.info.weight,
+            scale.spacing(base.subject.spacing),
+            height=height,
+            weight=weight,
         )
     except ValueError as exc:
         log.warning("no biomarkers: %s", exc)
@@ -229,10 +235,13 @@ def run_engine(synth: Synthesizer, request: SynthesisRequest, severity: float = 
 
 
 def _from_pairs(
-    pairs: Sequence[bl.Pair] | bl.DecodedPairs, bases: Sequence[sources.LoadedSubject], clean: bool
+    pairs: Sequence[bl.Pair] | bl.DecodedPairs,
+    bases: Sequence[sources.LoadedSubject],
+    clean: bool,
+    scale: ClassScale | None = None,
 ) -> list[Generated]:
     """Decoded pairs (:class:`.baselines.DecodedPairs`, restored from their probabilities) or label pairs
-    measured on their bases."""
+    measured on their bases (``scale``: :func:`measure`'s)."""
     labels: Sequence[bl.Pair] = pairs.pairs if isinstance(pairs, bl.DecodedPairs) else pairs
     shares: Sequence[bl.ProbabilityPair | None] = (
         pairs.probabilities if isinstance(pairs, bl.DecodedPairs) else [None] * len(bases)
@@ -241,7 +250,7 @@ def _from_pairs(
     for (ed, es), base, probabilities in zip(labels, bases, shares, strict=True):
         if clean:  # decoded baselines get the method's post-processing, so the comparison is fair
             ed, es = clean_labels(ed), clean_labels(es)
-        b, d = measure(ed, es, base, probabilities)
+        b, d = measure(ed, es, base, probabilities, scale)
         out.append(Generated(ed, es, base.processed.ed_label, base.processed.es_label, b, d))
     return out
 
@@ -448,6 +457,7 @@ def _method_rows(
         ("calibrate_motion", "no motion calibration"),
         ("calibrate_contraction", "no contraction calibration"),
         ("dither_extents", "nearest-slice extents"),
+        ("scale_to_class", "base's length and body"),
         ("calibrate_decoder", "no calibration"),
     ):
         setattr(synth, attribute, False)
@@ -508,12 +518,15 @@ def _baseline_rows(
     def decoded(d: bl.DecodedPairs) -> bl.DecodedPairs | list[bl.Pair]:
         return d if synth.soft_restore else d.pairs  # restored as the method's outputs are
 
+    # The baselines made from the method's latents or outputs get its length and body, so that each
+    # differs from the method by what it tests only; the elastic NOR labels keep their base's.
+    scale = synth.class_scale(target) if synth.scale_to_class else None
     made = {
-        "class_mean": _from_pairs(decoded(mean), bases, clean=True),
+        "class_mean": _from_pairs(decoded(mean), bases, clean=True, scale=scale),
         "nearest_replay": replay,
         "elastic_nor": _from_pairs(bl.elastic_nor(base_pairs, seed), bases, clean=False),
-        "shuffled_slices": _from_pairs(shuffled, bases, clean=False),
-        "shuffled_dims": _from_pairs(decoded(dims), bases, clean=True),
+        "shuffled_slices": _from_pairs(shuffled, bases, clean=False, scale=scale),
+        "shuffled_dims": _from_pairs(decoded(dims), bases, clean=True, scale=scale),
     }
     return {
         f"baseline:{name}": row_figures(generated, target, rc, k=k, full_topology=name == "class_mean")

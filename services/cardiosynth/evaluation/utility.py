@@ -305,9 +305,11 @@ def generate(
         target.setdefault(i, {})[phase] = (images[offset : offset + z], both.labels[offset : offset + z])
         offset += z
     synthetic, class_mean, base_cases = [], [], []
+    # severity 1: the class's slice spacing (cardiosynth.synthesis.scale), as the engine writes it
+    stretch = batch.scale.slice_spacing if batch.scale is not None else 1.0
     for i, base_id in enumerate(batch.base_ids):
         base = bases[base_id]
-        z_mm = base.spacing[0]
+        z_mm = base.spacing[0] * stretch
         name = f"{group.value}_{i:03d}"
         synthetic.append(_case(f"{tag}:syn-{name}", group, "synthetic", stacks[i], z_mm, size, (base_id,)))
         class_mean.append(_case(f"{tag}:mean-{name}", group, "class_mean", means[i], z_mm, size, (base_id,)))

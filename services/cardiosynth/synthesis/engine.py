@@ -12,7 +12,9 @@ geometry (labels from the probabilities).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import logging
 import threading
 import time
@@ -27,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from cardiosynth.data.acdc import Subject
+from cardiosynth.data.acdc import Subject, read_subject
 from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers
 from cardiosynth.data.classify import classify
 from cardiosynth.data.labels import BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, Group
@@ -83,6 +85,7 @@ from cardiosynth.synthesis.sampling import (
     paper_slice_factor,
     shift_target,
 )
+from cardiosynth.synthesis.scale import IDENTITY, ClassScale, HeartBody, class_scale, lv_long_axis_mm
 from cardiosynth.synthesis.stages import (
     Decoded,
     decode_logits,
@@ -155,6 +158,8 @@ MIN_CONTRACTION_TERRITORY_SUBJECTS = 3
 # chunk never reloads its own bases, and at most a few hundred MiB however many NOR subjects a data
 # set has.
 BASE_CACHE_DEFAULT = 32
+# Format of a cached class scale (:meth:`Synthesizer.class_scale`); a new one is measured afresh.
+SCALE_FORMAT = "v1"
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,23 @@ class SyntheticSubject:
     biomarkers: dict[float, Biomarkers | None] = field(default_factory=dict)
     diagnosis: dict[float, dict[str, Any]] = field(default_factory=dict)
     territory: str | None = None  # MINF: the infarct territory whose statistics made this subject
+    # The class's length and body at each severity (:mod:`.scale`); a severity not here: the base's.
+    scales: dict[float, ClassScale] = field(default_factory=dict)
+
+    def scale(self, severity: float) -> ClassScale:
+        return self.scales.get(severity, IDENTITY)
+
+    def spacing(self, severity: float) -> tuple[float, float, float]:
+        """Voxel size (mm) of the volumes at ``severity``: the base's, its slice spacing scaled."""
+        return self.scale(severity).spacing(self.base.spacing)
+
+    def affine(self, severity: float) -> npt.NDArray[np.float64]:
+        """Voxel-to-world affine of the volumes at ``severity`` (:meth:`.ClassScale.affine`)."""
+        return self.scale(severity).affine(self.base.affine, int(self.base.ed_label.shape[2]))
+
+    def body(self, severity: float) -> tuple[float | None, float | None]:
+        """Height (cm) and weight (kg) at ``severity``, over which the indices are taken."""
+        return self.scale(severity).body(self.base.info.height, self.base.info.weight)
 
 
 Progress = Callable[[str, int, int], None]
@@ -279,6 +301,10 @@ class LabelBatch:
     :meth:`Synthesizer.stream` takes such a batch (it cleans each part before translating it); it
     cannot be serialised, translated or assembled as it is.
 
+    ``scale``: the class's length and body at severity 1 (:mod:`.scale`), applied by severity when
+    the batch is assembled; ``None`` (batches written before, or a Synthesizer with
+    ``scale_to_class`` off): the base's own.
+
     ``probabilities`` ``(N, C, S, S)`` uint8 (:class:`.stages.Decoded`): the decoder's probabilities
     that ``labels`` were taken from, before any clean-up; with them the labels are put back on the
     base's native grid from the probabilities (one rasterisation, the boundary between pixels kept:
@@ -294,6 +320,7 @@ class LabelBatch:
     territories: list[str | None] = field(default_factory=list)  # per synthetic subject (MINF)
     clean_pending: bool = False
     probabilities: npt.NDArray[np.uint8] | None = None  # (N, C, S, S), softmax x 255
+    scale: ClassScale | None = None
 
     def __post_init__(self) -> None:
         if self.probabilities is not None and (
@@ -317,6 +344,7 @@ class LabelBatch:
             "base_ids": self.base_ids,
             "plan": [list(p) for p in self.plan],
             "territories": self.territories,
+            "scale": None if self.scale is None else self.scale.to_dict(),
         }  # fmt: skip
         meta_array = np.array(json.dumps(meta))
         if self.probabilities is None:
@@ -351,7 +379,11 @@ class LabelBatch:
         )
         plan = [(int(i), float(a), str(ph), int(z)) for i, a, ph, z in meta["plan"]]
         territories = list(meta.get("territories", []))
-        return cls(request, list(meta["base_ids"]), plan, labels, territories, probabilities=probabilities)
+        scale = meta.get("scale")
+        return cls(
+            request, list(meta["base_ids"]), plan, labels, territories, probabilities=probabilities,
+            scale=None if scale is None else ClassScale.from_dict(scale),
+        )  # fmt: skip
 
     def select(self, indices: Sequence[int]) -> LabelBatch:
         """The part of the batch that makes synthetic subjects ``indices``: their plan entries and
@@ -374,6 +406,7 @@ class LabelBatch:
             self.territories,
             self.clean_pending,
             rows(self.probabilities) if self.probabilities is not None else None,
+            self.scale,
         )
 
 
@@ -565,6 +598,7 @@ class Synthesizer:
         calibrate_contraction: bool = True,
         dither_extents: bool = True,
         soft_restore: bool = True,
+        scale_to_class: bool = True,
         device: str | torch.device | None = None,
         precision: str | None = None,
         batch_size: int | None = None,
@@ -590,6 +624,8 @@ class Synthesizer:
         does: the nearest whole slice; :mod:`.equalise` says why).
         ``soft_restore``: put decoded stacks back on the base's native grid from the decoder's
         probabilities, not its labels (:class:`LabelBatch`; off only to measure what it does).
+        ``scale_to_class``: give each synthetic subject its class's heart length and body by
+        severity (:meth:`class_scale`, :mod:`.scale`; off only to measure what it does: the base's).
 
         ``device``: where the models run (``None``: where they are; a spec such as ``cuda`` moves
         them there once, here). ``precision``: autocast of decode and translate (``None``: fp32 on
@@ -635,6 +671,8 @@ class Synthesizer:
         self.dither_extents = dither_extents
         self._extent_pixels: dict[tuple[Group, str | None, str], dict[str, npt.NDArray[np.float64]]] = {}
         self.soft_restore = soft_restore
+        self.scale_to_class = scale_to_class
+        self._scales: dict[str, ClassScale] = {}
         self._calibration: DecoderCalibration | None = None
         self.spade = spade.eval() if spade is not None else None
         self.device = model_device(self.vae)
@@ -772,6 +810,51 @@ class Synthesizer:
             return self._stats[key]
         self._stats[key] = stats
         return stats
+
+    def class_scale(self, pathology: Group) -> ClassScale:
+        """``pathology``'s mean LV ED long-axis extent, height and weight over NOR's (memory, then
+        cache, then measured; :mod:`.scale`), over the data set's subjects of the two groups (those the
+        statistics come from; MINF's territories pooled: a territory's few subjects would make its
+        length noise). Subjects without an LV cavity at ED are left out, with a warning.
+
+        Raises:
+            ValueError: no subject of ``pathology`` or NOR with an LV cavity.
+        """
+        refs = {g: sources.by_group(self.refs, g) for g in (pathology, Group.NOR)}
+        for g, found in refs.items():
+            if not found:
+                raise ValueError(f"the data set under {self.data_root} has no {g.value} subject")
+        prints = "|".join(self._fingerprint(g, None, found) for g, found in refs.items())
+        key = f"scale/{SCALE_FORMAT}-{hashlib.sha256(prints.encode()).hexdigest()[:16]}.json"
+
+        def decode(data: bytes) -> ClassScale:
+            try:
+                return ClassScale.from_dict(json.loads(data))
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise ValueError(str(exc)) from exc
+
+        found_scale = self._stored(key, self._scales, decode, "class scale")
+        if found_scale is not None:
+            return found_scale
+        started = time.perf_counter()
+
+        def body(ref: sources.SubjectRef) -> HeartBody | None:
+            subject = read_subject(ref.path)
+            try:
+                length = lv_long_axis_mm(subject.ed_label, subject.spacing[2])
+            except ValueError as exc:
+                log.warning("%s left out of the class scale: %s", ref.subject_id, exc)
+                return None
+            return HeartBody(length, subject.info.height, subject.info.weight)
+
+        bodies = {g: [b for b in thread_map(body, found) if b is not None] for g, found in refs.items()}
+        fitted = class_scale(bodies[pathology], bodies[Group.NOR])
+        self._timed("scale", started)
+        self.cache.put_bytes(key, json.dumps(fitted.to_dict()).encode())
+        log.info("class scale of %s over NOR: %s", pathology.value,
+                 {k: round(v, 4) for k, v in fitted.to_dict().items()})  # fmt: skip
+        self._scales[key] = fitted
+        return fitted
 
     def decoder_calibration(self) -> DecoderCalibration:
         """The decoder's volume calibration for this data set (memory, then cache, then fitted).
@@ -1353,7 +1436,8 @@ class Synthesizer:
         # The territory whose statistics each subject was made from (None: pooled MINF statistics).
         used = [self._stats_refs(request.pathology, t)[1] for t in territories]
         ids = [ref.subject_id for ref in bases]
-        return LabelBatch(request, ids, plan, labels, used, pending, probabilities)
+        scale = self.class_scale(request.pathology) if self.scale_to_class else None
+        return LabelBatch(request, ids, plan, labels, used, pending, probabilities, scale)
 
     def translate(self, batch: LabelBatch, progress: Progress = _no_progress) -> npt.NDArray[np.float32]:
         """The SPADE half: every decoded slice with its base subject's own slice as style.
@@ -1446,14 +1530,23 @@ class Synthesizer:
 
         subjects = {i: bases[batch.base_ids[i]].subject for i in by_subject}
 
+        # The class's length and body by severity (:mod:`.scale`): the volumes over the scaled slice
+        # spacing, the indices over the scaled body.
+        scale = batch.scale if batch.scale is not None else IDENTITY
+        scales = {severity: scale.at(severity) for severity in request.severities}
+
         def markers(index: int) -> dict[float, Biomarkers]:
             base = subjects[index]
-            return {
-                severity: compute_biomarkers(phases["ED"].native_labels, phases["ES"].native_labels,
-                                             base.spacing, height=base.info.height, weight=base.info.weight)
-                for severity, phases in by_subject[index].items()
-                if set(phases) == set(PHASES)
-            }  # fmt: skip
+            found = {}
+            for severity, phases in by_subject[index].items():
+                if set(phases) == set(PHASES):
+                    s = scales[severity]
+                    height, weight = s.body(base.info.height, base.info.weight)
+                    found[severity] = compute_biomarkers(
+                        phases["ED"].native_labels, phases["ES"].native_labels, s.spacing(base.spacing),
+                        height=height, weight=weight,
+                    )  # fmt: skip
+            return found
 
         biomarkers = dict(zip(by_subject, thread_map(markers, list(by_subject)), strict=True))
         for index in by_subject:  # the subjects the plan holds (all, or a part: LabelBatch.select)
@@ -1470,6 +1563,7 @@ class Synthesizer:
                     for ph in request.phases
                 },
                 territory=batch.territories[index] if index < len(batch.territories) else None,
+                scales={severity: scales[severity] for severity in by_subject[index]},
             )
             for severity in subject.phases:
                 b = biomarkers[index].get(severity)

@@ -2,16 +2,22 @@
 
 Layout (one folder per synthetic subject, replaced whole and atomically)::
 
-    OUT/HCM_000/HCM_000_s1.00_ED.nii.gz      image, base subject's native grid and affine
+    OUT/HCM_000/HCM_000_s1.00_ED.nii.gz      image, base subject's native grid; its affine, the slice
+                                             spacing scaled to the class's heart length
     OUT/HCM_000/HCM_000_s1.00_ED_gt.nii.gz   labels (ACDC convention)
     OUT/HCM_000/provenance.json              request, base subject, models, biomarkers, diagnosis
     OUT/HCM_000/preview.png                  mid slices across severities + a long-axis reformat
     OUT/HCM_000/HCM_000_base_ED.nii.gz       optional (``base=True``): the base NOR subject's own
     OUT/HCM_000/HCM_000_base_ED_gt.nii.gz    image and labels of the phase, for side-by-side viewing
 
-Images and labels keep the base subject's native grid and affine unchanged (every voxel at its
-world position). The image is the translator's image around the heart (the synthetic heart and the
-base's own, plus 6 mm, then a 12 mm smooth ramp) composited into the base's own image of the same
+Images and labels keep the base subject's native grid, voxel for voxel, and its affine but for the
+slice spacing, which is scaled by severity to the class's heart length about the stack's centre
+(:mod:`cardiosynth.synthesis.scale`: a 2D model keeps the base's slices, so the class's length is in
+their spacing; severity 0 and NOR keep the base's affine exactly). ``provenance.json`` records the
+spacing and the body (height, weight: the indices are over it) of each severity.
+
+The image is the translator's image around the heart (the synthetic heart and the base's own, plus
+6 mm, then a 12 mm smooth ramp) composited into the base's own image of the same
 phase (:func:`cardiosynth.data.preprocess.composite_image` with ``region``), so there is no
 constant fill, no crop edge and no smoother patch around the heart: the rest of the slice is the
 base's own image; the labels are the topology-cleaned decoded stacks restored to the native grid,
@@ -100,7 +106,14 @@ def provenance(
             "base_group": subject.base.group.value if subject.base.group else None,
             "models": models,
             "cardiosynth_version": __version__,
-            "spacing_mm": list(subject.base.spacing),
+            # Each severity's voxel size and body (cardiosynth.synthesis.scale), and the base's spacing.
+            "spacing_mm": {f"{s:.2f}": list(subject.spacing(s)) for s in subject.phases},
+            "body": {
+                f"{s:.2f}": dict(zip(("height_cm", "weight_kg"), subject.body(s), strict=True))
+                for s in subject.phases
+            },
+            "class_scale": {f"{s:.2f}": subject.scale(s).to_dict() for s in subject.phases},
+            "base_spacing_mm": list(subject.base.spacing),
             "files": files,
             **({"base_files": base_files} if base else {}),
             "biomarkers": {
@@ -129,7 +142,7 @@ def write_preview(subject: SyntheticSubject, path: Path) -> None:
     severities = list(subject.phases)
     cols = 1 + len(severities) + 1
     fig, axes = plt.subplots(len(phases), cols, figsize=(2.0 * cols, 2.2 * len(phases)), squeeze=False)
-    slice_mm = float(subject.base.spacing[2])
+    slice_mm = float(subject.spacing(severities[-1])[2])  # the reformat's severity
     for r, phase in enumerate(phases):
         base_img, base_lab = subject.base_stacks[phase]
         k = _mid(base_lab)
@@ -173,8 +186,9 @@ def write_subject(
 ) -> Path:
     """Write one synthetic subject's folder under ``out_root`` (atomically: all files or none).
 
-    ``base``: also the base NOR subject's own image and labels of each phase (native grid, same affine
-    as the synthetic volumes: a viewer shows the two side by side, voxel for voxel). Off by default:
+    ``base``: also the base NOR subject's own image and labels of each phase (native grid, the base's
+    own affine: the synthetic volumes' at severity 0, the same centre and in-plane grid at every
+    severity, so a viewer shows the two side by side, slice for slice). Off by default:
     they are real data, not synthetic, and a folder read with a ``*.nii.gz`` glob would mix them in."""
     target = Path(out_root) / subject.name
     if target.exists() and not overwrite:
@@ -182,10 +196,11 @@ def write_subject(
     with staged_directory(target) as staging:
         affine = np.asarray(subject.base.affine, dtype=np.float64)
         for severity, phases in subject.phases.items():
+            scaled = subject.affine(severity)
             for phase, data in phases.items():
                 image_name, label_name = file_names(subject.name, severity, phase)
-                save_volume(staging / image_name, data.native_image, affine)
-                save_volume(staging / label_name, data.native_labels, affine)
+                save_volume(staging / image_name, data.native_image, scaled)
+                save_volume(staging / label_name, data.native_labels, scaled)
         if base:
             own = {"ED": (subject.base.ed_image, subject.base.ed_label),
                    "ES": (subject.base.es_image, subject.base.es_label)}  # fmt: skip

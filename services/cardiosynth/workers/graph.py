@@ -168,8 +168,8 @@ def _plan(job_id: str) -> ChunkPlan:
 
 
 def run_stats(job_id: str, index: int = 0, *, send: Send = _celery_send, worker: str = "") -> None:
-    """Validate, compute the class statistics and the decoder calibrations (round trip and sampling)
-    once (cached), record the plan, send every VAE chunk."""
+    """Validate, compute the class statistics, the class scale and the decoder calibrations (round
+    trip and sampling) once (cached), record the plan, send every VAE chunk."""
     from cardiosynth.data.labels import Group
     from cardiosynth.synthesis import sources
     from cardiosynth.synthesis.engine import choose_bases
@@ -197,6 +197,8 @@ def run_stats(job_id: str, index: int = 0, *, send: Send = _celery_send, worker:
             # Fitted here once (cached in the store), not by every VAE worker's first chunk at once.
             synth.decoder_calibration()
             lease.check()
+            if synth.scale_to_class:
+                synth.class_scale(request.pathology)
             if synth.calibrate_decoder and synth.calibrate_sampling:
                 for territory in territories:
                     for phase in request.phases:
