@@ -487,9 +487,11 @@ def test_the_class_scale_is_cached_and_can_be_switched_off(
 
     monkeypatch.setattr(engine, "read_subject", no_read)
     assert _synth(data, models, cache=tmp_path / "cache").class_scale(Group.DCM) == first
-    stored.write_text("{not json")  # a damaged entry is measured again, not trusted
     monkeypatch.undo()
-    assert _synth(data, models, cache=tmp_path / "cache").class_scale(Group.DCM) == first
+    for damaged in ("{not json", "[1.06, 1.0, 1.0]"):  # a damaged entry is measured again, not trusted
+        stored.write_text(damaged)
+        assert _synth(data, models, cache=tmp_path / "cache").class_scale(Group.DCM) == first
+        assert ClassScale.from_dict(json.loads(stored.read_text())) == first  # and stored again
     off = _synth(data, models)
     off.scale_to_class = False
     batch = off.make_labels(SynthesisRequest(Group.DCM, n=1, seed=0))

@@ -92,3 +92,8 @@ def test_factors_must_be_positive_and_round_trip() -> None:
             ClassScale(slice_spacing=bad)
     with pytest.raises(ValueError, match="unknown"):
         ClassScale.from_dict({"slice_spacing": 1.0, "length": 2.0})
+    for wrong in ([1.0, 1.0, 1.0], "x", None):
+        with pytest.raises(ValueError, match="mapping"):
+            ClassScale.from_dict(wrong)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="numbers"):
+        ClassScale.from_dict({"slice_spacing": None})

@@ -828,10 +828,7 @@ class Synthesizer:
         key = f"scale/{SCALE_FORMAT}-{hashlib.sha256(prints.encode()).hexdigest()[:16]}.json"
 
         def decode(data: bytes) -> ClassScale:
-            try:
-                return ClassScale.from_dict(json.loads(data))
-            except (json.JSONDecodeError, TypeError) as exc:
-                raise ValueError(str(exc)) from exc
+            return ClassScale.from_dict(json.loads(data))  # ValueError for anything else: measured again
 
         found_scale = self._stored(key, self._scales, decode, "class scale")
         if found_scale is not None:

@@ -130,12 +130,18 @@ class ClassScale:
         """The inverse of :meth:`to_dict`.
 
         Raises:
-            ValueError: a key other than the three factors, or a factor that is not positive.
+            ValueError: not a mapping, a key other than the three factors, or a factor that is not
+                a positive number.
         """
+        if not isinstance(data, dict):
+            raise ValueError(f"a class scale is a mapping of its factors, got {type(data).__name__}")
         unknown = set(data) - {"slice_spacing", "height", "weight"}
         if unknown:
             raise ValueError(f"unknown class scale fields {sorted(unknown)}")
-        return cls(**{k: float(v) for k, v in data.items()})
+        try:
+            return cls(**{k: float(v) for k, v in data.items()})
+        except TypeError as exc:  # a factor that is no number
+            raise ValueError(f"class scale factors must be numbers, got {data}") from exc
 
 
 IDENTITY = ClassScale()
