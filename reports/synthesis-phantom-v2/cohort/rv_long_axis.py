@@ -1,0 +1,70 @@
+"""The RV's own length, for the RV lead the class scale left (`cohort/README.md`).
+
+Two tables. First, per class, the mean LV and RV ED extents along the long axis (slices holding LV
+cavity / RV cavity, first to last, times the slice spacing) of DATA's real subjects, in mm and over
+NOR's. Second, the same extents of N synthetic subjects per class (the default request, seed 0,
+shipped VAE, labels on the base's native grid), over the base's own slice spacing and over the
+class-scaled one the engine now writes (`cardiosynth.synthesis.scale`, the LV's ratio for both
+ventricles), with the real class's alongside. CACHE: the engine's cache folder (optional; the
+calibrations are fitted without one).
+
+    .venv/bin/python reports/synthesis-phantom-v2/cohort/rv_long_axis.py DATA N [CACHE]
+"""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from long_axis_common import subjects
+from lvef_common import VERSION, vae
+
+from cardiosynth.data.labels import LV_CAVITY, RV_CAVITY, Group
+from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
+
+data, n = Path(sys.argv[1]), int(sys.argv[2])
+cache = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+GROUPS = (Group.DCM, Group.HCM, Group.MINF, Group.RV, Group.NOR)
+
+
+def extent_mm(labels: Any, label: int, slice_mm: float) -> float:
+    present = np.nonzero((labels == label).any(axis=(0, 1)))[0]
+    return float((present[-1] - present[0] + 1) * slice_mm) if present.size else float("nan")
+
+
+real = {
+    g: np.array([[extent_mm(s.ed_label, c, s.spacing[2]) for c in (LV_CAVITY, RV_CAVITY)] for s in items])
+    for g, items in subjects(data).items()
+}
+nor = real[Group.NOR].mean(axis=0)
+sys.stdout.write(
+    "Real subjects of DATA, ED\n\n"
+    "| class | subjects | LV extent mm | RV extent mm | LV over NOR's | RV over NOR's |\n"
+    "|---|---|---|---|---|---|\n"
+)
+for group in GROUPS:
+    lv, rv = real[group].mean(axis=0)
+    ratios = f"{lv / nor[0]:.3f} | {rv / nor[1]:.3f}"
+    sys.stdout.write(f"| {group.value} | {len(real[group])} | {lv:.1f} | {rv:.1f} | {ratios} |\n")
+
+synth = Synthesizer(vae(), None, data, model_versions={"vae": VERSION}, cache_dir=cache)
+sys.stdout.write(
+    f"\n{n} synthetic subjects per class (seed 0), ED: mean extent mm (standard error) over the base's\n"
+    "slice spacing / over the class-scaled one; the real class's mean\n\n"
+    "| class | LV, base spacing | LV, scaled | LV, real | RV, base spacing | RV, scaled | RV, real |\n"
+    "|---|---|---|---|---|---|---|\n"
+)
+for group in GROUPS:
+    made = synth.assemble(synth.make_labels(SynthesisRequest(group, n=n, seed=0)), None)
+    cells = []
+    for c, label in enumerate((LV_CAVITY, RV_CAVITY)):
+        for spacing in ("base", "scaled"):
+            values = np.array([
+                extent_mm(s.phases[1.0]["ED"].native_labels, label,
+                          s.base.spacing[2] if spacing == "base" else s.spacing(1.0)[2])
+                for s in made
+            ])  # fmt: skip
+            cells.append(f"{values.mean():.1f} ({values.std(ddof=1) / np.sqrt(len(values)):.1f})")
+        cells.append(f"{real[group][:, c].mean():.1f}")
+    sys.stdout.write(f"| {group.value} | {' | '.join(cells)} |\n")
+    sys.stdout.flush()
