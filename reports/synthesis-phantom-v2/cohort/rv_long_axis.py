@@ -5,8 +5,9 @@ cavity / RV cavity, first to last, times the slice spacing) of DATA's real subje
 NOR's. Second, the same extents of N synthetic subjects per class (the default request, seed 0,
 shipped VAE, labels on the base's native grid), over the base's own slice spacing and over the
 class-scaled one the engine now writes (`cardiosynth.synthesis.scale`, the LV's ratio for both
-ventricles), with the real class's alongside. CACHE: the engine's cache folder (optional; the
-calibrations are fitted without one).
+ventricles), with the real class's alongside; and the RV's mean area per slice over its own extent
+(cm2, native grid, ED and ES), synthetic against real, which with the extent makes its volume.
+CACHE: the engine's cache folder (optional; the calibrations are fitted without one).
 
     .venv/bin/python reports/synthesis-phantom-v2/cohort/rv_long_axis.py DATA N [CACHE]
 """
@@ -27,14 +28,29 @@ cache = Path(sys.argv[3]) if len(sys.argv) > 3 else None
 GROUPS = (Group.DCM, Group.HCM, Group.MINF, Group.RV, Group.NOR)
 
 
+def rv_area_cm2(labels: Any, spacing: Any) -> float:
+    """Mean RV cavity area per slice over the slices that hold RV cavity (cm2)."""
+    per_slice = (labels == RV_CAVITY).sum(axis=(0, 1))
+    return float(per_slice[per_slice > 0].mean() * spacing[0] * spacing[1] / 100.0)
+
+
+def mean_se(values: Any) -> str:
+    return f"{values.mean():.2f} ({values.std(ddof=1) / np.sqrt(len(values)):.2f})"
+
+
 def extent_mm(labels: Any, label: int, slice_mm: float) -> float:
     present = np.nonzero((labels == label).any(axis=(0, 1)))[0]
     return float((present[-1] - present[0] + 1) * slice_mm) if present.size else float("nan")
 
 
+loaded = subjects(data)
+areas = {
+    g: np.array([[rv_area_cm2(s.ed_label, s.spacing), rv_area_cm2(s.es_label, s.spacing)] for s in items])
+    for g, items in loaded.items()
+}
 real = {
     g: np.array([[extent_mm(s.ed_label, c, s.spacing[2]) for c in (LV_CAVITY, RV_CAVITY)] for s in items])
-    for g, items in subjects(data).items()
+    for g, items in loaded.items()
 }
 nor = real[Group.NOR].mean(axis=0)
 sys.stdout.write(
@@ -54,8 +70,18 @@ sys.stdout.write(
     "| class | LV, base spacing | LV, scaled | LV, real | RV, base spacing | RV, scaled | RV, real |\n"
     "|---|---|---|---|---|---|---|\n"
 )
+area_rows = []
 for group in GROUPS:
     made = synth.assemble(synth.make_labels(SynthesisRequest(group, n=n, seed=0)), None)
+    made_areas = np.array(
+        [[rv_area_cm2(s.phases[1.0][ph].native_labels, s.base.spacing) for ph in ("ED", "ES")] for s in made]
+    )
+    area_cells = [
+        f"{mean_se(made_areas[:, k])} | {mean_se(areas[group][:, k])} | "
+        f"{made_areas[:, k].mean() / areas[group][:, k].mean():.3f}"
+        for k in range(2)
+    ]
+    area_rows.append(f"| {group.value} | {' | '.join(area_cells)} |\n")
     cells = []
     for c, label in enumerate((LV_CAVITY, RV_CAVITY)):
         for spacing in ("base", "scaled"):
@@ -68,3 +94,8 @@ for group in GROUPS:
         cells.append(f"{real[group][:, c].mean():.1f}")
     sys.stdout.write(f"| {group.value} | {' | '.join(cells)} |\n")
     sys.stdout.flush()
+sys.stdout.write(
+    "\nRV cavity area per slice over its own extent, cm2 (standard error): synthetic (the same subjects),\n"
+    "real, their ratio\n\n| class | ED synthetic | ED real | ED ratio | ES synthetic | ES real | ES ratio |\n"
+    f"|---|---|---|---|---|---|---|\n{''.join(area_rows)}"
+)
