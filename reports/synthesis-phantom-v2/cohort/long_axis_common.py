@@ -4,10 +4,9 @@ LV ED extent along the long axis (mm) and its BSA (m2), the biomarkers' short na
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cardiosynth.data.acdc import body_surface_area, read_subject
-from cardiosynth.data.labels import LV_CAVITY, Group
+from cardiosynth.data.labels import Group
+from cardiosynth.synthesis.scale import lv_long_axis_mm
 
 # The biomarkers' short names in the tables' headers.
 SHORT = {"lv_edv_index": "LVEDVi", "lv_ef": "LVEF", "rv_edv_index": "RVEDVi", "rv_ef": "RVEF",
@@ -24,8 +23,7 @@ def subjects(root: Path) -> dict[Group, list[Any]]:
 
 
 def long_axis_mm(s: Any) -> float:
-    slices = np.nonzero((s.ed_label == LV_CAVITY).any(axis=(0, 1)))[0]
-    return float((slices[-1] - slices[0] + 1) * s.spacing[2])
+    return lv_long_axis_mm(s.ed_label, s.spacing[2])  # as the engine's class scale measures it
 
 
 def bsa(s: Any) -> float:
