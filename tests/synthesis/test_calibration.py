@@ -241,12 +241,13 @@ def test_the_sampling_calibration_fits_the_lv_labels_caches_and_changes_the_labe
     request = SynthesisRequest(Group.DCM, n=1, seed=0)
     fitted = synth.sampling_calibration(request, "ED")
     round_trip = synth.decoder_calibration().logit_bias
-    assert fitted.n_slices > 6  # each end point's LV extent, several slices
-    # The RV runs past the LV extent: it keeps the round trip's offset; the LV's labels are fitted,
-    # never making their volumes worse (an untrained decoder may not reach equal volumes).
+    assert fitted.n_slices > 6  # each end point's whole stack, several slices
+    # The LV's labels and the RV are fitted from the round trip's offsets, never making their
+    # volumes worse (an untrained decoder may not reach equal volumes); the background is the
+    # reference.
     assert fitted.logit_bias[0] == 0.0
-    assert fitted.logit_bias[1] == round_trip[1]
-    error = lambda r: np.abs(np.log(np.maximum(r[2:], 1e-9))).max()  # noqa: E731
+    assert not np.array_equal(fitted.logit_bias, round_trip)
+    error = lambda r: np.abs(np.log(np.maximum(r[1:], 1e-9))).max()  # noqa: E731
     assert error(fitted.ratio_after) <= error(fitted.ratio_before)
     # One artefact per class, phase and mode; read back, not refitted.
     assert synth.sampling_calibration(request, "ED") is fitted
@@ -268,6 +269,62 @@ def test_the_sampling_calibration_fits_the_lv_labels_caches_and_changes_the_labe
     assert on.labels.shape == off.labels.shape
     if not np.allclose(fitted.logit_bias, round_trip):
         assert not np.array_equal(on.labels, off.labels)
+
+
+def test_the_sampling_calibration_fits_the_rv_to_the_class_mean_volume_as_written(
+    phantom_root: Path, vae: LabelVAE, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RV's target is the class's mean RV volume over its real subjects, in pixels of each end
+    point's stack at the slice spacing make_labels writes (the class-scaled one, or the base's own
+    with scale_to_class off); its pixels outside the LV extent count as decoded with the round
+    trip's offsets, on both sides of the LV labels' counts."""
+    import cardiosynth.synthesis.engine as engine
+    from cardiosynth.data.labels import RV_CAVITY
+    from cardiosynth.synthesis.calibration import DecoderCalibration
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    fit = DecoderCalibration.fit
+
+    def spy(evidence: object, *args: object, **kwargs: object) -> DecoderCalibration:
+        seen.append((evidence.truth.copy(), evidence.certain.copy()))  # type: ignore[attr-defined]
+        return fit(evidence, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.DecoderCalibration, "fit", spy)
+    targets = {}
+    for scaled in (True, False):
+        synth = Synthesizer(
+            vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path / "cache",
+            sampling_calibration_subjects=4, scale_to_class=scaled,
+        )  # fmt: skip
+        synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1, seed=0), "ES")
+        targets[scaled] = seen[-1][0][RV_CAVITY]
+        # By hand: the class's mean RV volume (mm3) over its real subjects at ES, then each end
+        # point's pixels for it (antithetic pairs: two end points per base, the bases in turn).
+        dcm = [synth._load(r) for r in synth.refs if r.group is Group.DCM]
+        rv = [(x.processed.es_label == RV_CAVITY).sum() for x in dcm]
+        mm3 = np.mean([v * 1.5**2 * x.subject.spacing[2] for v, x in zip(rv, dcm, strict=True)])
+        nor = sorted((r for r in synth.refs if r.group is Group.NOR), key=lambda r: r.subject_id)
+        stretch = synth.class_scale(Group.DCM).slice_spacing if scaled else 1.0
+        bases = [synth._load(nor[(k // 2) % len(nor)]) for k in range(4)]
+        wanted = sum(mm3 / (1.5**2 * b.subject.spacing[2] * stretch) for b in bases)
+        assert targets[scaled] == round(wanted)
+    assert synth.class_scale(Group.DCM).slice_spacing != 1.0
+    assert targets[True] != targets[False]  # and under two cache keys: both were fitted
+    assert len(seen) == 3  # the round trip's fit, then one per setting
+    # Pixels decoded outside the LV extent are in the certain counts (the end points' stacks run
+    # past their LV extents: at least one whole slice), and in the LV labels' truth as well.
+    truth, certain = seen[-1]
+    assert certain.sum() >= 128 * 128
+    assert (truth[2:] >= certain[2:]).all()
+    # Off (to measure what it does): the LV's areas over the extent only, the RV at the round trip's.
+    off = Synthesizer(
+        vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path / "cache",
+        sampling_calibration_subjects=4, calibrate_rv=False,
+    )  # fmt: skip
+    lv_only = off.sampling_calibration(SynthesisRequest(Group.DCM, n=1, seed=0), "ES")
+    assert len(seen) == 4  # under its own cache key
+    assert lv_only.logit_bias[RV_CAVITY] == off.decoder_calibration().logit_bias[RV_CAVITY]
+    assert seen[-1][1].sum() < 128 * 128  # nothing outside the LV extent is counted
 
 
 def test_the_class_mean_baseline_decodes_its_lv_extent_as_the_method(

@@ -1,12 +1,15 @@
-"""The RV's own length, for the RV lead the class scale left (`cohort/README.md`).
+"""The RV's own length, area and volume, for the RV lead the class scale left (`cohort/README.md`).
 
-Two tables. First, per class, the mean LV and RV ED extents along the long axis (slices holding LV
+Four tables. First, per class, the mean LV and RV ED extents along the long axis (slices holding LV
 cavity / RV cavity, first to last, times the slice spacing) of DATA's real subjects, in mm and over
 NOR's. Second, the same extents of N synthetic subjects per class (the default request, seed 0,
 shipped VAE, labels on the base's native grid), over the base's own slice spacing and over the
-class-scaled one the engine now writes (`cardiosynth.synthesis.scale`, the LV's ratio for both
-ventricles), with the real class's alongside; and the RV's mean area per slice over its own extent
-(cm2, native grid, ED and ES), synthetic against real, which with the extent makes its volume.
+class-scaled one the engine writes (`cardiosynth.synthesis.scale`, the LV's ratio for both
+ventricles), with the real class's alongside. Third, the RV's mean area per slice over its own
+extent (cm2, native grid, ED and ES), synthetic against real, which with the extent makes its
+volume. Fourth, the RV cavity's volume (ml; the synthetic over the class-scaled spacing) and its EF,
+with the sampling calibration fitting the RV's volume (the default) and the LV's labels only (the
+previous default, `Synthesizer(calibrate_rv=False)`).
 CACHE: the engine's cache folder (optional; the calibrations are fitted without one).
 
     .venv/bin/python reports/synthesis-phantom-v2/cohort/rv_long_axis.py DATA N [CACHE]
@@ -34,6 +37,11 @@ def rv_area_cm2(labels: Any, spacing: Any) -> float:
     return float(per_slice[per_slice > 0].mean() * spacing[0] * spacing[1] / 100.0)
 
 
+def rv_ml(labels: Any, spacing: Any) -> float:
+    """RV cavity volume (ml) of a native ``(X, Y, Z)`` label stack of voxel size ``spacing`` (mm)."""
+    return float((labels == RV_CAVITY).sum() * np.prod(spacing) / 1000.0)
+
+
 def mean_se(values: Any) -> str:
     return f"{values.mean():.2f} ({values.std(ddof=1) / np.sqrt(len(values)):.2f})"
 
@@ -46,6 +54,10 @@ def extent_mm(labels: Any, label: int, slice_mm: float) -> float:
 loaded = subjects(data)
 areas = {
     g: np.array([[rv_area_cm2(s.ed_label, s.spacing), rv_area_cm2(s.es_label, s.spacing)] for s in items])
+    for g, items in loaded.items()
+}
+volumes = {
+    g: np.array([[rv_ml(s.ed_label, s.spacing), rv_ml(s.es_label, s.spacing)] for s in items])
     for g, items in loaded.items()
 }
 real = {
@@ -70,7 +82,7 @@ sys.stdout.write(
     "| class | LV, base spacing | LV, scaled | LV, real | RV, base spacing | RV, scaled | RV, real |\n"
     "|---|---|---|---|---|---|---|\n"
 )
-area_rows = []
+area_rows, volume_rows = [], []
 for group in GROUPS:
     made = synth.assemble(synth.make_labels(SynthesisRequest(group, n=n, seed=0)), None)
     made_areas = np.array(
@@ -82,6 +94,22 @@ for group in GROUPS:
         for k in range(2)
     ]
     area_rows.append(f"| {group.value} | {' | '.join(area_cells)} |\n")
+    synth.calibrate_rv = False
+    lv_only = synth.assemble(synth.make_labels(SynthesisRequest(group, n=n, seed=0)), None)
+    synth.calibrate_rv = True
+    for fit, subjects_made in (("RV volume (default)", made), ("LV only (previous)", lv_only)):
+        made_ml = np.array([
+            [rv_ml(s.phases[1.0][ph].native_labels, s.spacing(1.0)) for ph in ("ED", "ES")]
+            for s in subjects_made
+        ])  # fmt: skip
+        volume_cells = [
+            f"{mean_se(made_ml[:, k])} | {mean_se(volumes[group][:, k])} | "
+            f"{made_ml[:, k].mean() / volumes[group][:, k].mean():.3f}"
+            for k in range(2)
+        ]
+        ef = [100.0 * (1.0 - v[:, 1] / v[:, 0]) for v in (made_ml, volumes[group])]
+        ef_cells = f"{mean_se(ef[0])} | {mean_se(ef[1])}"
+        volume_rows.append(f"| {group.value} | {fit} | {' | '.join(volume_cells)} | {ef_cells} |\n")
     cells = []
     for c, label in enumerate((LV_CAVITY, RV_CAVITY)):
         for spacing in ("base", "scaled"):
@@ -98,4 +126,12 @@ sys.stdout.write(
     "\nRV cavity area per slice over its own extent, cm2 (standard error): synthetic (the same subjects),\n"
     "real, their ratio\n\n| class | ED synthetic | ED real | ED ratio | ES synthetic | ES real | ES ratio |\n"
     f"|---|---|---|---|---|---|---|\n{''.join(area_rows)}"
+)
+sys.stdout.write(
+    "\nRV cavity volume, ml (standard error): synthetic (the same subjects, over the class-scaled\n"
+    "spacing; and with the sampling calibration fitting the LV's labels only, as before the RV's\n"
+    "volume was fitted), real, their ratio; RV EF %\n\n"
+    "| class | sampling calibration | ED synthetic | ED real | ED ratio | ES synthetic | ES real | ES ratio "
+    "| EF synthetic | EF real |\n"
+    f"|---|---|---|---|---|---|---|---|---|---|\n{''.join(volume_rows)}"
 )

@@ -454,6 +454,7 @@ def _method_rows(
     for attribute, label in (
         ("clean_labels", "no clean-up"),
         ("calibrate_sampling", "no sampling calibration"),
+        ("calibrate_rv", "LV-only sampling calibration"),
         ("calibrate_motion", "no motion calibration"),
         ("calibrate_contraction", "no contraction calibration"),
         ("dither_extents", "nearest-slice extents"),

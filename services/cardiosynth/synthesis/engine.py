@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,7 @@ import torch
 from cardiosynth.data.acdc import Subject, read_subject
 from cardiosynth.data.biomarkers import Biomarkers, compute_biomarkers
 from cardiosynth.data.classify import classify
-from cardiosynth.data.labels import BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, Group
+from cardiosynth.data.labels import BACKGROUND, LV_CAVITY, LV_MYOCARDIUM, RV_CAVITY, Group
 from cardiosynth.data.preprocess import (
     Geometry,
     LabelInterpolation,
@@ -138,6 +138,10 @@ SAMPLING_CALIBRATION_SEED = 7919
 # (HCM), 0.013 to 0.003 (NOR), 0.009 to 0.007 (RV), and the fitted offsets' from 0.19-0.85 to
 # 0.03-0.13 logits (reports/synthesis-phantom-v2/cohort/sampling_calibration_noise.txt).
 SAMPLING_CALIBRATION_ANTITHETIC = True
+# What the sampling calibration fits (part of its cache key and of the motion and contraction
+# calibrations', which draw through it): the LV's areas over its extent and, since this tag, the RV's
+# mean volume (Synthesizer.sampling_calibration).
+SAMPLING_CALIBRATION_TARGET = "lv-extent-areas+rv-volume"
 # Synthetic subjects whose ED -> ES in-plane motion fits the motion calibration (Synthesizer.
 # motion_calibration; synthesis.motion says why): made as make_labels makes them at severity 1, with
 # this seed, once per class, mode and family (cached); about 1,300 slices, 10-20 s on 2 CPU cores.
@@ -577,6 +581,15 @@ def _hand_over(subjects: list[SyntheticSubject]) -> Iterator[SyntheticSubject]:
         yield subjects.pop(0)
 
 
+class ClassTruth(NamedTuple):
+    """What a class's real subjects give the sampling calibration, per phase: ``extent_pixels``, the
+    mean pixel count per label ``(C,)`` per slice over their LV extents, and ``rv_mm3``, their mean RV
+    cavity volume (mm3, on the processed grid: its in-plane pixel by the subject's slice spacing)."""
+
+    extent_pixels: dict[str, npt.NDArray[np.float64]]
+    rv_mm3: dict[str, float]
+
+
 class Synthesizer:
     """Pathology synthesis with a loaded VAE and SPADE over one ACDC-layout data folder."""
 
@@ -592,6 +605,7 @@ class Synthesizer:
         clean_labels: bool = True,
         calibrate_decoder: bool = True,
         calibrate_sampling: bool = True,
+        calibrate_rv: bool = True,
         sampling_calibration_subjects: int | None = None,
         calibrate_motion: bool = True,
         motion_calibration_subjects: int | None = None,
@@ -611,7 +625,9 @@ class Synthesizer:
         class's :meth:`sampling_calibration` as well, blended with the round trip's by severity (needs
         ``calibrate_decoder``; off only to measure what it does), fitted on
         ``sampling_calibration_subjects`` end points per class and phase (``None``:
-        :data:`SAMPLING_CALIBRATION_SUBJECTS`). ``calibrate_motion``: move each synthetic ES stack so
+        :data:`SAMPLING_CALIBRATION_SUBJECTS`). ``calibrate_rv``: fit the RV's mean volume in the
+        sampling calibration as well as the LV's areas (off only to measure what it does: the RV
+        keeps the round trip's offset). ``calibrate_motion``: move each synthetic ES stack so
         that in-plane ED -> ES motion the sampler adds beyond the real class's spread is taken out
         (:meth:`motion_calibration`, fitted on ``motion_calibration_subjects`` synthetic subjects,
         ``None``: :data:`MOTION_CALIBRATION_SUBJECTS`; off only to measure what it does).
@@ -661,6 +677,7 @@ class Synthesizer:
         self.clean_labels = clean_labels
         self.calibrate_decoder = calibrate_decoder
         self.calibrate_sampling = calibrate_sampling
+        self.calibrate_rv = calibrate_rv
         self.sampling_calibration_subjects = sampling_calibration_subjects
         self._sampling: dict[str, DecoderCalibration] = {}
         self.calibrate_motion = calibrate_motion
@@ -669,7 +686,7 @@ class Synthesizer:
         self.calibrate_contraction = calibrate_contraction
         self._contraction: dict[str, ContractionCalibration] = {}
         self.dither_extents = dither_extents
-        self._extent_pixels: dict[tuple[Group, str | None, str], dict[str, npt.NDArray[np.float64]]] = {}
+        self._class_truths: dict[tuple[Group, str | None, str], ClassTruth] = {}
         self.soft_restore = soft_restore
         self.scale_to_class = scale_to_class
         self._scales: dict[str, ClassScale] = {}
@@ -904,26 +921,31 @@ class Synthesizer:
             self._fingerprints[group] = sources.fingerprint(refs)
         return self._fingerprints[group]
 
-    def _lv_extent_pixels(
+    def _class_truth(
         self, pathology: Group, territory: str | None, refs: list[sources.SubjectRef]
-    ) -> dict[str, npt.NDArray[np.float64]]:
-        """Per phase, the mean pixel count per label ``(C,)`` per slice over the LV extents of
-        ``refs`` (the class's real subjects): the sampling calibration's truth, read once per class
-        (every mode and family of a class shares it)."""
+    ) -> ClassTruth:
+        """The sampling calibration's truth over ``refs`` (the class's real subjects), read once per
+        class (every mode and family of a class shares it)."""
         group = (pathology, territory, self._fingerprint(pathology, territory, refs))
-        if group not in self._extent_pixels:
+        if group not in self._class_truths:
             classes = self.vae.config.num_classes
             totals = {phase: np.zeros(classes, dtype=np.float64) for phase in PHASES}
             slices = dict.fromkeys(PHASES, 0)
+            rv_mm3 = dict.fromkeys(PHASES, 0.0)
             for ref in refs:
-                processed = self._load(ref).processed
+                loaded = self._load(ref)
+                voxel_mm3 = loaded.processed.geometry.target_spacing**2 * loaded.subject.spacing[2]
                 for phase in PHASES:
-                    labels = label_stack(processed, phase)
+                    labels = label_stack(loaded.processed, phase)
                     first, last = lv_extent(labels)
                     totals[phase] += np.bincount(labels[first : last + 1].ravel(), minlength=classes)
                     slices[phase] += last - first + 1
-            self._extent_pixels[group] = {phase: totals[phase] / slices[phase] for phase in PHASES}
-        return self._extent_pixels[group]
+                    rv_mm3[phase] += float(np.count_nonzero(labels == RV_CAVITY)) * voxel_mm3
+            self._class_truths[group] = ClassTruth(
+                {phase: totals[phase] / slices[phase] for phase in PHASES},
+                {phase: rv_mm3[phase] / len(refs) for phase in PHASES},
+            )
+        return self._class_truths[group]
 
     def sampling_calibration(
         self, request: SynthesisRequest, phase: str, territory: str | None = None
@@ -942,9 +964,13 @@ class Synthesizer:
         bases in turn, a fixed seed, in antithetic pairs where there is a draw:
         :data:`SAMPLING_CALIBRATION_ANTITHETIC`) makes their mean pixel count per slice of the LV
         cavity and the myocardium the class's, over the LV extents of the class's real subjects (those its
-        statistics come from). The RV keeps the round trip's offset: it runs past the LV extent into
-        the base's own slices. The class's mean areas are matched, not its spread or shapes; never
-        fitted from held-out subjects."""
+        statistics come from), and their mean RV cavity volume the class's (the RV runs past the LV
+        extent into the base's own basal slices, decoded with the round trip's offsets; its one offset
+        inside the extent carries the volume; the volume as written, at the class's slice spacing
+        where :attr:`scale_to_class`). Decoded as it is, the RV of a severity-1 subject had 6-7 %
+        less area per slice than the RV class's at ED and ES, 6 % less than MINF's at ED
+        (reports/synthesis-phantom-v2/cohort/rv_long_axis.txt). The class's means are matched, not
+        its spread or shapes; never fitted from held-out subjects."""
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {list(PHASES)}, got {phase!r}")
         stats = self.class_stats(request.pathology, phase, request.ns, territory)
@@ -966,7 +992,10 @@ class Synthesizer:
             return found
         started = time.perf_counter()
         classes = self.vae.config.num_classes
-        truth = self._lv_extent_pixels(request.pathology, territory, refs)[phase]
+        truth = self._class_truth(request.pathology, territory, refs)
+        # The stacks' slice spacing as make_labels writes it at severity 1: the class's length
+        # (scale_to_class), so the RV's volume target counts the pixels the class's volume needs.
+        stretch = self.class_scale(request.pathology).slice_spacing if self.scale_to_class else 1.0
         # The synthetic LV extents, made as make_labels makes them at severity 1 (the bases through
         # the base cache: make_labels reads the same subjects next).
         # With SAMPLING_CALIBRATION_ANTITHETIC, end points come in pairs on one base, the second
@@ -978,11 +1007,11 @@ class Synthesizer:
         if pairs:
             count += count % 2
         bases = [nor_refs[(k // 2 if pairs else k) % len(nor_refs)] for k in range(count)]
-        loaded = {ref.subject_id: self._base(ref).processed for ref in dict.fromkeys(bases)}
-        stacks = {sid: label_stack(p, phase) for sid, p in loaded.items()}
-        eds = {sid: label_stack(p, "ED") for sid, p in loaded.items()}
+        loaded = {ref.subject_id: self._base(ref) for ref in dict.fromkeys(bases)}
+        stacks = {sid: label_stack(b.processed, phase) for sid, b in loaded.items()}
+        eds = {sid: label_stack(b.processed, "ED") for sid, b in loaded.items()}
         encoded = dict(zip(stacks, encode_stacks(self.vae, list(stacks.values()), **FP32), strict=True))
-        blocks = []
+        blocks, inside, rv_pixels = [], [], 0.0
         for k, ref in enumerate(bases):
             sid = ref.subject_id
             rng = np.random.default_rng([SAMPLING_CALIBRATION_SEED, k // 2 if pairs else k])
@@ -996,20 +1025,42 @@ class Synthesizer:
                 len(stacks[sid]),
                 self._extent_dither(SAMPLING_CALIBRATION_SEED, k // 2 if pairs else k, pairs and k % 2 == 1),
             )
-            blocks.append(restore_lv(target, encoded[sid], extent)[first : last + 1])
-        latents = np.concatenate(blocks)
+            blocks.append(restore_lv(target, encoded[sid], extent))
+            inside.append((np.arange(len(stacks[sid])) >= first) & (np.arange(len(stacks[sid])) <= last))
+            geometry, slice_mm = loaded[sid].processed.geometry, loaded[sid].subject.spacing[2]
+            rv_pixels += truth.rv_mm3[phase] / (geometry.target_spacing**2 * slice_mm * stretch)
+        latents, in_extent = np.concatenate(blocks), np.concatenate(inside)
+        round_trip = self.decoder_calibration().logit_bias
         evidence = RoundTripEvidence.empty(classes)
+        outside = np.zeros(classes, dtype=np.int64)
+        done = 0
         for logits in decode_logits(self.vae, latents, self.batch_size):
-            evidence.add_logits(logits)
-        evidence.add_truth(np.rint(truth * len(latents)).astype(np.int64))
-        # The LV's labels only: the RV runs past the LV extent into the base's own basal slices, so
-        # matching its area inside the extent alone would move its volume away from the class's
-        # (measured: DCM RVEF 37 % -> 29 %, real 37 %); it keeps the round trip's offset.
+            rows = in_extent[done : done + len(logits)]
+            done += len(logits)
+            evidence.add_logits(logits[rows])
+            # Outside the LV extent make_labels decodes the base's own latents with the round trip's
+            # offsets, whatever the class: counted as decoded, out of the fit's reach.
+            moved = logits[~rows] + round_trip.astype(np.float32)[None, :, None, None]
+            outside += np.bincount(moved.argmax(1).ravel(), minlength=classes)
+        # The LV's labels: the class's mean areas per slice over the LV extent. Pixels outside the
+        # extent enter both sides of the LV's counts (they cannot move), so its fit is the extent's.
+        # The RV's: the class's mean volume over the whole stack, its basal slices outside the LV
+        # extent included (the base's own, decoded as they are), through the one offset it gets
+        # inside. Matching its area inside the extent alone moved its volume away from the class's
+        # (measured: DCM RVEF 37 % -> 29 %, real 37 %); a volume target cannot.
+        inside_truth = np.rint(truth.extent_pixels[phase] * int(in_extent.sum())).astype(np.int64)
+        if self.calibrate_rv:
+            wanted = inside_truth + outside
+            wanted[RV_CAVITY] = round(rv_pixels)
+            evidence.certain += outside
+        else:  # the LV's areas over the extent only, as before the RV was fitted
+            wanted = inside_truth
+        evidence.add_truth(wanted)
         fitted = DecoderCalibration.fit(
             evidence,
             len(latents),
-            labels=(LV_MYOCARDIUM, LV_CAVITY),
-            start=self.decoder_calibration().logit_bias,
+            labels=(LV_MYOCARDIUM, LV_CAVITY, RV_CAVITY) if self.calibrate_rv else (LV_MYOCARDIUM, LV_CAVITY),
+            start=round_trip,
         )
         self._timed("calibrate", started)
         self.cache.put_bytes(key, fitted.to_bytes())
@@ -1039,7 +1090,10 @@ class Synthesizer:
         pairing, the class's and the NOR bases' data): the tail of the sampling and motion
         calibrations' cache keys (the motion fit draws through the sampling calibration)."""
         nor = sources.by_group(self.refs, Group.NOR)
+        stretch = self.class_scale(pathology).slice_spacing if self.scale_to_class else 1.0
+        target = f"{SAMPLING_CALIBRATION_TARGET}|{stretch:.6f}" if self.calibrate_rv else "lv-extent-areas"
         return (
+            f"{target}|"
             f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
             f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
             f"{'dithered' if self.dither_extents else 'nearest'}|"
