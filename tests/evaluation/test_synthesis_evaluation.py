@@ -76,12 +76,12 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
         for what in (
             "no clean-up",
             "no sampling calibration",
-            "LV-only sampling calibration",
             "no motion calibration",
             "no contraction calibration",
             "nearest-slice extents",
             "base's length and body",
             "no calibration",
+            "RV volume fitted",
         )
     ]
     for name in ("class_mean", "nearest_replay", "elastic_nor", "shuffled_slices", "shuffled_dims"):

@@ -242,12 +242,12 @@ def test_the_sampling_calibration_fits_the_lv_labels_caches_and_changes_the_labe
     fitted = synth.sampling_calibration(request, "ED")
     round_trip = synth.decoder_calibration().logit_bias
     assert fitted.n_slices > 6  # each end point's whole stack, several slices
-    # The LV's labels and the RV are fitted from the round trip's offsets, never making their
-    # volumes worse (an untrained decoder may not reach equal volumes); the background is the
-    # reference.
+    # By default the RV keeps the round trip's offset (calibrate_rv: the next test); the LV's labels
+    # are fitted, never making their volumes worse (an untrained decoder may not reach equal volumes).
     assert fitted.logit_bias[0] == 0.0
+    assert fitted.logit_bias[1] == round_trip[1]
     assert not np.array_equal(fitted.logit_bias, round_trip)
-    error = lambda r: np.abs(np.log(np.maximum(r[1:], 1e-9))).max()  # noqa: E731
+    error = lambda r: np.abs(np.log(np.maximum(r[2:], 1e-9))).max()  # noqa: E731
     assert error(fitted.ratio_after) <= error(fitted.ratio_before)
     # One artefact per class, phase and mode; read back, not refitted.
     assert synth.sampling_calibration(request, "ED") is fitted
@@ -274,10 +274,10 @@ def test_the_sampling_calibration_fits_the_lv_labels_caches_and_changes_the_labe
 def test_the_sampling_calibration_fits_the_rv_to_the_class_mean_volume_as_written(
     phantom_root: Path, vae: LabelVAE, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The RV's target is the class's mean RV volume over its real subjects, in pixels of each end
-    point's stack at the slice spacing make_labels writes (the class-scaled one, or the base's own
-    with scale_to_class off); its pixels outside the LV extent count as decoded with the round
-    trip's offsets, on both sides of the LV labels' counts."""
+    """With ``calibrate_rv``, the RV's target is the class's mean RV volume over its real subjects,
+    in pixels of each end point's stack at the slice spacing make_labels writes (the class-scaled
+    one, or the base's own with scale_to_class off); its pixels outside the LV extent count as
+    decoded with the round trip's offsets, on both sides of the LV labels' counts."""
     import cardiosynth.synthesis.engine as engine
     from cardiosynth.data.labels import RV_CAVITY
     from cardiosynth.synthesis.calibration import DecoderCalibration
@@ -294,7 +294,7 @@ def test_the_sampling_calibration_fits_the_rv_to_the_class_mean_volume_as_writte
     for scaled in (True, False):
         synth = Synthesizer(
             vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path / "cache",
-            sampling_calibration_subjects=4, scale_to_class=scaled,
+            sampling_calibration_subjects=4, scale_to_class=scaled, calibrate_rv=True,
         )  # fmt: skip
         synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1, seed=0), "ES")
         targets[scaled] = seen[-1][0][RV_CAVITY]
@@ -316,10 +316,10 @@ def test_the_sampling_calibration_fits_the_rv_to_the_class_mean_volume_as_writte
     truth, certain = seen[-1]
     assert certain.sum() >= 128 * 128
     assert (truth[2:] >= certain[2:]).all()
-    # Off (to measure what it does): the LV's areas over the extent only, the RV at the round trip's.
+    # Off (the default): the LV's areas over the extent only, the RV at the round trip's.
     off = Synthesizer(
         vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=tmp_path / "cache",
-        sampling_calibration_subjects=4, calibrate_rv=False,
+        sampling_calibration_subjects=4,
     )  # fmt: skip
     lv_only = off.sampling_calibration(SynthesisRequest(Group.DCM, n=1, seed=0), "ES")
     assert len(seen) == 4  # under its own cache key
