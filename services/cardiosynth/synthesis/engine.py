@@ -1035,6 +1035,8 @@ class Synthesizer:
             geometry, slice_mm = loaded[sid].processed.geometry, loaded[sid].subject.spacing[2]
             rv_pixels += truth.rv_mm3[phase] / (geometry.target_spacing**2 * slice_mm * stretch)
         latents, in_extent = np.concatenate(blocks), np.concatenate(inside)
+        if not self.calibrate_rv:  # only the LV extents are fitted: decode nothing else
+            latents, in_extent = latents[in_extent], in_extent[in_extent]
         round_trip = self.decoder_calibration().logit_bias
         evidence = RoundTripEvidence.empty(classes)
         outside = np.zeros(classes, dtype=np.int64)
