@@ -139,9 +139,9 @@ SAMPLING_CALIBRATION_SEED = 7919
 # 0.03-0.13 logits (reports/synthesis-phantom-v2/cohort/sampling_calibration_noise.txt).
 SAMPLING_CALIBRATION_ANTITHETIC = True
 # What the sampling calibration fits (part of its cache key and of the motion and contraction
-# calibrations', which draw through it): the LV's areas over its extent and, since this tag, the RV's
-# mean volume (Synthesizer.sampling_calibration).
-SAMPLING_CALIBRATION_TARGET = "lv-extent-areas+rv-volume"
+# calibrations', which draw through it): the LV's areas over its extent, and with calibrate_rv the
+# RV's mean volume as well (Synthesizer.sampling_calibration).
+SAMPLING_CALIBRATION_TARGET = {False: "lv-extent-areas", True: "lv-extent-areas+rv-volume"}
 # Synthetic subjects whose ED -> ES in-plane motion fits the motion calibration (Synthesizer.
 # motion_calibration; synthesis.motion says why): made as make_labels makes them at severity 1, with
 # this seed, once per class, mode and family (cached); about 1,300 slices, 10-20 s on 2 CPU cores.
@@ -1000,7 +1000,7 @@ class Synthesizer:
         truth = self._class_truth(request.pathology, territory, refs)
         # The stacks' slice spacing as make_labels writes it at severity 1: the class's length
         # (scale_to_class), so the RV's volume target counts the pixels the class's volume needs.
-        stretch = self.class_scale(request.pathology).slice_spacing if self.scale_to_class else 1.0
+        stretch = self._rv_stretch(request.pathology)
         # The synthetic LV extents, made as make_labels makes them at severity 1 (the bases through
         # the base cache: make_labels reads the same subjects next).
         # With SAMPLING_CALIBRATION_ANTITHETIC, end points come in pairs on one base, the second
@@ -1081,6 +1081,13 @@ class Synthesizer:
         self._sampling[key] = fitted
         return fitted
 
+    def _rv_stretch(self, pathology: Group) -> float:
+        """The slice spacing factor the RV's volume fit counts its pixels at: the class's at severity
+        1 with :attr:`calibrate_rv` and :attr:`scale_to_class`, else 1 (no fit, or the base's)."""
+        if self.calibrate_rv and self.scale_to_class:
+            return self.class_scale(pathology).slice_spacing
+        return 1.0
+
     def _extent_dither(self, seed: int, index: int, antithetic: bool = False) -> tuple[float, float] | None:
         """:func:`extent_dither`; ``None`` (the nearest whole slice) with :attr:`dither_extents` off."""
         return extent_dither(seed, index, antithetic) if self.dither_extents else None
@@ -1098,10 +1105,8 @@ class Synthesizer:
         pairing, the class's and the NOR bases' data): the tail of the sampling and motion
         calibrations' cache keys (the motion fit draws through the sampling calibration)."""
         nor = sources.by_group(self.refs, Group.NOR)
-        stretch = self.class_scale(pathology).slice_spacing if self.scale_to_class else 1.0
-        target = f"{SAMPLING_CALIBRATION_TARGET}|{stretch:.6f}" if self.calibrate_rv else "lv-extent-areas"
         return (
-            f"{target}|"
+            f"{SAMPLING_CALIBRATION_TARGET[self.calibrate_rv]}|{self._rv_stretch(pathology):.6f}|"
             f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
             f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
             f"{'dithered' if self.dither_extents else 'nearest'}|"
