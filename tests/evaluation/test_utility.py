@@ -414,7 +414,8 @@ def test_the_class_mean_arm_is_placed_and_decoded_as_the_method_samples_are(
         assert [len(es) for _, es in call["bases"]] == list(counts)
         assert call["logit_bias"] is not None
         ed, es = call["extent_bias"]
-        assert ed.shape == es.shape == call["logit_bias"].shape
+        # per zone of the LV extent (one by default), each zone's offsets for every label
+        assert ed.shape == es.shape == (1, *call["logit_bias"].shape)
         # ... and each base's whole-slice dither, the one its synthetic subject was placed with.
         assert len(call["extent_dithers"]) == len(counts)
         assert all(0.0 <= u < 1.0 for pair in call["extent_dithers"] for u in pair)

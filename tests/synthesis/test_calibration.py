@@ -14,10 +14,13 @@ from cardiosynth.synthesis.calibration import (
     MARGIN,
     DecoderCalibration,
     RoundTripEvidence,
+    ZonedCalibration,
     calibrate,
     calibration_key,
+    extent_zones,
     fit_logit_bias,
     sampling_calibration_key,
+    zone_offsets,
 )
 from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer
 from cardiosynth.synthesis.stages import decode_latents, decode_logits
@@ -214,7 +217,9 @@ def test_each_synthetic_lv_extent_is_decoded_with_the_class_offsets_blended_by_s
     monkeypatch.setattr(synth, "decoder_calibration", lambda: _fake(round_trip.tolist()))
     own = {"ED": np.array([0.0, 0.1, 1.2, -0.7]), "ES": np.array([0.0, 0.1, -1.0, 0.9])}
     monkeypatch.setattr(
-        synth, "sampling_calibration", lambda request, phase, territory=None: _fake(own[phase].tolist())
+        synth,
+        "sampling_calibration",
+        lambda request, phase, territory=None: ZonedCalibration((_fake(own[phase].tolist()),)),
     )
     request = SynthesisRequest(Group.HCM, n=1)
     plan = [(0, 0.5, "ED", 6), (0, 1.0, "ES", 6)]
@@ -239,7 +244,9 @@ def test_the_sampling_calibration_fits_the_lv_labels_caches_and_changes_the_labe
     )
     synth = make()
     request = SynthesisRequest(Group.DCM, n=1, seed=0)
-    fitted = synth.sampling_calibration(request, "ED")
+    zoned = synth.sampling_calibration(request, "ED")
+    assert len(zoned.zones) == 1  # the default: the LV extent as a whole
+    fitted = zoned.zones[0]
     round_trip = synth.decoder_calibration().logit_bias
     assert fitted.n_slices > 6  # each end point's whole stack, several slices
     # By default the RV keeps the round trip's offset (calibrate_rv: the next test); the LV's labels
@@ -250,13 +257,13 @@ def test_the_sampling_calibration_fits_the_lv_labels_caches_and_changes_the_labe
     error = lambda r: np.abs(np.log(np.maximum(r[2:], 1e-9))).max()  # noqa: E731
     assert error(fitted.ratio_after) <= error(fitted.ratio_before)
     # One artefact per class, phase and mode; read back, not refitted.
-    assert synth.sampling_calibration(request, "ED") is fitted
+    assert synth.sampling_calibration(request, "ED") is zoned
     other = synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1, correlation="none"), "ED")
     assert len(list(cache.glob("calibration/t/s*.npz"))) == 2
-    assert other is not fitted
+    assert other is not zoned
     again = make()
     monkeypatch.setattr("cardiosynth.synthesis.engine.decode_logits", lambda *a, **k: pytest.fail("refitted"))
-    assert np.array_equal(again.sampling_calibration(request, "ED").logit_bias, fitted.logit_bias)
+    assert np.array_equal(again.sampling_calibration(request, "ED").logit_bias, zoned.logit_bias)
     monkeypatch.undo()
     with pytest.raises(ValueError, match="phase"):
         synth.sampling_calibration(request, "MID")
@@ -323,7 +330,7 @@ def test_the_sampling_calibration_fits_the_rv_to_the_class_mean_volume_as_writte
     )  # fmt: skip
     lv_only = off.sampling_calibration(SynthesisRequest(Group.DCM, n=1, seed=0), "ES")
     assert len(seen) == 4  # under its own cache key
-    assert lv_only.logit_bias[RV_CAVITY] == off.decoder_calibration().logit_bias[RV_CAVITY]
+    assert lv_only.zones[0].logit_bias[RV_CAVITY] == off.decoder_calibration().logit_bias[RV_CAVITY]
     assert seen[-1][1].sum() < 128 * 128  # nothing outside the LV extent is counted
 
 
@@ -402,7 +409,7 @@ def test_the_sampling_calibration_draws_antithetic_pairs_on_one_base(
     assert [negate for _, negate in calls] == [False, True] * 2
     assert calls[0][0] == calls[1][0] != calls[2][0] == calls[3][0]
     assert states[0] == states[1] != states[2] == states[3]  # the same draw, negated
-    assert paired.n_slices % 2 == 0  # each pair decodes the same LV extent twice
+    assert paired.zones[0].n_slices % 2 == 0  # each pair decodes the same LV extent twice
     calls.clear()
     monkeypatch.setattr(engine, "SAMPLING_CALIBRATION_ANTITHETIC", False)
     plain = synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1), "ED")
@@ -413,3 +420,107 @@ def test_the_sampling_calibration_draws_antithetic_pairs_on_one_base(
     monkeypatch.setattr(engine, "SAMPLING_CALIBRATION_ANTITHETIC", True)
     synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1, interpolation="shift"), "ED")
     assert [negate for _, negate in calls] == [False] * 3
+
+
+def test_an_lv_extent_is_cut_into_zones_by_relative_position() -> None:
+    assert extent_zones(6, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    assert extent_zones(7, 3).tolist() == [0, 0, 1, 1, 1, 2, 2]  # slice centres 0.21 ... 2.79 zones
+    assert extent_zones(2, 3).tolist() == [0, 2]  # too short for every zone: the middle one left out
+    assert extent_zones(4, 1).tolist() == [0, 0, 0, 0]
+    for length, zones in ((0, 3), (5, 0)):
+        with pytest.raises(ValueError, match=f"got {length} and {zones}"):
+            extent_zones(length, zones)
+    per_zone = np.arange(12.0).reshape(3, 4)
+    assert np.array_equal(zone_offsets(per_zone, 6), per_zone[[0, 0, 1, 1, 2, 2]])
+    assert np.array_equal(zone_offsets(per_zone[1], 3), np.tile(per_zone[1], (3, 1)))
+    with pytest.raises(ValueError, match=r"\(1, 3, 4\)"):
+        zone_offsets(per_zone[None], 3)
+
+
+def test_a_zoned_calibration_round_trips_and_one_zone_is_stored_as_before() -> None:
+    zones = tuple(_fake([0.0, 0.1 * k, -0.2 * k, 0.3]) for k in range(3))
+    zoned = ZonedCalibration(zones)
+    assert zoned.logit_bias.shape == (3, 4)
+    back = ZonedCalibration.from_bytes(zoned.to_bytes())
+    assert np.array_equal(back.logit_bias, zoned.logit_bias)
+    assert [z.n_slices for z in back.zones] == [1, 1, 1]
+    assert np.array_equal(zoned.extent_bias(4), zoned.logit_bias[[0, 1, 1, 2]])
+    # One zone: the plain calibration's bytes, so artefacts fitted before zones existed still load.
+    one = ZonedCalibration(zones[:1])
+    assert one.to_bytes() == zones[0].to_bytes()
+    assert np.array_equal(ZonedCalibration.from_bytes(zones[0].to_bytes()).logit_bias, [zones[0].logit_bias])
+    with pytest.raises(ValueError, match="at least one zone"):
+        ZonedCalibration(())
+    with pytest.raises(ValueError, match="one shape"):
+        ZonedCalibration((zones[0], _fake([0.0, 0.1])))
+
+
+def test_the_sampling_calibration_fits_each_zone_to_the_class_areas_there(
+    phantom_root: Path, vae: LabelVAE, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``sampling_zones``, each zone of the end points' LV extents is fitted to the class's mean
+    label counts per slice in the same zone of its real subjects' LV extents (computed here by hand),
+    under a cache key of its own, and make_labels decodes each slice with its zone's offsets."""
+    import cardiosynth.synthesis.engine as engine
+    from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM
+    from cardiosynth.synthesis.equalise import lv_extent
+
+    seen: list[np.ndarray] = []
+    fit = DecoderCalibration.fit
+
+    def spy(evidence: RoundTripEvidence, *args: object, **kwargs: object) -> DecoderCalibration:
+        seen.append(evidence.truth.copy())
+        return fit(evidence, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.DecoderCalibration, "fit", spy)
+    cache = tmp_path / "cache"
+    make = lambda zones: Synthesizer(  # noqa: E731
+        vae, None, phantom_root, model_versions={"vae": "t"}, cache_dir=cache,
+        sampling_calibration_subjects=4, sampling_zones=zones,
+    )  # fmt: skip
+    synth = make(3)
+    request = SynthesisRequest(Group.DCM, n=1, seed=0)
+    zoned = synth.sampling_calibration(request, "ED")
+    assert len(zoned.zones) == 3
+    assert len(seen) == 4  # the round trip's fit, then one per zone
+    # By hand: the class's real subjects' mean counts per slice in each zone of their ED LV extents.
+    totals, slices = np.zeros((3, 4)), np.zeros(3)
+    for ref in (r for r in synth.refs if r.group is Group.DCM):
+        labels = synth._load(ref).processed.ed_label
+        first, last = lv_extent(labels)
+        for zone, row in zip(extent_zones(last - first + 1, 3), labels[first : last + 1], strict=True):
+            totals[zone] += np.bincount(row.ravel(), minlength=4)
+            slices[zone] += 1
+    for k, (zone, truth) in enumerate(zip(zoned.zones, seen[1:], strict=True)):
+        assert zone.n_slices > 0
+        for label in (LV_MYOCARDIUM, LV_CAVITY):
+            assert truth[label] == np.rint(totals[k, label] / slices[k] * zone.n_slices)
+    assert (
+        sum(z.n_slices for z in zoned.zones) == make(1).sampling_calibration(request, "ED").zones[0].n_slices
+    )
+    assert len(list(cache.glob("calibration/t/s*.npz"))) == 2  # one zone and three: two artefacts
+    assert not np.array_equal(seen[1][2:] / zoned.zones[0].n_slices, seen[3][2:] / zoned.zones[2].n_slices)
+    error = lambda r: np.abs(np.log(np.maximum(r[2:], 1e-9))).max()  # noqa: E731
+    assert all(error(z.ratio_after) <= error(z.ratio_before) for z in zoned.zones)  # never worse
+    # make_labels: each slice of the LV extent with its zone's offsets (blended by severity).
+    round_trip = synth.decoder_calibration().logit_bias
+    rows = synth.slice_bias(request, [(0, 1.0, "ED", 8)], [(1, 6)], [None])
+    assert rows is not None
+    assert np.allclose(rows[[0, 7]], round_trip)
+    assert np.allclose(rows[1:7], zoned.logit_bias[[0, 0, 1, 1, 2, 2]])
+    # The class-mean baseline decodes its extent with the same per-zone offsets.
+    assert synth.end_point_bias(request)[0].shape == (3, 4)  # type: ignore[index]
+
+
+def test_zones_are_whole_numbers_and_one_with_the_rv_volume_fit(
+    phantom_root: Path, vae: LabelVAE, tmp_path: Path
+) -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="sampling_zones must be a whole number"):
+            Synthesizer(vae, None, phantom_root, cache_dir=tmp_path, sampling_zones=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sampling_zones must be 1, got 3"):
+        Synthesizer(vae, None, phantom_root, cache_dir=tmp_path, sampling_zones=3, calibrate_rv=True)
+    synth = Synthesizer(vae, None, phantom_root, cache_dir=tmp_path, sampling_zones=3)
+    synth.calibrate_rv = True  # switched afterwards: refused where it would be fitted
+    with pytest.raises(ValueError, match="sampling_zones must be 1, got 3"):
+        synth.sampling_calibration(SynthesisRequest(Group.DCM, n=1), "ED")

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cardiosynth.models.vae import LabelVAE
+from cardiosynth.synthesis.calibration import zone_offsets
 from cardiosynth.synthesis.equalise import (
     NS_DEFAULT,
     equalise,
@@ -102,7 +103,8 @@ def class_mean_decode(
     base's LV extent, the base's own latents before and after it (:func:`.equalise.restore_lv`), so
     that the baseline differs from the method by the sampling only; ``extent_bias`` (ED, ES), with
     ``bases`` and ``logit_bias`` only: the offsets the method decodes its LV extent with at severity
-    1 (its sampling calibration, :meth:`.synthesis.engine.Synthesizer.sampling_calibration`);
+    1 (its sampling calibration, :meth:`.synthesis.engine.Synthesizer.sampling_calibration`: ``(C,)``
+    for the whole extent or ``(K, C)`` per zone, :func:`.synthesis.calibration.zone_offsets`);
     ``extent_dithers``, with ``bases`` only: one per base, the whole-slice dither the method places
     that base's subject with (:func:`.synthesis.engine.extent_dither`; ``None``: the nearest slice).
     """
@@ -140,7 +142,7 @@ def class_mean_decode(
         if extent_bias is not None and logit_bias is not None:
             rows = [np.tile(np.asarray(logit_bias, dtype=np.float64), (len(b), 1)) for b in blocks]
             for k, (first, last) in enumerate(extents):
-                rows[k][first : last + 1] = extent_bias[k % 2]
+                rows[k][first : last + 1] = zone_offsets(extent_bias[k % 2], last - first + 1)
             return _decode_pairs(vae, blocks, np.concatenate(rows))
     return _decode_pairs(vae, blocks, logit_bias)
 

@@ -224,6 +224,89 @@ class DecoderCalibration:
             return cls(z["logit_bias"], z["ratio_before"], z["ratio_after"], int(z["n_slices"]))
 
 
+def extent_zones(length: int, zones: int) -> npt.NDArray[np.intp]:
+    """The zone ``(length,)`` of each slice of an LV extent of ``length`` slices cut into ``zones``
+    equal parts by relative position, base (0) to apex (``zones - 1``): slice ``k``'s centre
+    ``(k + 0.5) / length`` in zone ``floor(zones (k + 0.5) / length)``, so extents of any length
+    share the zones' places along the ventricle (an extent shorter than ``zones`` leaves some out).
+
+    Raises:
+        ValueError: ``length`` or ``zones`` below 1.
+    """
+    if length < 1 or zones < 1:
+        raise ValueError(f"need an extent of at least 1 slice and at least 1 zone, got {length} and {zones}")
+    where = zones * (np.arange(length) + 0.5) / length
+    out: npt.NDArray[np.intp] = np.minimum(where.astype(np.intp), zones - 1)
+    return out
+
+
+@dataclass(frozen=True)
+class ZonedCalibration:
+    """One :class:`DecoderCalibration` per zone of the LV extent (:func:`extent_zones`), base to apex:
+    the sampling calibration (:meth:`cardiosynth.synthesis.engine.Synthesizer.sampling_calibration`).
+    One zone is the plain calibration (and is stored as one, so artefacts fitted before zones existed
+    are read back unchanged)."""
+
+    zones: tuple[DecoderCalibration, ...]
+
+    def __post_init__(self) -> None:
+        if not self.zones or len({z.logit_bias.shape for z in self.zones}) != 1:
+            raise ValueError(f"need at least one zone, all with offsets of one shape, got {self.zones}")
+
+    @property
+    def logit_bias(self) -> FloatArray:
+        """The offsets ``(K, C)`` of the ``K`` zones, base to apex."""
+        return np.stack([z.logit_bias for z in self.zones]).astype(np.float64)
+
+    def extent_bias(self, length: int) -> FloatArray:
+        """The offsets ``(length, C)`` of each slice of an LV extent of ``length`` slices: its zone's."""
+        return zone_offsets(self.logit_bias, length)
+
+    def to_bytes(self) -> bytes:
+        """Serialise as ``.npz`` (no pickle); one zone as :meth:`DecoderCalibration.to_bytes`."""
+        if len(self.zones) == 1:
+            return self.zones[0].to_bytes()
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            format=np.array(CALIBRATION_FORMAT),
+            zones=np.array(len(self.zones)),
+            logit_bias=self.logit_bias,
+            ratio_before=np.stack([z.ratio_before for z in self.zones]),
+            ratio_after=np.stack([z.ratio_after for z in self.zones]),
+            n_slices=np.array([z.n_slices for z in self.zones]),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ZonedCalibration:
+        """Raises ValueError on anything but :meth:`to_bytes`' (or :meth:`DecoderCalibration.to_bytes`')
+        output of this format."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if "zones" not in z.files:
+                return cls((DecoderCalibration.from_bytes(data),))
+            version = int(z["format"])
+            if version != CALIBRATION_FORMAT:
+                raise ValueError(f"decoder calibration of format {version}, expected {CALIBRATION_FORMAT}")
+            return cls(tuple(
+                DecoderCalibration(b, rb, ra, int(n))
+                for b, rb, ra, n in zip(z["logit_bias"], z["ratio_before"], z["ratio_after"], z["n_slices"],
+                                        strict=True)
+            ))  # fmt: skip
+
+
+def zone_offsets(bias: npt.NDArray[np.floating], length: int) -> FloatArray:
+    """Per-slice offsets ``(length, C)`` of an LV extent of ``length`` slices from ``bias``: ``(C,)``
+    for every slice, or ``(K, C)`` per zone (:func:`extent_zones`)."""
+    b = np.asarray(bias, dtype=np.float64)
+    if b.ndim == 1:
+        return np.tile(b, (length, 1))
+    if b.ndim != 2 or len(b) < 1:
+        raise ValueError(f"offsets must be (C,) or (zones, C), got shape {b.shape}")
+    out: FloatArray = b[extent_zones(length, len(b))]
+    return out
+
+
 def calibrate(
     batches: Iterable[tuple[npt.NDArray[np.floating], npt.NDArray[np.integer]]], classes: int
 ) -> DecoderCalibration:

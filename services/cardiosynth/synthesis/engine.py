@@ -54,8 +54,10 @@ from cardiosynth.synthesis import sources
 from cardiosynth.synthesis.calibration import (
     DecoderCalibration,
     RoundTripEvidence,
+    ZonedCalibration,
     calibrate,
     calibration_key,
+    extent_zones,
     sampling_calibration_key,
 )
 from cardiosynth.synthesis.contraction import ContractionCalibration, sector_contraction
@@ -142,6 +144,13 @@ SAMPLING_CALIBRATION_ANTITHETIC = True
 # calibrations', which draw through it): the LV's areas over its extent, and with calibrate_rv the
 # RV's mean volume as well (Synthesizer.sampling_calibration).
 SAMPLING_CALIBRATION_TARGET = {False: "lv-extent-areas", True: "lv-extent-areas+rv-volume"}
+# Zones of the LV extent, base to apex, whose areas the sampling calibration fits each with offsets of
+# their own (calibration.extent_zones; Synthesizer(sampling_zones=...)). One zone, the extent's mean
+# area per slice, leaves the error along the ventricle in place (DCM's basal myocardium 5-18 % over
+# the class's, its walls there 0.8 mm too thick), but 3 or 6 zones did not bring the thickest wall
+# nearer the class's (DCM 11.42 -> 11.08 mm, real 10.34; RV 10.64 -> 10.78, real 9.80; NOR 9.65 ->
+# 9.85, real 9.52: reports/synthesis-phantom-v2/cohort/sampling_zones.txt), so one it stays.
+SAMPLING_CALIBRATION_ZONES = 1
 # Synthetic subjects whose ED -> ES in-plane motion fits the motion calibration (Synthesizer.
 # motion_calibration; synthesis.motion says why): made as make_labels makes them at severity 1, with
 # this seed, once per class, mode and family (cached); about 1,300 slices, 10-20 s on 2 CPU cores.
@@ -488,6 +497,23 @@ def choose_bases(nor: Sequence[sources.SubjectRef], request: SynthesisRequest) -
 EXTENT_DITHER_STREAM = 0xD17E
 
 
+def check_zones(zones: int, calibrate_rv: bool) -> None:
+    """Raises ValueError unless ``zones`` is a sampling calibration's zone count (at least 1; 1 with
+    ``calibrate_rv``, whose RV offset is fitted to a whole-stack volume)."""
+    if isinstance(zones, bool) or not isinstance(zones, int) or zones < 1:
+        raise ValueError(f"sampling_zones must be a whole number of at least 1, got {zones!r}")
+    if calibrate_rv and zones != 1:
+        raise ValueError(
+            f"calibrate_rv fits one RV offset to the whole stack: sampling_zones must be 1, got {zones}"
+        )
+
+
+def zones_tag(zones: int) -> str:
+    """The sampling calibration target's zone part (cache keys): nothing for one zone, so that
+    calibrations fitted before zones existed are found again."""
+    return "" if zones == 1 else f"|zones-{zones}"
+
+
 def extent_dither(seed: int, index: int, antithetic: bool = False) -> tuple[float, float]:
     """Synthetic subject ``index``'s dither of its LV extent's whole slices
     (:func:`.equalise.target_extent`) under ``seed``: one pair per subject, shared by its phases and
@@ -583,8 +609,9 @@ def _hand_over(subjects: list[SyntheticSubject]) -> Iterator[SyntheticSubject]:
 
 class ClassTruth(NamedTuple):
     """What a class's real subjects give the sampling calibration, per phase: ``extent_pixels``, the
-    mean pixel count per label ``(C,)`` per slice over their LV extents, and ``rv_mm3``, their mean RV
-    cavity volume (mm3, on the processed grid: its in-plane pixel by the subject's slice spacing)."""
+    mean pixel count per label ``(K, C)`` per slice over each of the ``K`` zones of their LV extents
+    (:func:`.calibration.extent_zones`), and ``rv_mm3``, their mean RV cavity volume (mm3, on the
+    processed grid: its in-plane pixel by the subject's slice spacing)."""
 
     extent_pixels: dict[str, npt.NDArray[np.float64]]
     rv_mm3: dict[str, float]
@@ -606,6 +633,7 @@ class Synthesizer:
         calibrate_decoder: bool = True,
         calibrate_sampling: bool = True,
         calibrate_rv: bool = False,
+        sampling_zones: int = SAMPLING_CALIBRATION_ZONES,
         sampling_calibration_subjects: int | None = None,
         calibrate_motion: bool = True,
         motion_calibration_subjects: int | None = None,
@@ -629,10 +657,14 @@ class Synthesizer:
         sampling calibration as well as the LV's areas (off by default, where the RV keeps the round
         trip's offset: on two seeds against the held-out cohort it met no more targets, moved the
         RV class's RV EDV index toward the real and NOR's away from it;
-        reports/synthesis-phantom-v2/cohort/README.md). ``calibrate_motion``: move each synthetic ES stack so
-        that in-plane ED -> ES motion the sampler adds beyond the real class's spread is taken out
-        (:meth:`motion_calibration`, fitted on ``motion_calibration_subjects`` synthetic subjects,
-        ``None``: :data:`MOTION_CALIBRATION_SUBJECTS`; off only to measure what it does).
+        reports/synthesis-phantom-v2/cohort/README.md). ``sampling_zones``: the zones of the LV extent,
+        base to apex, whose mean areas the sampling calibration fits each with offsets of its own
+        (:data:`SAMPLING_CALIBRATION_ZONES`; 1: the extent's as a whole; with ``calibrate_rv`` only 1,
+        the RV's one offset is fitted to a whole-stack volume). ``calibrate_motion``: move each
+        synthetic ES stack so that in-plane ED -> ES motion the sampler adds beyond the real class's
+        spread is taken out (:meth:`motion_calibration`, fitted on ``motion_calibration_subjects``
+        synthetic subjects, ``None``: :data:`MOTION_CALIBRATION_SUBJECTS`; off only to measure what it
+        does).
         ``calibrate_contraction``: widen each synthetic mid-ventricular ES slice per sector so that
         contraction the decoder adds to a sector beyond the real class's is taken out
         (:meth:`contraction_calibration`, fitted on as many synthetic subjects as the motion
@@ -655,9 +687,11 @@ class Synthesizer:
         thread of its own, safely.
 
         Raises:
-            ValueError: ``base_cache`` below 1."""
+            ValueError: ``base_cache`` or ``sampling_zones`` below 1, or ``sampling_zones`` above 1 with
+                ``calibrate_rv``."""
         if base_cache < 1:
             raise ValueError(f"base_cache must be at least 1 subject, got {base_cache}")
+        check_zones(sampling_zones, calibrate_rv)
         if sampling_calibration_subjects is None:
             sampling_calibration_subjects = SAMPLING_CALIBRATION_SUBJECTS
         if sampling_calibration_subjects < 1:
@@ -680,15 +714,16 @@ class Synthesizer:
         self.calibrate_decoder = calibrate_decoder
         self.calibrate_sampling = calibrate_sampling
         self.calibrate_rv = calibrate_rv
+        self.sampling_zones = sampling_zones
         self.sampling_calibration_subjects = sampling_calibration_subjects
-        self._sampling: dict[str, DecoderCalibration] = {}
+        self._sampling: dict[str, ZonedCalibration] = {}
         self.calibrate_motion = calibrate_motion
         self.motion_calibration_subjects = motion_calibration_subjects
         self._motion: dict[str, MotionCalibration] = {}
         self.calibrate_contraction = calibrate_contraction
         self._contraction: dict[str, ContractionCalibration] = {}
         self.dither_extents = dither_extents
-        self._class_truths: dict[tuple[Group, str | None, str], ClassTruth] = {}
+        self._class_truths: dict[tuple[Group, str | None, str, int], ClassTruth] = {}
         self.soft_restore = soft_restore
         self.scale_to_class = scale_to_class
         self._scales: dict[str, ClassScale] = {}
@@ -926,13 +961,14 @@ class Synthesizer:
     def _class_truth(
         self, pathology: Group, territory: str | None, refs: list[sources.SubjectRef]
     ) -> ClassTruth:
-        """The sampling calibration's truth over ``refs`` (the class's real subjects), read once per
-        class (every mode and family of a class shares it)."""
-        group = (pathology, territory, self._fingerprint(pathology, territory, refs))
+        """The sampling calibration's truth over ``refs`` (the class's real subjects) in
+        :attr:`sampling_zones` zones, read once per class (every mode and family of a class shares it)."""
+        zones = self.sampling_zones
+        group = (pathology, territory, self._fingerprint(pathology, territory, refs), zones)
         if group not in self._class_truths:
             classes = self.vae.config.num_classes
-            totals = {phase: np.zeros(classes, dtype=np.float64) for phase in PHASES}
-            slices = dict.fromkeys(PHASES, 0)
+            totals = {phase: np.zeros((zones, classes), dtype=np.float64) for phase in PHASES}
+            slices = {phase: np.zeros(zones, dtype=np.int64) for phase in PHASES}
             rv_mm3 = dict.fromkeys(PHASES, 0.0)
             for ref in refs:
                 loaded = self._load(ref)
@@ -940,18 +976,22 @@ class Synthesizer:
                 for phase in PHASES:
                     labels = label_stack(loaded.processed, phase)
                     first, last = lv_extent(labels)
-                    totals[phase] += np.bincount(labels[first : last + 1].ravel(), minlength=classes)
-                    slices[phase] += last - first + 1
+                    for zone, row in zip(extent_zones(last - first + 1, zones), labels[first : last + 1],
+                                         strict=True):  # fmt: skip
+                        totals[phase][zone] += np.bincount(row.ravel(), minlength=classes)
+                        slices[phase][zone] += 1
                     rv_mm3[phase] += float(np.count_nonzero(labels == RV_CAVITY)) * voxel_mm3
+            # a zone no real extent reaches (all shorter than the zones) has no truth: NaN, not fitted
+            counts = {phase: np.where(slices[phase] > 0, slices[phase], np.nan)[:, None] for phase in PHASES}
             self._class_truths[group] = ClassTruth(
-                {phase: totals[phase] / slices[phase] for phase in PHASES},
+                {phase: totals[phase] / counts[phase] for phase in PHASES},
                 {phase: rv_mm3[phase] / len(refs) for phase in PHASES},
             )
         return self._class_truths[group]
 
     def sampling_calibration(
         self, request: SynthesisRequest, phase: str, territory: str | None = None
-    ) -> DecoderCalibration:
+    ) -> ZonedCalibration:
         """The decoder's volume calibration for ``request``'s severity-1 end points at ``phase``
         (memory, then cache, then fitted): its class (``territory``: MINF's, as in
         :meth:`class_stats`), correlation mode, interpolation family and ``ns``.
@@ -974,10 +1014,16 @@ class Synthesizer:
         than the RV class's at ED and ES (reports/synthesis-phantom-v2/cohort/rv_long_axis.txt), but
         the fit to the mean volumes of 20 training subjects met no more targets on two seeds (it
         moved NOR's RV EDV index away from the held-out cohort's, 1.57 / 1.50 -> 1.70 / 1.81 W1n),
-        so it is off by default. The class's means are matched, not
+        so it is off by default. With :attr:`sampling_zones` above 1 the LV extent is cut into that
+        many zones by relative position, base to apex (:func:`.calibration.extent_zones`), and each
+        zone is fitted to the class's mean areas per slice in the same zone of its real extents, with
+        offsets of its own (:class:`.calibration.ZonedCalibration`; one zone by default: 3 or 6 zones
+        did not bring the synthetic walls' thickest segment nearer the class's,
+        reports/synthesis-phantom-v2/cohort/sampling_zones.txt). The class's means are matched, not
         its spread or shapes; never fitted from held-out subjects."""
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {list(PHASES)}, got {phase!r}")
+        check_zones(self.sampling_zones, self.calibrate_rv)  # the attributes may have been set since
         stats = self.class_stats(request.pathology, phase, request.ns, territory)
         refs, territory = self._stats_refs(request.pathology, territory)  # None where pooled
         nor_refs = sorted(sources.by_group(self.refs, Group.NOR), key=lambda r: r.subject_id)
@@ -992,7 +1038,7 @@ class Synthesizer:
             f"{request.shift_residual}|{self._sampling_provenance(request.pathology, territory, refs)}"
         )
         key = sampling_calibration_key(self.model_versions.get("vae", "unversioned"), what)
-        found = self._stored(key, self._sampling, DecoderCalibration.from_bytes, "sampling calibration")
+        found = self._stored(key, self._sampling, ZonedCalibration.from_bytes, "sampling calibration")
         if found is not None:
             return found
         started = time.perf_counter()
@@ -1016,7 +1062,7 @@ class Synthesizer:
         stacks = {sid: label_stack(b.processed, phase) for sid, b in loaded.items()}
         eds = {sid: label_stack(b.processed, "ED") for sid, b in loaded.items()}
         encoded = dict(zip(stacks, encode_stacks(self.vae, list(stacks.values()), **FP32), strict=True))
-        blocks, inside, rv_pixels = [], [], 0.0
+        blocks, zone_rows, rv_pixels = [], [], 0.0
         for k, ref in enumerate(bases):
             sid = ref.subject_id
             rng = np.random.default_rng([SAMPLING_CALIBRATION_SEED, k // 2 if pairs else k])
@@ -1031,52 +1077,60 @@ class Synthesizer:
                 self._extent_dither(SAMPLING_CALIBRATION_SEED, k // 2 if pairs else k, pairs and k % 2 == 1),
             )
             blocks.append(restore_lv(target, encoded[sid], extent))
-            inside.append((np.arange(len(stacks[sid])) >= first) & (np.arange(len(stacks[sid])) <= last))
+            slice_zones = np.full(len(stacks[sid]), -1, dtype=np.intp)  # -1: outside the LV extent
+            slice_zones[first : last + 1] = extent_zones(last - first + 1, self.sampling_zones)
+            zone_rows.append(slice_zones)
             geometry, slice_mm = loaded[sid].processed.geometry, loaded[sid].subject.spacing[2]
             rv_pixels += truth.rv_mm3[phase] / (geometry.target_spacing**2 * slice_mm * stretch)
-        latents, in_extent = np.concatenate(blocks), np.concatenate(inside)
+        latents, slice_zone = np.concatenate(blocks), np.concatenate(zone_rows)
         if not self.calibrate_rv:  # only the LV extents are fitted: decode nothing else
-            latents, in_extent = latents[in_extent], in_extent[in_extent]
+            latents, slice_zone = latents[slice_zone >= 0], slice_zone[slice_zone >= 0]
         round_trip = self.decoder_calibration().logit_bias
-        evidence = RoundTripEvidence.empty(classes)
+        evidence = [RoundTripEvidence.empty(classes) for _ in range(self.sampling_zones)]
         outside = np.zeros(classes, dtype=np.int64)
         done = 0
         for logits in decode_logits(self.vae, latents, self.batch_size):
-            rows = in_extent[done : done + len(logits)]
+            rows = slice_zone[done : done + len(logits)]
             done += len(logits)
-            evidence.add_logits(logits[rows])
+            for zone, part in enumerate(evidence):
+                part.add_logits(logits[rows == zone])
             # Outside the LV extent make_labels decodes the base's own latents with the round trip's
             # offsets, whatever the class: counted as decoded, out of the fit's reach.
-            moved = logits[~rows] + round_trip.astype(np.float32)[None, :, None, None]
+            moved = logits[rows < 0] + round_trip.astype(np.float32)[None, :, None, None]
             outside += np.bincount(moved.argmax(1).ravel(), minlength=classes)
-        # The LV's labels: the class's mean areas per slice over the LV extent. Pixels outside the
-        # extent enter both sides of the LV's counts (they cannot move), so its fit is the extent's.
-        # With calibrate_rv, the RV's: the class's mean volume over the whole stack, its basal slices
-        # outside the LV extent included (the base's own, decoded as they are), through the one
-        # offset it gets inside (matching its area inside the extent alone had moved its volume away
-        # from the class's: DCM RVEF 37 % -> 29 %, real 37 %). Each phase's mean volume is matched,
-        # not the subjects' RVEF: on seed 0 DCM's fell 37.7 -> 32.5 % (held out 37.4).
-        inside_truth = np.rint(truth.extent_pixels[phase] * int(in_extent.sum())).astype(np.int64)
-        if self.calibrate_rv:
-            wanted = inside_truth + outside
-            wanted[RV_CAVITY] = round(rv_pixels)
-            evidence.certain += outside
-        else:  # the default: the LV's areas over the extent only
-            wanted = inside_truth
-        evidence.add_truth(wanted)
-        fitted = DecoderCalibration.fit(
-            evidence,
-            len(latents),
-            labels=(LV_MYOCARDIUM, LV_CAVITY, RV_CAVITY) if self.calibrate_rv else (LV_MYOCARDIUM, LV_CAVITY),
-            start=round_trip,
-        )
+        # The LV's labels: in each zone (one: the whole extent) the class's mean areas per slice there.
+        # With calibrate_rv (one zone only), pixels outside the extent enter both sides of the LV's
+        # counts (they cannot move), so its fit is the extent's, and the RV's target is the class's
+        # mean volume over the whole stack, its basal slices outside the LV extent included (the
+        # base's own, decoded as they are), through the one offset it gets inside (matching its area
+        # inside the extent alone had moved its volume away from the class's: DCM RVEF 37 % -> 29 %,
+        # real 37 %). Each phase's mean volume is matched, not the subjects' RVEF: on seed 0 DCM's
+        # fell 37.7 -> 32.5 % (held out 37.4).
+        labels = (LV_MYOCARDIUM, LV_CAVITY, RV_CAVITY) if self.calibrate_rv else (LV_MYOCARDIUM, LV_CAVITY)
+        zones = []
+        for zone, part in enumerate(evidence):
+            count = int(np.count_nonzero(slice_zone == zone))
+            per_slice = truth.extent_pixels[phase][zone]
+            if count == 0 or not np.isfinite(per_slice).all():  # a zone no extent reaches: round trip's
+                zones.append(DecoderCalibration(round_trip, np.ones(classes), np.ones(classes), 0))
+                continue
+            wanted = np.rint(per_slice * count).astype(np.int64)
+            if self.calibrate_rv:
+                wanted += outside
+                wanted[RV_CAVITY] = round(rv_pixels)
+                part.certain += outside
+            part.add_truth(wanted)
+            decoded = len(latents) if self.calibrate_rv else count  # the slices the fit decoded
+            zones.append(DecoderCalibration.fit(part, decoded, labels=labels, start=round_trip))
+        fitted = ZonedCalibration(tuple(zones))
         self._timed("calibrate", started)
         self.cache.put_bytes(key, fitted.to_bytes())
         log.info(
-            "sampling calibration of %s %s (%s/%s), %d end points: offsets %s, volume ratios %s -> %s",
-            name, phase, request.correlation, request.interpolation, len(blocks),
-            np.round(fitted.logit_bias, 3).tolist(), np.round(fitted.ratio_before, 3).tolist(),
-            np.round(fitted.ratio_after, 3).tolist(),
+            "sampling calibration of %s %s (%s/%s), %d end points, %d zone(s): offsets %s, volume ratios "
+            "%s -> %s",
+            name, phase, request.correlation, request.interpolation, len(blocks), len(zones),
+            np.round(fitted.logit_bias, 3).tolist(), [np.round(z.ratio_before, 3).tolist() for z in zones],
+            [np.round(z.ratio_after, 3).tolist() for z in zones],
         )  # fmt: skip
         self._sampling[key] = fitted
         return fitted
@@ -1106,7 +1160,8 @@ class Synthesizer:
         calibrations' cache keys (the motion fit draws through the sampling calibration)."""
         nor = sources.by_group(self.refs, Group.NOR)
         return (
-            f"{SAMPLING_CALIBRATION_TARGET[self.calibrate_rv]}|{self._rv_stretch(pathology):.6f}|"
+            f"{SAMPLING_CALIBRATION_TARGET[self.calibrate_rv]}{zones_tag(self.sampling_zones)}|"
+            f"{self._rv_stretch(pathology):.6f}|"
             f"{self.sampling_calibration_subjects}|{SAMPLING_CALIBRATION_SEED}|"
             f"{'antithetic' if SAMPLING_CALIBRATION_ANTITHETIC else 'plain'}|"
             f"{'dithered' if self.dither_extents else 'nearest'}|"
@@ -1280,7 +1335,7 @@ class Synthesizer:
         ):
             block = np.tile(round_trip, (z_count, 1))
             if self.calibrate_sampling:
-                own = self.sampling_calibration(request, phase, territory).logit_bias
+                own = self.sampling_calibration(request, phase, territory).extent_bias(last - first + 1)
                 block[first : last + 1] = (1.0 - severity) * round_trip + severity * own
             rows.append(block)
         return np.concatenate(rows)
@@ -1288,10 +1343,10 @@ class Synthesizer:
     def end_point_bias(
         self, request: SynthesisRequest
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
-        """The (ED, ES) offsets :meth:`make_labels` decodes a severity-1 LV extent of ``request``'s
-        class, mode and family with (:meth:`sampling_calibration`, pooled over MINF's territories),
-        so that a baseline can be decoded as the method decodes; ``None`` with either calibration
-        off."""
+        """The (ED, ES) offsets ``(K, C)`` per zone (:attr:`sampling_zones`) :meth:`make_labels`
+        decodes a severity-1 LV extent of ``request``'s class, mode and family with
+        (:meth:`sampling_calibration`, pooled over MINF's territories), so that a baseline can be
+        decoded as the method decodes; ``None`` with either calibration off."""
         if self.logit_bias() is None or not self.calibrate_sampling:
             return None
         ed, es = (self.sampling_calibration(request, phase).logit_bias for phase in PHASES)
