@@ -269,8 +269,9 @@ def test_the_reaper_redelivers_a_killed_workers_stage_without_the_broker(
     env: dict[str, str], workers: Callable[[str], subprocess.Popen[bytes]]
 ) -> None:
     """Issue 15 item 8: the broker would redeliver only after an hour (visibility timeout); the reaper
-    sees the held stage go silent (3 s here), queues it again and the job succeeds on a new worker,
-    with each output file once."""
+    sees the held stage go silent (6 s here: six missed 1 s heartbeats, so that a replacement worker
+    slowed by a loaded machine is not taken for dead too, which would count a second attempt), queues
+    it again and the job succeeds on a new worker, with each output file once."""
     env["CARDIOSYNTH_VISIBILITY_TIMEOUT_S"] = "3600"
     try:
         store, dispatcher, storage = _setup(env)
@@ -287,7 +288,7 @@ def test_the_reaper_redelivers_a_killed_workers_stage_without_the_broker(
         deadline = time.monotonic() + 240
         while (now := store.get(job.id)) is not None and now.state not in finished:
             assert time.monotonic() < deadline, f"still {now.state} at stage {now.stage}"
-            redeliver_or_fail(store, dispatcher, 3.0)  # what the gateway's reaper does
+            redeliver_or_fail(store, dispatcher, 6.0)  # what the gateway's reaper does
             time.sleep(0.5)
         done = store.get(job.id)
         assert done is not None
