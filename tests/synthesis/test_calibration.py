@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -451,6 +452,10 @@ def test_a_zoned_calibration_round_trips_and_one_zone_is_stored_as_before() -> N
     assert np.array_equal(ZonedCalibration.from_bytes(zones[0].to_bytes()).logit_bias, [zones[0].logit_bias])
     with pytest.raises(ValueError, match="at least one zone"):
         ZonedCalibration(())
+    partial = io.BytesIO()
+    np.savez(partial, zones=np.array(2))  # a field missing: refitted, not a crash
+    with pytest.raises(ValueError, match="not a zoned calibration"):
+        ZonedCalibration.from_bytes(partial.getvalue())
     with pytest.raises(ValueError, match="one shape"):
         ZonedCalibration((zones[0], _fake([0.0, 0.1])))
 

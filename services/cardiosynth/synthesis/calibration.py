@@ -285,14 +285,17 @@ class ZonedCalibration:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             if "zones" not in z.files:
                 return cls((DecoderCalibration.from_bytes(data),))
-            version = int(z["format"])
-            if version != CALIBRATION_FORMAT:
-                raise ValueError(f"decoder calibration of format {version}, expected {CALIBRATION_FORMAT}")
-            return cls(tuple(
-                DecoderCalibration(b, rb, ra, int(n))
-                for b, rb, ra, n in zip(z["logit_bias"], z["ratio_before"], z["ratio_after"], z["n_slices"],
-                                        strict=True)
-            ))  # fmt: skip
+            try:
+                version = int(z["format"])
+                if version != CALIBRATION_FORMAT:
+                    raise ValueError(f"sampling calibration of format {version}, not {CALIBRATION_FORMAT}")
+                return cls(tuple(
+                    DecoderCalibration(b, rb, ra, int(n))
+                    for b, rb, ra, n in zip(z["logit_bias"], z["ratio_before"], z["ratio_after"],
+                                            z["n_slices"], strict=True)
+                ))  # fmt: skip
+            except KeyError as exc:  # a field missing: not an artefact of this format (refit)
+                raise ValueError(f"not a zoned calibration: {exc}") from exc
 
 
 def zone_offsets(bias: npt.NDArray[np.floating], length: int) -> FloatArray:
