@@ -82,6 +82,7 @@ def test_evaluation_end_to_end_with_a_tiny_model(data: Path, tmp_path: Path) -> 
             "base's length and body",
             "no calibration",
             "RV volume fitted",
+            "LV extent to the apical cap",
         )
     ]
     for name in ("class_mean", "nearest_replay", "elastic_nor", "shuffled_slices", "shuffled_dims"):

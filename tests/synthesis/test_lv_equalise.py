@@ -57,6 +57,12 @@ def test_lv_extent() -> None:
     assert lv_extent(_stack("aLLLLc")) == (1, 4)
     assert lv_extent(_stack("LLL")) == (0, 2)
     assert lv_extent(_stack("aac")) == (0, 2)  # no LV cavity: the whole stack
+    # With the apical cap: every slice with LV myocardium or cavity.
+    assert lv_extent(_stack("aLLLLc"), cap=True) == (1, 5)
+    assert lv_extent(_stack("aLLLLcca"), cap=True) == (1, 6)
+    assert lv_extent(_stack("LLL"), cap=True) == (0, 2)
+    assert lv_extent(_stack("aac"), cap=True) == (2, 2)
+    assert lv_extent(_stack("aaa"), cap=True) == (0, 2)  # no LV at all: the whole stack
     with pytest.raises(ValueError, match="label stack"):
         lv_extent(np.zeros((4, 4), np.uint8))
 
@@ -71,6 +77,18 @@ def test_subjects_equalise_by_anatomy_not_stack_position(pattern: str) -> None:
     assert np.abs(eq).max() <= 1.0  # no atrial latent inside the LV
     if pattern[0] != "L" or pattern[-1] != "L":
         assert not np.allclose(equalise(_latents(pattern), 9), expected)  # what the old one did
+
+
+def test_the_apical_cap_is_equalised_with_the_lv_when_asked() -> None:
+    """Known answer: with ``cap`` the cap slice's latent is the last equalised row (position 1) and the
+    last cavity slice moves inward; without, the cap is left out."""
+    pattern = "aLLLc"
+    x = _latents(pattern)
+    x[4] = (2.0, -2.0)  # the cap: a latent of its own
+    with_cap = equalise_lv(x, _stack(pattern), 9, cap=True)
+    assert np.allclose(with_cap[-1], (2.0, -2.0))
+    assert np.allclose(with_cap[:, 0], np.interp(np.linspace(0, 1, 9), np.linspace(0, 1, 4), [0, 0.5, 1, 2]))
+    assert np.allclose(equalise_lv(x, _stack(pattern), 9)[-1], (1.0, -1.0))
 
 
 def test_restore_carries_the_base_slices_outside_the_lv() -> None:
@@ -95,6 +113,9 @@ def test_extent_offsets_measure_the_descent_of_the_lv_from_its_ed_extent() -> No
     assert extent_offsets(ed, _stack("aLLLLLLLLLcc")) == pytest.approx((0.0, -0.1))
     with pytest.raises(ValueError, match="one grid"):
         extent_offsets(ed, _stack("aLL"))
+    # With the cap the ED extent is 11 slices (1-11), and a cap that stays put does not move the end.
+    assert extent_offsets(ed, es, cap=True) == pytest.approx((2 / 11, 0.0))
+    assert extent_offsets(ed, _stack("aLLLLLLLLLcc"), cap=True) == pytest.approx((0.0, 0.0))
 
 
 def test_target_extent_moves_from_the_base_placement_to_the_class_placement() -> None:
@@ -180,6 +201,46 @@ def _with_blank_base_slice(subject_dir: Path, out_dir: Path) -> None:
         save_volume(label_path, np.concatenate(parts_l, axis=2), subject.affine)
 
 
+def _with_apical_cap(subject_dir: Path, out_dir: Path) -> None:
+    """A copy of a subject with a myocardial cap slice added below its apex at both phases: the
+    apical-most slice with an LV cavity, its LV all myocardium and nothing else."""
+    subject = read_subject(subject_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / "Info.cfg").write_text(subject.info.to_cfg())
+    first = apex_first(subject.ed_label)
+    for frame, image, label in (
+        (subject.info.ed, subject.ed_image, subject.ed_label),
+        (subject.info.es, subject.es_image, subject.es_label),
+    ):
+        cavity = np.flatnonzero((label == LV_CAVITY).any(axis=(0, 1)))
+        apex = int(cavity[0] if first else cavity[-1])
+        lv = np.isin(label[:, :, apex], (LV_MYOCARDIUM, LV_CAVITY))
+        cap = np.where(lv, LV_MYOCARDIUM, 0).astype(label.dtype)
+        at = apex if first else apex + 1
+        image_path, label_path = frame_paths(out_dir, frame)
+        save_volume(image_path, np.insert(image, at, image[:, :, apex], axis=2), subject.affine)
+        save_volume(label_path, np.insert(label, at, cap, axis=2), subject.affine)
+
+
+@pytest.fixture(scope="module")
+def capped(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's NOR subject (its stack ends in a cap slice) with a blank slice above its base, and
+    its HCM subject twice (as it is, and with a blank slice above the base), each with a cap slice
+    added below its last LV cavity slice."""
+    work = tmp_path_factory.mktemp("capwork")
+    root = tmp_path_factory.mktemp("capdata") / "training"
+    root.mkdir(parents=True)
+    for p in sorted((phantom_root / "training").iterdir()):
+        group = (p / "Info.cfg").read_text()
+        if "Group: NOR" in group:
+            _with_blank_base_slice(p, root / p.name)
+        elif "Group: HCM" in group:
+            _with_apical_cap(p, root / p.name)
+            _with_apical_cap(p, work / p.name)
+            _with_blank_base_slice(work / p.name, root / "patient903")
+    return root.parent
+
+
 @pytest.fixture(scope="module")
 def data(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture's NOR subject, and its HCM subject twice: as it is, and with a blank slice above
@@ -212,9 +273,55 @@ def test_class_statistics_ignore_slices_without_lv(data: Path, vae: LabelVAE, tm
     assert not np.allclose(stats.mean, by_position, atol=1e-4)  # what stack position gave
 
 
-def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: LabelVAE) -> None:
-    # Without the clean-up, which edits whole 3D stacks (its own tests cover it).
-    synth = Synthesizer(vae, None, data, model_versions={"vae": "t"}, clean_labels=False)
+def test_the_apical_cap_option_takes_statistics_over_the_cap(
+    capped: Path, vae: LabelVAE, tmp_path: Path
+) -> None:
+    """Known answer: with ``apical_cap`` the class statistics are the LV equalised with its cap, cached
+    under a key of their own (the cavity's statistics in the same cache stay the cavity's), and the
+    calibrations fitted over them are keyed apart."""
+    data = capped
+    with_cap_synth = Synthesizer(
+        vae, None, data, model_versions={"vae": "t"}, cache_dir=tmp_path, apical_cap=True
+    )
+    cavity = Synthesizer(vae, None, data, model_versions={"vae": "t"}, cache_dir=tmp_path)
+    loaded = [sources.load(r) for r in sources.by_group(cavity.refs, Group.HCM)]
+    original = min((x.processed.ed_label for x in loaded), key=len)
+    assert lv_extent(original, cap=True) != lv_extent(original)  # the fixture's HCM has a cap slice
+    (z,) = encode_stacks(vae, [original])
+    with_cap = with_cap_synth.class_stats(Group.HCM, "ED")
+    without = cavity.class_stats(Group.HCM, "ED")
+    assert np.allclose(with_cap.mean, equalise_lv(z, original, with_cap.ns, cap=True), atol=1e-5)
+    assert np.allclose(without.mean, equalise_lv(z, original, without.ns), atol=1e-5)
+    assert not np.allclose(with_cap.mean, without.mean, atol=1e-4)
+    again = Synthesizer(vae, None, data, model_versions={"vae": "t"}, cache_dir=tmp_path, apical_cap=True)
+    assert np.array_equal(again.class_stats(Group.HCM, "ED").mean, with_cap.mean)  # from the cache
+    assert with_cap_synth._sampling_provenance(Group.HCM, None, cavity.refs) != cavity._sampling_provenance(
+        Group.HCM, None, cavity.refs
+    )
+
+
+@pytest.mark.parametrize("cap", [False, True])
+def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(
+    capped: Path, vae: LabelVAE, cap: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each synthetic phase goes into the base's LV extent moved by the class's offsets, and the base's
+    own slices outside it are decoded as they are; on a base with an apical cap slice, with
+    ``apical_cap`` the extent runs to the cap, without it to the last cavity slice."""
+    import cardiosynth.synthesis.engine as engine
+
+    placed: list[tuple[int, int]] = []
+
+    def spy(equalised: np.ndarray, base_latents: np.ndarray, extent: tuple[int, int]) -> np.ndarray:
+        placed.append(extent)
+        return restore_lv(equalised, base_latents, extent)
+
+    monkeypatch.setattr(engine, "restore_lv", spy)
+    # Without the clean-up, which edits whole 3D stacks (its own tests cover it), and the calibrations,
+    # whose fits place subjects of their own.
+    plain = {"calibrate_sampling": False, "calibrate_motion": False, "calibrate_contraction": False}
+    synth = Synthesizer(
+        vae, None, capped, model_versions={"vae": "t"}, clean_labels=False, apical_cap=cap, **plain
+    )
     nor = sources.by_group(synth.refs, Group.NOR)[0].subject_id
     batch = synth.make_labels(
         SynthesisRequest(Group.HCM, n=1, seed=0, severities=(1.0,), base_subjects=(nor,))
@@ -223,17 +330,19 @@ def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: L
     ed_stack = label_stack(base, "ED")
     offset = 0
     checked = 0
+    expected_extents = []
     for _, severity, phase, z_count in batch.plan:
         stack = label_stack(base, phase)
         # Placed where the class's LV lies at this phase, relative to the base's ED extent.
         first, last = target_extent(
-            lv_extent(ed_stack),
-            extent_offsets(ed_stack, stack),
+            lv_extent(ed_stack, cap),
+            extent_offsets(ed_stack, stack, cap),
             synth.class_stats(Group.HCM, phase).extent_offset,
             severity,
             z_count,
             extent_dither(0, 0),  # the request's seed, subject 0
         )
+        expected_extents.append((first, last))
         outside = [k for k in range(z_count) if not first <= k <= last]
         (own,) = encode_stacks(vae, [stack])
         labels = batch.labels[offset : offset + z_count]
@@ -242,7 +351,13 @@ def test_synthetic_stacks_keep_the_base_slices_outside_its_lv(data: Path, vae: L
             assert np.array_equal(labels[outside], expected)
             checked += len(outside)
         offset += z_count
-    assert checked > 0  # the fixture's base has slices without an LV cavity
+    assert checked > 0  # the fixture's base has slices without an LV cavity (or, with the cap, any LV)
+    assert placed == expected_extents
+    # The base's ED cap slice (its last slice with LV, after its last cavity slice) is synthetic with
+    # the cap, the base's own without.
+    cap_slice = lv_extent(ed_stack, cap=True)[1]
+    assert cap_slice == lv_extent(ed_stack)[1] + 1
+    assert (placed[0][0] <= cap_slice <= placed[0][1]) == cap
 
 
 def test_the_engine_places_each_subject_with_its_own_dither(

@@ -94,6 +94,7 @@ def class_mean_decode(
     logit_bias: npt.NDArray[np.floating[Any]] | None = None,
     extent_bias: tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]] | None = None,
     extent_dithers: Sequence[tuple[float, float]] | None = None,
+    apical_cap: bool = False,
 ) -> DecodedPairs:
     """The decoded class mean ``(ns, nz)`` of each phase, resampled to each of ``slice_counts``.
 
@@ -106,7 +107,8 @@ def class_mean_decode(
     1 (its sampling calibration, :meth:`.synthesis.engine.Synthesizer.sampling_calibration`: ``(C,)``
     for the whole extent or ``(K, C)`` per zone, :func:`.synthesis.calibration.zone_offsets`);
     ``extent_dithers``, with ``bases`` only: one per base, the whole-slice dither the method places
-    that base's subject with (:func:`.synthesis.engine.extent_dither`; ``None``: the nearest slice).
+    that base's subject with (:func:`.synthesis.engine.extent_dither`; ``None``: the nearest slice);
+    ``apical_cap``: the LV extents as the statistics took them (:func:`.equalise.lv_extent`'s ``cap``).
     """
     if extent_bias is not None and (bases is None or logit_bias is None):
         raise ValueError("extent_bias needs bases and logit_bias (it applies inside the bases' LV extents)")
@@ -130,7 +132,7 @@ def class_mean_decode(
         eds = [ed for ed, _ in bases for _ in range(2)]
         dithers = [None if extent_dithers is None else extent_dithers[k // 2] for k in range(len(eds))]
         extents = [
-            target_extent(lv_extent(ed), (0, 0), stats.extent_offset, 1.0, len(z), dither)
+            target_extent(lv_extent(ed, apical_cap), (0, 0), stats.extent_offset, 1.0, len(z), dither)
             for z, ed, stats, dither in zip(
                 encoded, eds, [stats_ed, stats_es] * len(bases), dithers, strict=True
             )

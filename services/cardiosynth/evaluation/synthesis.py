@@ -461,6 +461,7 @@ def _method_rows(
         ("scale_to_class", "base's length and body", False),
         ("calibrate_decoder", "no calibration", False),
         ("calibrate_rv", "RV volume fitted", True),
+        ("apical_cap", "LV extent to the apical cap", True),
     ):
         default_value = getattr(synth, attribute)
         setattr(synth, attribute, value)
@@ -495,6 +496,7 @@ def _baseline_rows(
         logit_bias=synth.logit_bias(),
         extent_bias=synth.end_point_bias(SynthesisRequest(target, n=1)),
         extent_dithers=synth.placement_dithers(seed, len(bases)),
+        apical_cap=synth.apical_cap,
     )
     nearest = bl.nearest_indices(
         synth.vae, [p[0] for p in base_pairs], [x.processed.ed_label for x in rc.train]

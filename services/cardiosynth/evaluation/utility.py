@@ -286,6 +286,7 @@ def generate(
         logit_bias=synth.logit_bias(),
         extent_bias=synth.end_point_bias(request),
         extent_dithers=synth.placement_dithers(seed, n),
+        apical_cap=synth.apical_cap,
     ).pairs
     mean_plan = [(i, 1.0, p, counts[i]) for i in range(n) for p in PHASES]
     mean_labels = np.concatenate([pair[j] for pair in pairs for j in range(2)])

@@ -15,6 +15,17 @@ slices outside the extent are not interpolated: a synthetic stack keeps its base
 latents there, slice for slice (:func:`restore_lv`), so nothing is blended across the mitral plane
 or past the apex.
 
+**The apical cap** (``cap`` of :func:`lv_extent`, ``Synthesizer(apical_cap=True)``; off by default):
+the extent may instead run from the first to the last slice with any LV label, myocardium or cavity,
+so that the myocardial cap below the cavity is part of what is equalised and placed. By the cavity
+alone, the cap stays outside the extent and a synthetic stack keeps its NOR base's: a DCM placed into
+a NOR base without a cap slice ends in a full-size ring (its last myocardial slice 252 px of
+myocardium and 271 of cavity against the real DCM's 133 and 78;
+reports/synthesis-phantom-v2/cohort/apex.txt). With the cap the last slice is the real class's shape
+(218 and 118), but where the base's stack ends before a cap the class's LV ends in one on a slice that
+held cavity, and the pathologies' volumes and mass fall by 2-4 %: it met fewer of the evaluation's
+targets on both seeds (reports/synthesis-phantom-v2/cohort/README.md), so it is not the default.
+
 **Where the LV lies at ES** (:func:`extent_offsets`, :func:`target_extent`): the mitral plane moves
 toward the apex in systole, and by how much is a property of the class, not of the base subject.
 On the default phantom the ES extent is 0.87 of the ED extent in NOR (the base descends 1.3
@@ -50,7 +61,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cardiosynth.data.labels import LV_CAVITY
+from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM
 
 NS_DEFAULT = 32
 
@@ -81,16 +92,18 @@ def equalise(latents: npt.NDArray[np.floating[Any]], ns: int = NS_DEFAULT) -> np
     return resample_slices(latents, ns)
 
 
-def lv_extent(labels: npt.NDArray[np.integer[Any]]) -> tuple[int, int]:
-    """``(first, last)``: the first and last slice of a label stack ``(Z, H, W)`` with an LV cavity.
+def lv_extent(labels: npt.NDArray[np.integer[Any]], cap: bool = False) -> tuple[int, int]:
+    """``(first, last)``: the first and last slice of a label stack ``(Z, H, W)`` with an LV cavity;
+    ``cap``: with an LV cavity or LV myocardium (the apical cap below the cavity included).
 
-    A stack without any LV cavity has no anatomical landmark: its whole length is the extent (what
+    A stack without any such slice has no anatomical landmark: its whole length is the extent (what
     plain :func:`equalise` does).
     """
     lab = np.asarray(labels)
     if lab.ndim != 3 or len(lab) < 1:
         raise ValueError(f"need a label stack (Z >= 1, H, W), got shape {lab.shape}")
-    present = np.flatnonzero((lab == LV_CAVITY).any(axis=(1, 2)))
+    lv = (lab == LV_CAVITY) | (lab == LV_MYOCARDIUM) if cap else lab == LV_CAVITY
+    present = np.flatnonzero(lv.any(axis=(1, 2)))
     if present.size == 0:
         return 0, len(lab) - 1
     return int(present[0]), int(present[-1])
@@ -107,13 +120,14 @@ def equalise_lv(
     latents: npt.NDArray[np.floating[Any]],
     labels: npt.NDArray[np.integer[Any]],
     ns: int = NS_DEFAULT,
+    cap: bool = False,
 ) -> npt.NDArray[np.float64]:
     """The latents ``(Z, nz)`` of the LV extent of ``labels`` ``(Z, H, W)`` resampled to ``(ns, nz)``:
-    position 0 is the first slice with an LV cavity, 1 the last."""
+    position 0 is the first slice with an LV cavity, 1 the last (``cap``: of :func:`lv_extent`)."""
     x = np.asarray(latents, dtype=np.float64)
     if x.ndim != 2 or len(x) != len(labels):
         raise ValueError(f"latents {x.shape} and labels {np.shape(labels)} must have one slice count")
-    first, last = _check_extent(lv_extent(labels), len(x))
+    first, last = _check_extent(lv_extent(labels, cap), len(x))
     return resample_slices(x[first : last + 1], ns)
 
 
@@ -136,17 +150,17 @@ def restore_lv(
 
 
 def extent_offsets(
-    ed_labels: npt.NDArray[np.integer[Any]], labels: npt.NDArray[np.integer[Any]]
+    ed_labels: npt.NDArray[np.integer[Any]], labels: npt.NDArray[np.integer[Any]], cap: bool = False
 ) -> tuple[float, float]:
     """Where a phase's LV extent lies relative to the same subject's ED extent: the first and last
     slice offsets ``(first - first_ED, last - last_ED)`` in units of the ED extent's length (slices
-    from its first to its last). ``(0, 0)`` for the ED stack itself; a base that descends 1.3 slices
-    over a 10-slice extent gives ``(0.13, 0)``."""
+    from its first to its last; ``cap``: extents of :func:`lv_extent`). ``(0, 0)`` for the ED stack
+    itself; a base that descends 1.3 slices over a 10-slice extent gives ``(0.13, 0)``."""
     n_ed, n = np.shape(ed_labels)[0], np.shape(labels)[0]
     if n_ed != n:
         raise ValueError(f"stacks of {n_ed} and {n} slices: one subject's phases share one grid")
-    ed_first, ed_last = lv_extent(ed_labels)
-    first, last = lv_extent(labels)
+    ed_first, ed_last = lv_extent(ed_labels, cap)
+    first, last = lv_extent(labels, cap)
     length = ed_last - ed_first + 1
     return (first - ed_first) / length, (last - ed_last) / length
 

@@ -230,8 +230,12 @@ def compute_class_stats(
     )
 
 
-def stats_key(model_version: str, data_fingerprint: str, pathology: str, phase: str, ns: int) -> str:
-    """Cache key of a class-statistics artefact (a path-safe string); changes with :data:`STATS_FORMAT`."""
-    text = f"{STATS_FORMAT}|{model_version}|{data_fingerprint}|{ns}"
+def stats_key(
+    model_version: str, data_fingerprint: str, pathology: str, phase: str, ns: int, extent: str = ""
+) -> str:
+    """Cache key of a class-statistics artefact (a path-safe string); changes with :data:`STATS_FORMAT`.
+    ``extent``: what the LV extents were taken over beyond the default (the engine's ``extent_tag``;
+    empty for the LV cavity, so that statistics computed before the option existed are found again)."""
+    text = f"{STATS_FORMAT}|{model_version}|{data_fingerprint}|{ns}{extent}"
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return f"stats/{model_version}/v{STATS_FORMAT}-{digest}/{pathology}_{phase}.npz"
