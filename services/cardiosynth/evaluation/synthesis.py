@@ -437,7 +437,8 @@ def _method_rows(
     k: int,
 ) -> tuple[dict[str, dict[str, Any]], list[Generated]]:
     """One row per (mode, family), the default with each documented step switched off (and with the
-    one that is off by default, the RV's volume fit, switched on); the default's outputs."""
+    ones that are off by default, the RV's volume fit and the LV extent to the apical cap, switched
+    on); the default's outputs."""
     default = SynthesisRequest(target, n=n, seed=seed)
     rows: dict[str, dict[str, Any]] = {}
     default_out: list[Generated] = []
