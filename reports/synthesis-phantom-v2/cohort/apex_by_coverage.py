@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from sampling_zones import VERSION, N
+from apical_cap import SETTINGS, synthesise
+from sampling_zones import VERSION
 
 from cardiosynth.data.labels import LV_CAVITY, LV_MYOCARDIUM, Group
 from cardiosynth.models.registry import load_model
 from cardiosynth.synthesis import sources
-from cardiosynth.synthesis.engine import SynthesisRequest, Synthesizer, label_interpolation_of, label_stack
+from cardiosynth.synthesis.engine import label_interpolation_of, label_stack
 from cardiosynth.synthesis.equalise import lv_extent
 
 Stack = npt.NDArray[np.uint8]
@@ -60,17 +61,8 @@ def main() -> None:
                 name,
                 [label_stack(sources.load(r, label_interpolation_of(vae)).processed, "ED") for r in refs],
             )
-        for name, cap in (("cavity", False), ("cap", True)):
-            synth = Synthesizer(
-                vae, None, data, model_versions={"vae": VERSION}, cache_dir=cache, apical_cap=cap
-            )
-            batch = synth.make_labels(SynthesisRequest(group, n=N, seed=0))
-            at = np.cumsum([0, *(p[3] for p in batch.plan)])
-            write(
-                group,
-                name,
-                [batch.labels[at[k] : at[k + 1]] for k, p in enumerate(batch.plan) if p[2] == "ED"],
-            )
+        for name, cap in SETTINGS.items():
+            write(group, name, synthesise(vae, data, cache, group, cap)[2])
         sys.stdout.flush()
 
 
