@@ -1,21 +1,26 @@
-"""The shipped models (phantom-v1, phantom-v2, phantom-v2b and phantom-v2c): present, within the size budget,
-loadable, carded, and sane."""
+"""The shipped models (phantom-v1, phantom-v2, phantom-v2b, phantom-v2c and phantom-v2d): present, within
+the size budget, loadable, carded, and sane."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
-from cardiosynth.models.catalog import PACKAGE_ROOT
+from cardiosynth.models.catalog import DEFAULT_VERSION, PACKAGE_ROOT
 from cardiosynth.models.registry import load_model
 from cardiosynth.models.slices import SliceSet
 from cardiosynth.models.spade import SpadeTranslator, translate_array
+from cardiosynth.models.train_spade import spade_preset
 from cardiosynth.models.train_vae import reconstruction_dice
 from cardiosynth.models.vae import LabelVAE
 
 BUDGET_BYTES = 40 * 1024 * 1024
-SHIPPED = pytest.mark.parametrize("version", ["phantom-v1", "phantom-v2", "phantom-v2b", "phantom-v2c"])
+SHIPPED = pytest.mark.parametrize(
+    "version", ["phantom-v1", "phantom-v2", "phantom-v2b", "phantom-v2c", "phantom-v2d"]
+)
 
 
 @SHIPPED
@@ -51,3 +56,10 @@ def test_shipped_spade_draws_bright_blood_and_dark_muscle(phantom_slices: SliceS
     assert images[labels == 3].mean() > images[labels == 2].mean() + 0.5  # LV blood vs myocardium
     with pytest.raises(ValueError, match="outside"):
         spade.translate(torch.full((1, 128, 128), 9), torch.zeros(1, 1, 128, 128))
+
+
+def test_the_default_translator_is_the_presets_recipe() -> None:
+    """`cardiosynth train spade` with the preset's defaults reproduces the shipped default translator
+    (scripts/train_default_models.sh relies on it): its card's training settings are the preset's."""
+    card = load_model("spade", DEFAULT_VERSION, PACKAGE_ROOT).card
+    assert card["training"] == asdict(spade_preset("cpu-small"))

@@ -137,21 +137,20 @@ def test_spade_settings_reach_the_run_and_are_refused_for_the_vae(
     phantom_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["train", "spade", "--data", str(phantom_root), "--out", str(tmp_path / "s"), "--epochs", "1",
-            "--batch-size", "4", "--quiet", "--no-noise", "--l1-weight", "10", "--ema-decay", "0",
-            "--version", "t1"]  # fmt: skip
+            "--batch-size", "4", "--quiet", "--no-noise", "--l1-weight", "10", "--kld-weight", "0.02",
+            "--ema-decay", "0", "--version", "t1"]  # fmt: skip
     assert main(args) == 0
     card = json.loads((tmp_path / "s" / "model" / "card.json").read_text())
-    assert (card["training"]["noise"], card["training"]["lambda_l1"], card["training"]["ema_decay"]) == (
-        False,
-        10.0,
-        0.0,
-    )
+    training = card["training"]
+    chosen = ("noise", "lambda_l1", "lambda_kld", "ema_decay")
+    assert tuple(training[k] for k in chosen) == (False, 10.0, 0.02, 0.0)
     config = json.loads((tmp_path / "s" / "model" / "config.json").read_text())
     assert config["config"]["noise"] is False
-    vae = ["train", "vae", "--data", str(phantom_root), "--out", str(tmp_path / "v"), "--no-noise"]
-    assert main(vae) == 2
-    assert "SPADE setting" in capsys.readouterr().err
-    for bad in ({"lambda_l1": -1.0}, {"ema_decay": 1.0}, {"ema_decay": -0.1}):
+    for flag in (["--no-noise"], ["--kld-weight", "0.01"]):
+        vae = ["train", "vae", "--data", str(phantom_root), "--out", str(tmp_path / "v"), *flag]
+        assert main(vae) == 2
+        assert "SPADE setting" in capsys.readouterr().err
+    for bad in ({"lambda_l1": -1.0}, {"lambda_kld": -0.1}, {"ema_decay": 1.0}, {"ema_decay": -0.1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             spade_preset("cpu-small", **bad)
 

@@ -32,8 +32,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model == "vae":
         from cardiosynth.models.train_vae import run_vae_training, vae_preset
 
-        spade_only = (("--l1-weight", args.l1_weight), ("--noise/--no-noise", args.noise),
-                      ("--ema-decay", args.ema_decay))  # fmt: skip
+        spade_only = (("--l1-weight", args.l1_weight), ("--kld-weight", args.kld_weight),
+                      ("--noise/--no-noise", args.noise), ("--ema-decay", args.ema_decay))  # fmt: skip
         for flag, value in spade_only:
             if value is not None:
                 raise ValueError(f"{flag} ({value}) is a SPADE setting; the label VAE has none")
@@ -51,8 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         from cardiosynth.models.train_spade import run_spade_training, spade_preset
 
-        spade = spade_preset(args.preset, **overrides, lambda_l1=args.l1_weight, noise=args.noise,
-                             ema_decay=args.ema_decay)  # fmt: skip
+        spade = spade_preset(args.preset, **overrides, lambda_l1=args.l1_weight, lambda_kld=args.kld_weight,
+                             noise=args.noise, ema_decay=args.ema_decay)  # fmt: skip
         path = run_spade_training(args.data, args.out, spade, **common)
     card = json.loads((path / "card.json").read_text(encoding="utf-8"))
     _echo(f"{args.model} model {args.version}: {path}")
@@ -86,6 +86,11 @@ def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--l1-weight", type=float, default=None,
         help="SPADE only: weight of the L1 term against the real image (default 1; 10 before noise "
         "injection)",
+    )  # fmt: skip
+    p.add_argument(
+        "--kld-weight", type=float, default=None,
+        help="SPADE only: weight of the style encoder's KL term (default 0.005; 0.05, SPADE's, before "
+        "phantom-v2d)",
     )  # fmt: skip
     p.add_argument(
         "--noise", action=argparse.BooleanOptionalAction, default=None,
