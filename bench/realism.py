@@ -75,8 +75,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         subject_ids = list(spade.card.get("heldout_subjects") or [])
         if not subject_ids:
             raise SystemExit(f"the SPADE {args.version} card lists no held-out subjects")
-    if args.cache and args.cache.is_file():
-        cached = np.load(args.cache)
+    # The cache holds translations, so it is only good for the models and slices that made it.
+    cache_key = json.dumps(
+        {"spade": args.version, "vae": args.vae_version or args.version, "root": str(args.model_root or ""),
+         "data": str(args.data.resolve()), "subjects": args.subjects, "limit": args.limit}, sort_keys=True
+    )  # fmt: skip
+    cached = np.load(args.cache) if args.cache and args.cache.is_file() else None
+    if cached is not None and ("key" not in cached or str(cached["key"]) != cache_key):
+        log.info("%s was made for other models or slices; translating afresh", args.cache)
+        cached = None
+    if cached is not None:
         own = RealismArrays(cached["real"], cached["synthetic"], cached["labels"], tuple(cached["subjects"]))
         prior_style, vae_labels, vae_images = (
             cached["prior_style"],
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.cache:
             np.savez(args.cache, real=own.real, synthetic=own.synthetic, labels=own.labels,
                      subjects=np.array(own.subjects), prior_style=prior_style, vae_labels=vae_labels,
-                     vae_images=vae_images)  # fmt: skip
+                     vae_images=vae_images, key=np.array(cache_key))  # fmt: skip
     prep_s = time.perf_counter() - started
     ids = list(own.subjects)
     subjects = sorted(set(ids))
@@ -243,7 +251,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=C2STConfig().epochs)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="C2ST seeds; the first is reported")
     parser.add_argument("--rows", nargs="*", default=[], help="only the rows whose names start so")
-    parser.add_argument("--cache", type=Path, help="npz of the slices: read when present, else written")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="npz of the slices and their translations: read when "
+        "present and made by the same models and slices, else written",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/realism"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
