@@ -89,8 +89,8 @@ def add_train_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )  # fmt: skip
     p.add_argument(
         "--kld-weight", type=float, default=None,
-        help="SPADE only: weight of the style encoder's KL term (default 0.005; 0.05, SPADE's, before "
-        "phantom-v2d)",
+        help="SPADE only: weight of the style encoder's KL term (default 0.05, SPADE's; phantom-v2d: "
+        "0.005)",
     )  # fmt: skip
     p.add_argument(
         "--noise", action=argparse.BooleanOptionalAction, default=None,

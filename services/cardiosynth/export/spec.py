@@ -4,7 +4,7 @@ A spec is YAML (or JSON)::
 
     name: hcm-dcm-mix
     seed: 0
-    models: {vae: phantom-v2d, spade: phantom-v2d}
+    models: {vae: phantom-v2c, spade: phantom-v2c}
     include_real: true            # copy the real training subjects into the dataset
     correlation: both             # any SynthesisRequest field, for every group ...
     pathologies:

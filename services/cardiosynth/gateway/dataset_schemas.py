@@ -129,7 +129,7 @@ class DatasetGroup(EngineOptions):
 
 class DatasetModels(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"vae": "phantom-v2d", "spade": "phantom-v2d"}]}
+        extra="forbid", json_schema_extra={"examples": [{"vae": "phantom-v2c", "spade": "phantom-v2c"}]}
     )
 
     vae: str = Field(default=DEFAULT_VERSION, pattern=r"^[A-Za-z0-9._-]{1,64}$")
@@ -246,7 +246,7 @@ class DatasetResultsOut(BaseModel):
                     },
                     "requested": [{"pathology": "HCM", "n": 4, "severity": [0.5, 1.0]}],
                     "made": {"synthetic": 4, "real_included": 0, "groups": [{"pathology": "HCM", "n": 4}]},
-                    "models": {"vae": "phantom-v2d", "spade": "phantom-v2d"},
+                    "models": {"vae": "phantom-v2c", "spade": "phantom-v2c"},
                     "biomarkers": {
                         "HCM": {"synthetic": {"lv_ef": {"n": 4, "mean": 71.2}}, "rules_agree": 1.0}
                     },

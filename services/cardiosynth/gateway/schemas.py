@@ -303,7 +303,7 @@ class ModelOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"kind": "vae", "version": "phantom-v2d", "card": {"preset": "cpu-small"},
+                {"kind": "vae", "version": "phantom-v2c", "card": {"preset": "cpu-small"},
                  "workers": [{"name": "vae@host", "queue": "vae", "device": "cpu", "device_name": "x86_64",
                               "memory_total_mib": 64000, "precision": "fp32", "configured": "auto"}]},
             ]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 MODEL_KINDS: tuple[str, ...] = ("vae", "spade")
-DEFAULT_VERSION = "phantom-v2d"
+DEFAULT_VERSION = "phantom-v2c"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "weights"
 
 

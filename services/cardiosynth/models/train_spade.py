@@ -2,14 +2,14 @@
 
 Losses as in SPADE (Park et al. 2019) with MONAI's pieces: hinge adversarial loss over a two-scale
 conditional patch discriminator, discriminator feature matching (weight 10) and the style encoder's
-KLD (weight 0.005; SPADE's 0.05 for the models before phantom-v2d). With the L1 weight at 1, SPADE's
-KL weight collapsed the style code to about 2 nats a slice, so a translation kept half of its
-reference's appearance (R2 0.51 of the blood-pool brightness from the code) and a critic told own-label
-translations from real (C2ST AUC median 0.93); at 0.005 the code carries about 18 nats (R2 0.74) and
-the AUC falls to 0.72 (``reports/realism-phantom-v2/``). SPADE's VGG perceptual loss needs ImageNet
-weights, which we may not download; an L1 reconstruction term takes its place: weight 1 with noise
-injection (the default), 10 (as pix2pix uses) for the models trained before it. L1 against the one
-real image rewards the average texture, so a large weight undoes what the noise is for. Optimisers:
+KLD (weight 0.05; ``--kld-weight``). At that weight with the L1 weight at 1, the style code of
+``phantom-v2c`` carries about 2 nats a slice and predicts half of the blood pool's brightness
+(R2 0.51); ``phantom-v2d``, trained with 0.005, carries about 18 nats (R2 0.74), but a classifier
+two-sample test does not tell the two apart (``reports/realism-phantom-v2/``), so the default stays.
+SPADE's VGG perceptual loss needs ImageNet weights, which we may not download; an L1 reconstruction
+term takes its place: weight 1 with noise injection (the default), 10 (as pix2pix uses) for the models
+trained before it. L1 against the one real image rewards the average texture, so a large weight
+undoes what the noise is for. Optimisers:
 TTUR, generator 1e-4, discriminator 4e-4, betas (0, 0.9). The exported generator is an exponential
 moving average of the trained one's weights (decay 0.999, about five epochs of the default data;
 torch's ``AveragedModel``), as StyleGAN's: a GAN generator's output drifts from step to step (here the
@@ -71,7 +71,7 @@ class SpadeTrainConfig:
     discriminator_channels: int = 16
     lambda_feature_matching: float = 10.0
     lambda_l1: float = 1.0  # 10 for the models trained before noise injection
-    lambda_kld: float = 0.005  # 0.05 (SPADE's) for the models before phantom-v2d
+    lambda_kld: float = 0.05  # SPADE's; phantom-v2d was trained with 0.005
     style_dim: int = 16
     noise: bool = True  # noise injection (see cardiosynth.models.spade); runs before it had none
     ema_decay: float = 0.999  # 0: export the last weights as they are (the earlier models)
