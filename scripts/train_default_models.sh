@@ -39,46 +39,32 @@ report=reports/models  # phantom-v1's report kept its first name
 # The SPADE recipe of the models trained before noise injection (the preset's defaults since v2c).
 legacy_spade=(--epochs 6 --l1-weight 10 --no-noise --ema-decay 0)
 
-$cs phantom --out "$data" --subjects 100 --seed 0 --version "$phantom_version" --overwrite --quiet
-if [ "$which" = v2d ]; then
-  .venv/bin/python - "$weights" <<'PY'
+# copy_unchanged KIND FROM TO NOTE: install model KIND of version FROM again as version TO (same weights).
+copy_unchanged() {
+  .venv/bin/python - "$weights" "$@" <<'PY'
 import sys
 from pathlib import Path
 
 from cardiosynth.models.registry import copy_model
 
-weights = Path(sys.argv[1])
-copy_model(weights / "vae" / "phantom-v2c", weights, "phantom-v2d",
-           note="the phantom-v2c label VAE unchanged (same weights), paired with the phantom-v2d SPADE")
+weights, kind, source, target, note = Path(sys.argv[1]), *sys.argv[2:6]
+copy_model(weights / kind / source, weights, target, note=note)
 PY
+}
+
+$cs phantom --out "$data" --subjects 100 --seed 0 --version "$phantom_version" --overwrite --quiet
+if [ "$which" = v2d ]; then
+  copy_unchanged vae phantom-v2c phantom-v2d "the phantom-v2c label VAE unchanged (same weights), paired with the phantom-v2d SPADE"
   $cs train spade --data "$data" --out "runs/spade-$version" --preset cpu-small --seed 0 --overwrite \
     --kld-weight 0.005 --model-root "$weights" --version "$version" --quiet
 elif [ "$which" = v2c ]; then
-  .venv/bin/python - "$weights" <<'PY'
-import sys
-from pathlib import Path
-
-from cardiosynth.models.registry import copy_model
-
-weights = Path(sys.argv[1])
-copy_model(weights / "vae" / "phantom-v2b", weights, "phantom-v2c",
-           note="the phantom-v2b label VAE unchanged (same weights), paired with the phantom-v2c SPADE")
-PY
+  copy_unchanged vae phantom-v2b phantom-v2c "the phantom-v2b label VAE unchanged (same weights), paired with the phantom-v2c SPADE"
   $cs train spade --data "$data" --out "runs/spade-$version" --preset cpu-small --seed 0 --overwrite \
     --model-root "$weights" --version "$version" --quiet
 elif [ "$which" = v2b ]; then
   $cs train vae --data "$data" --out "runs/vae-$version" --preset cpu-small --epochs 72 --seed 0 \
     --overwrite --model-root "$weights" --version "$version" --quiet
-  .venv/bin/python - "$weights" <<'PY'
-import sys
-from pathlib import Path
-
-from cardiosynth.models.registry import copy_model
-
-weights = Path(sys.argv[1])
-copy_model(weights / "spade" / "phantom-v2", weights, "phantom-v2b",
-           note="the phantom-v2 SPADE translator unchanged (same weights), paired with the phantom-v2b VAE")
-PY
+  copy_unchanged spade phantom-v2 phantom-v2b "the phantom-v2 SPADE translator unchanged (same weights), paired with the phantom-v2b VAE"
 else
   $cs train vae --data "$data" --out "runs/vae-$version" --preset cpu-small --seed 0 --overwrite \
     --model-root "$weights" --version "$version" --quiet
