@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         # The first seed's interval is reported; more seeds (critic init, batches and subject split)
         # show how much the AUC moves between runs, and their median is the figure to compare: one
-        # seed's AUC for the same model ranges from 0.44 to 0.96 on 40 subjects.
+        # seed's AUC for the same model ranges from 0.44 to 0.97 on 40 subjects.
         results = [c2st(real, synth, r_ids, s_ids, seed=seed, config=config) for seed in args.seeds]
         result = results[0]
         by_seed = {str(s): r.auc for s, r in zip(args.seeds, results, strict=True)}

@@ -10,11 +10,11 @@ enough to change the default (``reports/realism-phantom-v2/``).
 SPADE's VGG perceptual loss needs ImageNet weights, which we may not download; an L1 reconstruction
 term takes its place: weight 1 with noise injection (the default), 10 (as pix2pix uses) for the models
 trained before it. L1 against the one real image rewards the average texture, so a large weight
-undoes what the noise is for. Optimisers:
-TTUR, generator 1e-4, discriminator 4e-4, betas (0, 0.9). The exported generator is an exponential
-moving average of the trained one's weights (decay 0.999, about five epochs of the default data;
-torch's ``AveragedModel``), as StyleGAN's: a GAN generator's output drifts from step to step (here the
-blood-pool intensity by tens of percent between epochs), and the average keeps its mean.
+undoes what the noise is for. Optimisers: TTUR, generator 1e-4, discriminator 4e-4, betas (0, 0.9).
+The exported generator is an exponential moving average of the trained one's weights (decay 0.999,
+about five epochs of the default data; torch's ``AveragedModel``), as StyleGAN's: a GAN generator's
+output drifts from step to step (here the blood-pool intensity by tens of percent between epochs),
+and the average keeps its mean.
 """
 
 from __future__ import annotations
